@@ -1,0 +1,228 @@
+//! Command-line parsing (clap derive) and validation into a typed configuration.
+//!
+//! Nothing here touches GL or sockets: every check that can be made from the arguments alone is
+//! made here, before any context is created, so bad input fails fast with one line.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::scene::SceneOptions;
+use crate::stream::hub::Policy;
+use crate::stream::protocol::HeaderMode;
+
+/// Headless OpenGL render-to-texture streamer: renders frames on an EGL device, reads them back
+/// through a ring of pixel-pack buffers and streams them over TCP in the byte format of a Blender
+/// game-engine producer.
+#[derive(Debug, Parser)]
+#[command(name = "glstream", version, max_term_width = 100)]
+pub struct Cli {
+    /// What to do instead of serving the stream.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Serve options (the default action).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// More log output (-v debug, -vv trace). RUST_LOG, when set, takes precedence.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only).
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+/// Subcommands beside the default serve action.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the EGL devices (index for --device, software or hardware, extensions).
+    Devices,
+    /// Read a stream as a consumer would: validate headers, report fps and MB/s, save PNGs.
+    Recv(crate::recv::RecvArgs),
+}
+
+/// Options of the default action: render and stream.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Frame width in pixels.
+    #[arg(long, default_value_t = 800)]
+    pub width: u32,
+
+    /// Frame height in pixels.
+    #[arg(long, default_value_t = 600)]
+    pub height: u32,
+
+    /// Address to listen on. The default is loopback only; use 0.0.0.0 to accept remote clients.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// TCP port to listen on; 0 picks a free one (the "listening on" line says which).
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+
+    /// EGL device index (see `glstream devices`). Default: first hardware device, else software.
+    #[arg(long)]
+    pub device: Option<usize>,
+
+    /// Pixel-pack buffers in the readback ring; 1 is the synchronous baseline.
+    #[arg(long, default_value_t = 2)]
+    pub pbo_count: usize,
+
+    /// Header before each frame.
+    #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
+    pub header: HeaderMode,
+
+    /// What a client that cannot keep up gets: skipped frames, or a render loop that waits.
+    #[arg(long, value_enum, default_value_t = Policy::Latest)]
+    pub policy: Policy,
+
+    /// Stop after rendering this many frames (the last ones are still sent).
+    #[arg(long)]
+    pub frames: Option<u64>,
+
+    /// Render at most this many frames per second (default: as fast as possible).
+    #[arg(long)]
+    pub fps: Option<f64>,
+
+    /// Use this image file as the cube's texture instead of the built-in one.
+    #[arg(long)]
+    pub texture: Option<PathBuf>,
+
+    /// Drop a client whose socket accepts nothing for this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub send_timeout: f64,
+}
+
+/// Largest PBO ring we accept; more buffers than this only cost memory.
+const MAX_PBO_COUNT: usize = 16;
+
+/// Validated serve configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Frame width in pixels.
+    pub width_px: u32,
+    /// Frame height in pixels.
+    pub height_px: u32,
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// EGL device index, if chosen.
+    pub device: Option<usize>,
+    /// PBO ring size.
+    pub pbo_count: usize,
+    /// Wire header.
+    pub header: HeaderMode,
+    /// Slow-client policy.
+    pub policy: Policy,
+    /// Frame limit.
+    pub frames: Option<u64>,
+    /// Time between frames when paced.
+    pub frame_interval: Option<Duration>,
+    /// Scene options.
+    pub scene: SceneOptions,
+    /// Per-client write timeout.
+    pub send_timeout: Duration,
+}
+
+fn positive_seconds(flag: &str, value: f64) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{flag} {value}: must be a positive number");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl ServeArgs {
+    /// Checks every option that can be checked without GL.
+    pub fn validate(&self) -> Result<ServeConfig> {
+        for (flag, value) in [("--width", self.width), ("--height", self.height)] {
+            if value == 0 {
+                bail!("{flag} 0: the frame must be at least 1 pixel");
+            }
+        }
+        self.header.check_size(self.width, self.height)?;
+        if !(1..=MAX_PBO_COUNT).contains(&self.pbo_count) {
+            bail!(
+                "--pbo-count {}: must be between 1 and {MAX_PBO_COUNT}",
+                self.pbo_count
+            );
+        }
+        if self.frames == Some(0) {
+            bail!("--frames 0: nothing to render; leave it out to stream until stopped");
+        }
+        let frame_interval = match self.fps {
+            Some(fps) => {
+                if !(fps.is_finite() && fps > 0.0) {
+                    bail!("--fps {fps}: must be a positive number");
+                }
+                Some(Duration::from_secs_f64(1.0 / fps))
+            }
+            None => None,
+        };
+        Ok(ServeConfig {
+            width_px: self.width,
+            height_px: self.height,
+            addr: SocketAddr::new(self.bind, self.port),
+            device: self.device,
+            pbo_count: self.pbo_count,
+            header: self.header,
+            policy: self.policy,
+            frames: self.frames,
+            frame_interval,
+            scene: SceneOptions {
+                texture: self.texture.clone(),
+            },
+            send_timeout: positive_seconds("--send-timeout", self.send_timeout)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("glstream").chain(args.iter().copied())).unwrap()
+    }
+
+    fn error(args: &[&str]) -> String {
+        parse(args).serve.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_blender_setup_on_loopback() {
+        let config = parse(&[]).serve.validate().unwrap();
+        assert_eq!((config.width_px, config.height_px), (800, 600));
+        assert_eq!(config.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.pbo_count, 2);
+        assert_eq!(config.header, HeaderMode::Blender);
+        assert_eq!(config.policy, Policy::Latest);
+        assert!(config.frame_interval.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        assert!(error(&["--width", "0"]).starts_with("--width 0"));
+        assert!(error(&["--height", "0"]).starts_with("--height 0"));
+        assert!(error(&["--width", "70000"]).contains("65535"));
+        assert!(error(&["--pbo-count", "0"]).starts_with("--pbo-count 0"));
+        assert!(error(&["--pbo-count", "17"]).starts_with("--pbo-count 17"));
+        assert!(error(&["--fps", "0"]).starts_with("--fps 0"));
+        assert!(error(&["--fps", "NaN"]).starts_with("--fps NaN"));
+        assert!(error(&["--frames", "0"]).starts_with("--frames 0"));
+        assert!(error(&["--send-timeout=-1"]).starts_with("--send-timeout"));
+    }
+
+    #[test]
+    fn raw_header_allows_sizes_blender_cannot_describe() {
+        assert!(
+            parse(&["--width", "70000", "--header", "raw"])
+                .serve
+                .validate()
+                .is_ok()
+        );
+    }
+}

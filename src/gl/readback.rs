@@ -1,0 +1,346 @@
+//! The pixel-pack-buffer ring: the one path by which frames leave the GPU.
+//!
+//! Frame N is read with `glReadPixels` into PBO `N mod k` and fenced ([`PboRing::submit`]). When
+//! the caller wants the oldest frame ([`PboRing::complete_oldest`]) its fence is waited on and the
+//! buffer is mapped read-only; the mapping is handed out as a [`FrameLease`], which can be cloned
+//! and sent to other threads (the socket writers) and reads straight from the mapped memory.
+//!
+//! Invariants:
+//! - A slot is unmapped, written by `glReadPixels`, or deleted only when no lease on it is alive:
+//!   [`PboRing::submit`] blocks until the slot's leases are gone, and `Drop` leaks a buffer that is
+//!   still leased rather than free memory someone is reading.
+//! - The mapping outlives other GL work: a buffer mapped without `GL_MAP_PERSISTENT_BIT` may stay
+//!   mapped while the context renders into other objects; only that buffer may not be used by GL
+//!   until it is unmapped, and the ring is the only code that touches it.
+//! - With k = 1 the ring is the synchronous baseline: every frame is read, waited on, mapped and
+//!   released before the next readback starts.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use glow::HasContext;
+
+use super::GlError;
+use super::objects::{Buffer, RenderTarget};
+
+/// How long one `glClientWaitSync` call blocks before we look again; the wait as a whole has no
+/// limit because a readback always completes unless the driver is lost.
+const FENCE_POLL_NS: i32 = 100_000_000;
+
+/// The count of leases on one slot, shared between the GL thread and the lease holders.
+#[derive(Default)]
+struct LeaseCount {
+    count: Mutex<usize>,
+    released: Condvar,
+}
+
+impl LeaseCount {
+    fn add(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+
+    fn release(&self) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count -= 1;
+        if *count == 0 {
+            self.released.notify_all();
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) == 0
+    }
+
+    fn wait_zero(&self) {
+        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        let _zero = self
+            .released
+            .wait_while(count, |c| *c > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// A read-only view of one mapped frame. While any clone of it is alive, the ring neither writes,
+/// unmaps nor deletes the buffer behind it, so [`FrameLease::bytes`] is valid for the lease's
+/// whole life. Cloning is an atomic increment, never an allocation.
+pub struct FrameLease {
+    leases: Arc<LeaseCount>,
+    ptr: *const u8,
+    len: usize,
+    frame_index: u64,
+}
+
+// SAFETY: the pointer is into a GL mapping that stays valid and unwritten while a lease exists
+// (module invariant), and it is only ever read, so sharing or sending it between threads is as
+// safe as sharing a `&[u8]`.
+unsafe impl Send for FrameLease {}
+// SAFETY: as for `Send`: the bytes are immutable while leased.
+unsafe impl Sync for FrameLease {}
+
+impl FrameLease {
+    /// The frame's pixels: RGBA8, rows bottom-up, tightly packed.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr+len` is the mapped range of a buffer that the ring keeps mapped and
+        // unwritten for as long as this lease lives (module invariant).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The frame index this image was rendered for.
+    pub fn frame_index(&self) -> u64 {
+        self.frame_index
+    }
+}
+
+impl Clone for FrameLease {
+    fn clone(&self) -> Self {
+        self.leases.add();
+        Self {
+            leases: Arc::clone(&self.leases),
+            ptr: self.ptr,
+            len: self.len,
+            frame_index: self.frame_index,
+        }
+    }
+}
+
+impl Drop for FrameLease {
+    fn drop(&mut self) {
+        self.leases.release();
+    }
+}
+
+struct Slot {
+    buffer: Buffer,
+    fence: Option<glow::Fence>,
+    frame_index: u64,
+    /// Whether the buffer is mapped (from `complete_oldest` until it is reclaimed).
+    mapped: bool,
+    leases: Arc<LeaseCount>,
+}
+
+/// A ring of `k` pixel-pack buffers, each one frame of RGBA8.
+pub struct PboRing {
+    gl: Rc<glow::Context>,
+    slots: Vec<Slot>,
+    /// Slots read and fenced but not yet mapped, oldest first.
+    pending: VecDeque<usize>,
+    /// The slot the next `submit` writes.
+    next: usize,
+    width_px: u32,
+    height_px: u32,
+}
+
+impl PboRing {
+    /// Allocates `count` buffers for frames of `target`'s size.
+    pub fn new(
+        gl: &Rc<glow::Context>,
+        target: &RenderTarget,
+        count: usize,
+    ) -> Result<Self, GlError> {
+        assert!(count >= 1, "a PBO ring needs at least one buffer");
+        let frame_bytes = i32::try_from(target.frame_bytes()).map_err(|_| {
+            GlError::Readback(format!(
+                "a frame of {} bytes is too large",
+                target.frame_bytes()
+            ))
+        })?;
+        let mut slots = Vec::with_capacity(count);
+        for _ in 0..count {
+            let buffer = Buffer::new(gl)?;
+            // SAFETY: context current (the ring holds an `Rc` of it, so it is on the GL thread);
+            // the buffer is alive, and the size fits an i32 (checked above).
+            unsafe {
+                gl.bind_buffer(glow::PIXEL_PACK_BUFFER, Some(buffer.raw()));
+                gl.buffer_data_size(glow::PIXEL_PACK_BUFFER, frame_bytes, glow::STREAM_READ);
+                gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
+            }
+            slots.push(Slot {
+                buffer,
+                fence: None,
+                frame_index: 0,
+                mapped: false,
+                leases: Arc::default(),
+            });
+        }
+        Ok(Self {
+            gl: Rc::clone(gl),
+            slots,
+            pending: VecDeque::with_capacity(count),
+            next: 0,
+            width_px: target.width_px(),
+            height_px: target.height_px(),
+        })
+    }
+
+    /// The number of buffers, k.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Frames read and fenced but not yet handed out.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn frame_len(&self) -> usize {
+        self.width_px as usize * self.height_px as usize * 4
+    }
+
+    /// The frame index still mapped in the slot the next `submit` will overwrite, if any. The
+    /// caller takes its own leases on that frame back before calling `submit`, which otherwise
+    /// waits for them.
+    pub fn frame_in_next_slot(&self) -> Option<u64> {
+        let slot = &self.slots[self.next];
+        slot.mapped.then_some(slot.frame_index)
+    }
+
+    /// Reads the current contents of `target` into the next slot and fences it. Waits first for
+    /// every lease on that slot to be dropped. The ring must not be full.
+    pub fn submit(&mut self, target: &RenderTarget, frame_index: u64) -> Result<(), GlError> {
+        if self.pending.len() == self.slots.len() {
+            return Err(GlError::Readback(
+                "every pixel-pack buffer is in flight; complete one first".into(),
+            ));
+        }
+        let index = self.next;
+        self.reclaim(index);
+        let slot = &mut self.slots[index];
+        target.bind_read();
+        // SAFETY: context current; the buffer is alive, unmapped (just reclaimed) and large
+        // enough for width*height*4 bytes at offset 0, and pack alignment 4 adds no row padding
+        // to RGBA8 rows.
+        let fence = unsafe {
+            self.gl
+                .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
+            self.gl.pixel_store_i32(glow::PACK_ALIGNMENT, 4);
+            self.gl.read_pixels(
+                0,
+                0,
+                self.width_px as i32,
+                self.height_px as i32,
+                glow::RGBA,
+                glow::UNSIGNED_BYTE,
+                glow::PixelPackData::BufferOffset(0),
+            );
+            self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
+            self.gl
+                .fence_sync(glow::SYNC_GPU_COMMANDS_COMPLETE, 0)
+                .map_err(GlError::Readback)?
+        };
+        slot.fence = Some(fence);
+        slot.frame_index = frame_index;
+        self.pending.push_back(index);
+        self.next = (self.next + 1) % self.slots.len();
+        Ok(())
+    }
+
+    /// Waits for the oldest in-flight frame, maps it and returns a lease on it; `None` when
+    /// nothing is in flight.
+    pub fn complete_oldest(&mut self) -> Result<Option<FrameLease>, GlError> {
+        let Some(index) = self.pending.pop_front() else {
+            return Ok(None);
+        };
+        let len = self.frame_len();
+        let slot = &mut self.slots[index];
+        let fence = slot.fence.take().expect("pending slots are fenced");
+        // SAFETY: context current; the fence was created by `submit` and is deleted exactly once
+        // here; the buffer holds `len` bytes and is not mapped (reclaimed before its readback).
+        let ptr = unsafe {
+            let mut flags = 0;
+            loop {
+                match self.gl.client_wait_sync(fence, flags, FENCE_POLL_NS) {
+                    glow::ALREADY_SIGNALED | glow::CONDITION_SATISFIED => break,
+                    glow::TIMEOUT_EXPIRED => flags = glow::SYNC_FLUSH_COMMANDS_BIT,
+                    _ => {
+                        self.gl.delete_sync(fence);
+                        return Err(GlError::Readback(format!(
+                            "glClientWaitSync failed (error 0x{:04x})",
+                            self.gl.get_error()
+                        )));
+                    }
+                }
+            }
+            self.gl.delete_sync(fence);
+            self.gl
+                .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
+            let ptr = self.gl.map_buffer_range(
+                glow::PIXEL_PACK_BUFFER,
+                0,
+                len as i32,
+                glow::MAP_READ_BIT,
+            );
+            self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
+            if ptr.is_null() {
+                return Err(GlError::Readback(format!(
+                    "glMapBufferRange returned null (error 0x{:04x})",
+                    self.gl.get_error()
+                )));
+            }
+            ptr
+        };
+        slot.mapped = true;
+        slot.leases.add();
+        Ok(Some(FrameLease {
+            leases: Arc::clone(&slot.leases),
+            ptr: ptr.cast_const(),
+            len,
+            frame_index: slot.frame_index,
+        }))
+    }
+
+    /// Forgets every in-flight frame (the stream went idle; nobody will want them).
+    pub fn discard_in_flight(&mut self) {
+        while let Some(index) = self.pending.pop_front() {
+            if let Some(fence) = self.slots[index].fence.take() {
+                // SAFETY: context current; the fence is ours and deleted once (taken above).
+                unsafe { self.gl.delete_sync(fence) }
+            }
+        }
+    }
+
+    /// Waits for the slot's leases to end, then unmaps it.
+    fn reclaim(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if !slot.mapped {
+            return;
+        }
+        slot.leases.wait_zero();
+        // SAFETY: context current; the buffer is mapped (flag) and no lease can read it any more
+        // (count is zero and only `complete_oldest`, on this thread, creates new ones).
+        unsafe {
+            self.gl
+                .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
+            self.gl.unmap_buffer(glow::PIXEL_PACK_BUFFER);
+            self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
+        }
+        slot.mapped = false;
+    }
+}
+
+impl Drop for PboRing {
+    fn drop(&mut self) {
+        self.discard_in_flight();
+        for slot in self.slots.drain(..) {
+            if slot.mapped && !slot.leases.is_zero() {
+                // A lease outlives the ring (a writer thread still sending at exit). Freeing the
+                // buffer would pull its bytes away mid-read, so the buffer is leaked instead.
+                log::debug!(
+                    "PBO for frame {} still leased at exit; leaking it",
+                    slot.frame_index
+                );
+                std::mem::forget(slot.buffer);
+                continue;
+            }
+            if slot.mapped {
+                // SAFETY: context current; mapped and unleased, so nobody reads it.
+                unsafe {
+                    self.gl
+                        .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
+                    self.gl.unmap_buffer(glow::PIXEL_PACK_BUFFER);
+                    self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `glstream recv`: the reference consumer. It reads a stream the way a Blender consumer does,
+//! validates every header, and reports frames, fps and MB/s; it can save PNGs along the way.
+//!
+//! The payload buffer is allocated once and reused for every frame of the same size.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::capture;
+use crate::stream::protocol::{self, HeaderMode};
+
+/// Options of `glstream recv`.
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// Server to read from, e.g. 127.0.0.1:9000.
+    #[arg(long)]
+    pub connect: String,
+
+    /// Header the server sends.
+    #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
+    pub header: HeaderMode,
+
+    /// Frame width; needed with --header raw, checked against the headers otherwise.
+    #[arg(long)]
+    pub width: Option<u32>,
+
+    /// Frame height; needed with --header raw, checked against the headers otherwise.
+    #[arg(long)]
+    pub height: Option<u32>,
+
+    /// Stop after this many frames (default: until the server closes the stream).
+    #[arg(long)]
+    pub frames: Option<u64>,
+
+    /// Save frames as PNG (rows top-down) into this directory.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+
+    /// With --save, keep every K-th frame (frame 0, K, 2K, ...).
+    #[arg(long, default_value_t = 1)]
+    pub every: u64,
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` if the stream ended before the first byte.
+fn read_full(stream: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Runs the consumer until the stream ends or `--frames` is reached.
+pub fn run(args: &RecvArgs) -> Result<()> {
+    if args.every == 0 {
+        bail!("--every 0: must be at least 1");
+    }
+    if args.header == HeaderMode::Raw && (args.width.is_none() || args.height.is_none()) {
+        bail!("--header raw carries no size: give --width and --height");
+    }
+    if let Some(dir) = &args.save {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut stream = TcpStream::connect(&args.connect)
+        .with_context(|| format!("cannot connect to {}", args.connect))?;
+    let started = Instant::now();
+    let mut header = [0u8; protocol::MAX_HEADER_LEN];
+    let header = &mut header[..args.header.len()];
+    let mut payload = Vec::new();
+    let mut frames: u64 = 0;
+    let mut bytes: u64 = 0;
+    let mut size = None;
+    while args.frames.is_none_or(|limit| frames < limit) {
+        let (width_px, height_px) = if args.header == HeaderMode::Raw {
+            (args.width.unwrap_or(0), args.height.unwrap_or(0))
+        } else {
+            match read_full(&mut stream, header) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => bail!("frame {frames}: stream ended inside a header: {e}"),
+            }
+            let info = protocol::decode(args.header, header)
+                .with_context(|| format!("frame {frames}: bad header"))?;
+            for (what, expected, got) in [
+                ("width", args.width, info.width_px),
+                ("height", args.height, info.height_px),
+            ] {
+                if expected.is_some_and(|e| e != got) {
+                    bail!(
+                        "frame {frames}: {what} {got}, expected {}",
+                        expected.unwrap_or(0)
+                    );
+                }
+            }
+            (info.width_px, info.height_px)
+        };
+        if size.is_some_and(|s| s != (width_px, height_px)) {
+            bail!("frame {frames}: size changed to {width_px}x{height_px} mid-stream");
+        }
+        size = Some((width_px, height_px));
+        payload.resize(width_px as usize * height_px as usize * 4, 0);
+        match read_full(&mut stream, &mut payload) {
+            Ok(true) => {}
+            Ok(false) if args.header == HeaderMode::Raw => break,
+            Ok(false) | Err(_) => bail!("frame {frames}: stream ended mid-frame"),
+        }
+        if let Some(dir) = &args.save
+            && frames.is_multiple_of(args.every)
+        {
+            capture::save_png(
+                &dir.join(format!("frame_{frames:06}.png")),
+                width_px,
+                height_px,
+                &payload,
+            )?;
+        }
+        frames += 1;
+        bytes += (header.len() + payload.len()) as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (w, h) = size.unwrap_or((0, 0));
+    println!(
+        "received {frames} frames {w}x{h} in {seconds:.2} s: {:.1} fps, {:.1} MB/s",
+        frames as f64 / seconds,
+        bytes as f64 / seconds / 1e6
+    );
+    if let Some(limit) = args.frames
+        && frames < limit
+    {
+        bail!("stream ended after {frames} of {limit} frames");
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The default scene: a lit, textured cube rotating over a gradient, depth-tested.
+//!
+//! The rotation is a pure function of the frame index (one turn every 240 frames about a tilted
+//! axis), so any frame can be rendered on its own and compared with a golden image.
+
+use std::f32::consts::TAU;
+use std::rc::Rc;
+
+use glam::{Mat4, Vec3, camera};
+
+use super::{Scene, SceneError, SceneOptions};
+use crate::gl::context::HeadlessContext;
+use crate::gl::objects::{
+    EmptyVertexArray, Mesh, Program, RenderTarget, Texture, set_cull_back_faces, set_depth_test,
+};
+
+const BUILTIN_TEXTURE: &[u8] = include_bytes!("../../assets/crate.png");
+const FRAMES_PER_TURN: u64 = 240;
+
+/// The default scene's GL objects and camera.
+pub struct CubeScene {
+    gl: Rc<glow::Context>,
+    background: Program,
+    fullscreen: EmptyVertexArray,
+    cube: Program,
+    mesh: Mesh,
+    texture: Texture,
+    view_projection: Mat4,
+}
+
+impl CubeScene {
+    /// Compiles the shaders, uploads the cube and its texture. `aspect` is width / height.
+    pub fn new(
+        context: &HeadlessContext,
+        options: &SceneOptions,
+        aspect: f32,
+    ) -> Result<Self, SceneError> {
+        let gl = context.gl();
+        let header = context.glsl_header();
+        let background = Program::new(
+            gl,
+            "shaders/background",
+            header,
+            include_str!("../../shaders/background.vert"),
+            include_str!("../../shaders/background.frag"),
+        )?;
+        let cube = Program::new(
+            gl,
+            "shaders/cube",
+            header,
+            include_str!("../../shaders/cube.vert"),
+            include_str!("../../shaders/cube.frag"),
+        )?;
+        let (name, bytes) = match &options.texture {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read(path).map_err(|source| SceneError::ReadTexture {
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
+            None => ("assets/crate.png".to_string(), BUILTIN_TEXTURE.to_vec()),
+        };
+        let image = image::load_from_memory(&bytes)
+            .map_err(|source| SceneError::DecodeTexture { name, source })?;
+        // Image rows run top-down and GL's texture rows bottom-up; flipping once here makes
+        // v = 1 the top of the picture.
+        let image = image.flipv().to_rgba8();
+        let texture = Texture::from_rgba8(gl, image.width(), image.height(), image.as_raw())?;
+        let mesh = Mesh::new(gl, &cube_vertices(), &[(0, 3), (1, 3), (2, 2)])?;
+        let projection =
+            camera::rh::proj::opengl::perspective(45f32.to_radians(), aspect, 0.1, 100.0);
+        let view = camera::rh::view::look_at_mat4(Vec3::new(0.0, 0.6, 3.6), Vec3::ZERO, Vec3::Y);
+        Ok(Self {
+            gl: Rc::clone(gl),
+            background,
+            fullscreen: EmptyVertexArray::new(gl)?,
+            cube,
+            mesh,
+            texture,
+            view_projection: projection * view,
+        })
+    }
+}
+
+impl Scene for CubeScene {
+    fn render(&mut self, frame_index: u64, target: &RenderTarget) {
+        target.begin([0.0, 0.0, 0.0, 1.0]);
+
+        set_depth_test(&self.gl, false);
+        set_cull_back_faces(&self.gl, false);
+        self.background.bind();
+        self.background
+            .set_vec3("u_bottom", Vec3::new(0.05, 0.07, 0.20));
+        self.background
+            .set_vec3("u_top", Vec3::new(0.55, 0.70, 0.90));
+        self.fullscreen.draw(3);
+
+        set_depth_test(&self.gl, true);
+        set_cull_back_faces(&self.gl, true);
+        let turn = (frame_index % FRAMES_PER_TURN) as f32 / FRAMES_PER_TURN as f32;
+        let axis = Vec3::new(0.4, 1.0, 0.2).normalize();
+        let model = Mat4::from_axis_angle(axis, turn * TAU);
+        self.cube.bind();
+        self.cube.set_mat4("u_model", &model);
+        self.cube
+            .set_mat4("u_view_projection", &self.view_projection);
+        self.cube
+            .set_vec3("u_light_direction", Vec3::new(-0.4, -0.7, -0.6));
+        self.cube.set_i32("u_texture", 0);
+        self.texture.bind(0);
+        self.mesh.draw();
+    }
+}
+
+/// 36 vertices (6 faces × 2 triangles), each position, normal, UV; counter-clockwise outside.
+fn cube_vertices() -> Vec<f32> {
+    // Each face: its normal and two in-plane axes (u, v) with u × v = normal, so the quad
+    // corners below wind counter-clockwise seen from outside.
+    let faces: [(Vec3, Vec3, Vec3); 6] = [
+        (Vec3::X, Vec3::NEG_Z, Vec3::Y),
+        (Vec3::NEG_X, Vec3::Z, Vec3::Y),
+        (Vec3::Y, Vec3::X, Vec3::NEG_Z),
+        (Vec3::NEG_Y, Vec3::X, Vec3::Z),
+        (Vec3::Z, Vec3::X, Vec3::Y),
+        (Vec3::NEG_Z, Vec3::NEG_X, Vec3::Y),
+    ];
+    let corners = [
+        (0.0, 0.0),
+        (1.0, 0.0),
+        (1.0, 1.0),
+        (0.0, 0.0),
+        (1.0, 1.0),
+        (0.0, 1.0),
+    ];
+    let mut out = Vec::with_capacity(36 * 8);
+    for (normal, u, v) in faces {
+        for (s, t) in corners {
+            let p = (normal + u * (s * 2.0 - 1.0) + v * (t * 2.0 - 1.0)) * 0.5;
+            out.extend_from_slice(&[p.x, p.y, p.z, normal.x, normal.y, normal.z, s, t]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cube_vertices;
+    use glam::Vec3;
+
+    #[test]
+    fn faces_wind_counter_clockwise_from_outside() {
+        let v = cube_vertices();
+        for tri in v.chunks(24) {
+            let p = |i: usize| Vec3::new(tri[i * 8], tri[i * 8 + 1], tri[i * 8 + 2]);
+            let n = Vec3::new(tri[3], tri[4], tri[5]);
+            let face_normal = (p(1) - p(0)).cross(p(2) - p(0));
+            assert!(face_normal.dot(n) > 0.0, "triangle winds inward");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The main job: render, read back, stream.
+//!
+//! One frame's life: the scene draws frame N into the FBO; the frames still mapped in the PBO
+//! about to be reused are retracted from the hub; `glReadPixels` copies into that PBO and a fence
+//! follows; once k frames are in flight the oldest is waited on, mapped, and published to the
+//! writers, which send it from the mapping. At the end the ring drains so the last frames go out
+//! too. The GL context never leaves this thread; the writers never call GL.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::cli::ServeConfig;
+use crate::gl::context::HeadlessContext;
+use crate::gl::objects::RenderTarget;
+use crate::gl::readback::{FrameLease, PboRing};
+use crate::scene;
+use crate::stream::hub::{Frame, Hub};
+use crate::stream::server::{self, ServeOptions, Server, Stats};
+
+impl Frame for FrameLease {
+    fn bytes(&self) -> &[u8] {
+        FrameLease::bytes(self)
+    }
+
+    fn sequence(&self) -> u64 {
+        self.frame_index()
+    }
+}
+
+/// Keeps the loop at `--fps` without drifting: deadlines advance by the interval, and a loop that
+/// falls more than one interval behind starts afresh rather than racing to catch up.
+struct Pacer {
+    interval: Option<Duration>,
+    deadline: Instant,
+}
+
+impl Pacer {
+    fn new(interval: Option<Duration>) -> Self {
+        Self {
+            interval,
+            deadline: Instant::now(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.deadline = Instant::now();
+    }
+
+    fn wait(&mut self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        self.deadline += interval;
+        let now = Instant::now();
+        if self.deadline > now {
+            std::thread::sleep(self.deadline - now);
+        } else if now - self.deadline > interval {
+            self.deadline = now;
+        }
+    }
+}
+
+/// Logs fps, MB/s and clients once a second.
+struct StatsLog {
+    started: Instant,
+    frames: u64,
+    bytes: u64,
+}
+
+impl StatsLog {
+    fn new(stats: &Stats) -> Self {
+        Self {
+            started: Instant::now(),
+            frames: 0,
+            bytes: stats.bytes_sent.load(Ordering::Relaxed),
+        }
+    }
+
+    fn frame(&mut self, stats: &Stats, clients: impl FnOnce() -> usize) {
+        self.frames += 1;
+        let elapsed = self.started.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let bytes = stats.bytes_sent.load(Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        log::info!(
+            "{:.1} fps, {:.1} MB/s, {} clients",
+            self.frames as f64 / seconds,
+            (bytes - self.bytes) as f64 / seconds / 1e6,
+            clients()
+        );
+        self.started = Instant::now();
+        self.frames = 0;
+        self.bytes = bytes;
+    }
+}
+
+/// Runs the server until `--frames` is reached (or forever).
+pub fn run(config: &ServeConfig) -> Result<()> {
+    // Bind before the (slower) GL start-up, so a port in use fails at once.
+    let listener = server::bind(config.addr)?;
+    let context = HeadlessContext::new(config.device)?;
+    let info = context.info();
+    log::debug!("GL_VENDOR {}", info.vendor);
+    log::info!(
+        "GL_VERSION {} | GL_RENDERER {} (EGL device {}{})",
+        info.version,
+        info.renderer,
+        info.device_index,
+        if info.software { ", software" } else { "" }
+    );
+    let gl = context.gl();
+    let target = RenderTarget::new(
+        gl,
+        config.width_px,
+        config.height_px,
+        context.max_target_size(),
+    )?;
+    let aspect = config.width_px as f32 / config.height_px as f32;
+    let mut scene = scene::build(&context, &config.scene, aspect).context("building the scene")?;
+    let mut ring = PboRing::new(gl, &target, config.pbo_count)?;
+    let hub = Arc::new(Hub::<FrameLease>::new(config.pbo_count));
+    let stats = Arc::new(Stats::default());
+    let server = Server::start(
+        listener,
+        Arc::clone(&hub),
+        ServeOptions {
+            header: config.header,
+            policy: config.policy,
+            width_px: config.width_px,
+            height_px: config.height_px,
+            send_timeout: config.send_timeout,
+        },
+        Arc::clone(&stats),
+    )?;
+    // The one line on stdout: scripts and tests read the port from it when --port is 0.
+    println!("listening on {}", server.local_addr());
+    log::info!(
+        "streaming {}x{} RGBA8, {:?} header, {} PBOs, {:?} policy",
+        config.width_px,
+        config.height_px,
+        config.header,
+        config.pbo_count,
+        config.policy
+    );
+
+    let mut pacer = Pacer::new(config.frame_interval);
+    let mut stats_log = StatsLog::new(&stats);
+    // `sequence` numbers every rendered frame over the process; the scene's frame index restarts
+    // at 0 whenever a client finds the server idle (a new epoch).
+    let mut sequence: u64 = 0;
+    let mut epoch_start: u64 = 0;
+    let mut epoch = None;
+    loop {
+        if config.frames.is_some_and(|limit| sequence >= limit) {
+            break;
+        }
+        let Some(current) = hub.wait_for_clients(&|| false) else {
+            break;
+        };
+        if epoch != Some(current) {
+            if epoch.is_some() {
+                log::info!("server was idle: restarting at frame 0");
+            }
+            ring.discard_in_flight();
+            epoch = Some(current);
+            epoch_start = sequence;
+            pacer.reset();
+            stats_log = StatsLog::new(&stats);
+        }
+        let frame_index = sequence - epoch_start;
+        scene.render(frame_index, &target);
+        if let Some(old) = ring.frame_in_next_slot() {
+            hub.retract_through(old);
+        }
+        ring.submit(&target, sequence)?;
+        sequence += 1;
+        if ring.in_flight() == ring.capacity()
+            && let Some(lease) = ring.complete_oldest()?
+        {
+            hub.publish(current, lease);
+        }
+        stats_log.frame(&stats, || hub.client_count());
+        pacer.wait();
+    }
+
+    // Drain: the frames still in flight are sent too, then every writer finishes its last frame.
+    if let Some(epoch) = epoch {
+        while let Some(lease) = ring.complete_oldest()? {
+            hub.publish(epoch, lease);
+        }
+    }
+    hub.finish();
+    hub.wait_drained();
+    log::info!("done after {sequence} frames");
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! The hand-off between the GL thread and the per-client writers.
+//!
+//! The GL thread [`Hub::publish`]es each finished frame (a read-only view into a mapped PBO);
+//! writer threads take clones of it ([`Hub::next_frame`]) and write from it directly, so every
+//! client is served from the same mapped bytes. Before the GL thread reuses a buffer it
+//! [`Hub::retract_through`]s the frames in it: from then on no writer can start on them, and the
+//! GL side waits only for writers already mid-write.
+//!
+//! Frames are numbered by a sequence that never restarts (the scene's frame index restarts when a
+//! client finds the server idle, the sequence does not). The hub keeps an *epoch*: it moves on
+//! whenever a client joins an idle server, and a frame rendered in an earlier epoch is refused at
+//! publish time, so a client that joins an idle server sees frame 0 of a fresh run first.
+//!
+//! Policies: a [`Policy::Latest`] writer always takes the newest published frame and skips what it
+//! missed; a [`Policy::Lossless`] writer takes every frame in order, and frames are not retracted
+//! until every lossless writer has taken them, which makes the render loop wait for the slowest.
+//!
+//! In steady state nothing here allocates: the published queue has a fixed capacity and a frame
+//! clone is a reference count. Only connecting a client allocates.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+/// A finished frame as the writers see it.
+pub trait Frame: Clone + Send + Sync + 'static {
+    /// The payload, exactly as it goes on the wire.
+    fn bytes(&self) -> &[u8];
+    /// The frame's sequence number (monotonic over the process).
+    fn sequence(&self) -> u64;
+}
+
+/// What a client that cannot keep up gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Skip to the newest frame; never a torn frame, never more than one frame held per client.
+    Latest,
+    /// Every frame in order; the render loop waits for the slowest client (recording pipelines).
+    Lossless,
+}
+
+/// Identifies a registered client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientId(u64);
+
+struct Client {
+    id: ClientId,
+    policy: Policy,
+    /// The lowest sequence number this client may still be sent.
+    next_sequence: u64,
+    sent: u64,
+    skipped: u64,
+}
+
+struct State<F> {
+    /// Frames writers may take, oldest first, all of the current epoch.
+    published: VecDeque<F>,
+    clients: Vec<Client>,
+    next_client_id: u64,
+    epoch: u64,
+    /// Sequence number of the newest frame published in any epoch.
+    last_published: Option<u64>,
+    /// No frame will be published any more; writers leave when they have sent what is left.
+    finished: bool,
+}
+
+/// What a client had when it left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTotals {
+    /// Frames written to it.
+    pub sent: u64,
+    /// Frames it skipped because it was behind (latest policy).
+    pub skipped: u64,
+}
+
+/// Shared state between the GL thread (publisher) and the writer threads.
+pub struct Hub<F> {
+    state: Mutex<State<F>>,
+    /// Signalled when a frame is published, a client is added, or the stream finishes.
+    frame_ready: Condvar,
+    /// Signalled when a writer finishes a frame or a client comes or goes.
+    progress: Condvar,
+}
+
+impl<F: Frame> Hub<F> {
+    /// A hub that holds at most `capacity` published frames (the PBO count suffices: a frame can
+    /// only be published while its buffer is mapped).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State {
+                published: VecDeque::with_capacity(capacity + 1),
+                clients: Vec::new(),
+                next_client_id: 0,
+                epoch: 0,
+                last_published: None,
+                finished: false,
+            }),
+            frame_ready: Condvar::new(),
+            progress: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<F>> {
+        // A writer that panicked cannot leave the state half-changed (every change is a single
+        // assignment or push), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a client. One that finds the server idle starts a new epoch and will get the new
+    /// run's frame 0; one that joins mid-stream gets the next frame published.
+    pub fn register(&self, policy: Policy) -> ClientId {
+        let mut state = self.lock();
+        if state.clients.is_empty() {
+            state.epoch += 1;
+            state.published.clear();
+        }
+        let id = ClientId(state.next_client_id);
+        state.next_client_id += 1;
+        let next_sequence = state.last_published.map_or(0, |s| s + 1);
+        state.clients.push(Client {
+            id,
+            policy,
+            next_sequence,
+            sent: 0,
+            skipped: 0,
+        });
+        drop(state);
+        self.progress.notify_all();
+        id
+    }
+
+    /// Removes a client; when it was the last, drops every published frame so the GL side can
+    /// reuse its buffers, and the server goes idle.
+    pub fn deregister(&self, id: ClientId) -> ClientTotals {
+        let mut state = self.lock();
+        let totals = match state.clients.iter().position(|c| c.id == id) {
+            Some(i) => {
+                let client = state.clients.swap_remove(i);
+                ClientTotals {
+                    sent: client.sent,
+                    skipped: client.skipped,
+                }
+            }
+            None => ClientTotals {
+                sent: 0,
+                skipped: 0,
+            },
+        };
+        let idle = state.clients.is_empty();
+        let dropped = if idle {
+            std::mem::take(&mut state.published)
+        } else {
+            VecDeque::new()
+        };
+        drop(state);
+        // Frames are released outside the lock: releasing one can wake the GL thread.
+        drop(dropped);
+        self.progress.notify_all();
+        totals
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.lock().clients.len()
+    }
+
+    /// Blocks while no client is connected, then returns the current epoch. Returns `None` at
+    /// once if `stop` says so (checked whenever the hub is woken).
+    pub fn wait_for_clients(&self, stop: &dyn Fn() -> bool) -> Option<u64> {
+        let mut state = self.lock();
+        loop {
+            if stop() {
+                return None;
+            }
+            if !state.clients.is_empty() {
+                return Some(state.epoch);
+            }
+            state = self
+                .progress
+                .wait_timeout(state, std::time::Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Offers a frame rendered in `epoch` to the writers. A frame from an earlier epoch is
+    /// dropped (returns false): nobody connected now asked for it.
+    pub fn publish(&self, epoch: u64, frame: F) -> bool {
+        let mut state = self.lock();
+        if state.epoch != epoch || state.clients.is_empty() {
+            drop(state);
+            drop(frame);
+            return false;
+        }
+        state.last_published = Some(frame.sequence());
+        state.published.push_back(frame);
+        drop(state);
+        self.frame_ready.notify_all();
+        true
+    }
+
+    /// Withdraws every published frame up to and including `sequence`, first waiting until
+    /// every lossless client has taken it. Afterwards only writers already mid-write hold it.
+    pub fn retract_through(&self, sequence: u64) {
+        let mut state = self.lock();
+        loop {
+            let published = state.published.iter().any(|f| f.sequence() == sequence);
+            let waiting = state
+                .clients
+                .iter()
+                .any(|c| c.policy == Policy::Lossless && c.next_sequence <= sequence);
+            if !(published && waiting) {
+                break;
+            }
+            state = self
+                .progress
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        // Frames are released one at a time with the lock dropped: releasing the last lease on
+        // a buffer wakes the GL thread, which should not then wait for this lock.
+        while let Some(frame) = state
+            .published
+            .front()
+            .is_some_and(|f| f.sequence() <= sequence)
+            .then(|| state.published.pop_front())
+            .flatten()
+        {
+            drop(state);
+            drop(frame);
+            state = self.lock();
+        }
+    }
+
+    /// Blocks until there is a frame for this client and returns it, or returns `None` when the
+    /// stream has finished and the client has had everything (or it was removed).
+    pub fn next_frame(&self, id: ClientId) -> Option<F> {
+        let mut state = self.lock();
+        loop {
+            let client = state.clients.iter().find(|c| c.id == id)?;
+            let (policy, next) = (client.policy, client.next_sequence);
+            let candidate = match policy {
+                Policy::Latest => state.published.back().filter(|f| f.sequence() >= next),
+                Policy::Lossless => state.published.iter().find(|f| f.sequence() >= next),
+            };
+            if let Some(frame) = candidate {
+                return Some(frame.clone());
+            }
+            if state.finished {
+                return None;
+            }
+            state = self
+                .frame_ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Records that `sequence` was written to the client.
+    pub fn sent(&self, id: ClientId, sequence: u64) {
+        let mut state = self.lock();
+        if let Some(client) = state.clients.iter_mut().find(|c| c.id == id) {
+            // The first frame after joining is not a skip, whatever its sequence number.
+            if client.sent > 0 {
+                client.skipped += sequence.saturating_sub(client.next_sequence);
+            }
+            client.sent += 1;
+            client.next_sequence = sequence + 1;
+        }
+        drop(state);
+        self.progress.notify_all();
+    }
+
+    /// Says no more frames will come; writers leave once they have sent what is published.
+    pub fn finish(&self) {
+        self.lock().finished = true;
+        self.frame_ready.notify_all();
+    }
+
+    /// After [`Hub::finish`]: blocks until every client has left (each writer leaves when it has
+    /// sent the last frame, or when its client fails).
+    pub fn wait_drained(&self) {
+        let state = self.lock();
+        let _drained = self
+            .progress
+            .wait_while(state, |s| !s.clients.is_empty())
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[derive(Clone)]
+    struct TestFrame(u64, Arc<Vec<u8>>);
+
+    impl Frame for TestFrame {
+        fn bytes(&self) -> &[u8] {
+            &self.1
+        }
+        fn sequence(&self) -> u64 {
+            self.0
+        }
+    }
+
+    fn frame(sequence: u64) -> TestFrame {
+        TestFrame(sequence, Arc::new(vec![sequence as u8]))
+    }
+
+    #[test]
+    fn latest_client_skips_to_newest() {
+        let hub = Hub::new(4);
+        let id = hub.register(Policy::Latest);
+        let epoch = hub.wait_for_clients(&|| false).unwrap();
+        for s in 0..3 {
+            assert!(hub.publish(epoch, frame(s)));
+        }
+        let f = hub.next_frame(id).unwrap();
+        assert_eq!(f.sequence(), 2);
+        hub.sent(id, 2);
+        hub.publish(epoch, frame(5));
+        hub.sent(id, hub.next_frame(id).unwrap().sequence());
+        hub.finish();
+        assert!(hub.next_frame(id).is_none());
+        assert_eq!(
+            hub.deregister(id),
+            ClientTotals {
+                sent: 2,
+                skipped: 2
+            }
+        );
+    }
+
+    #[test]
+    fn lossless_client_gets_every_frame_in_order() {
+        let hub = Hub::new(4);
+        let id = hub.register(Policy::Lossless);
+        let epoch = hub.wait_for_clients(&|| false).unwrap();
+        for s in 0..3 {
+            hub.publish(epoch, frame(s));
+        }
+        for s in 0..3 {
+            let f = hub.next_frame(id).unwrap();
+            assert_eq!(f.sequence(), s);
+            hub.sent(id, s);
+        }
+    }
+
+    #[test]
+    fn frames_of_an_old_epoch_are_refused_after_idle() {
+        let hub = Hub::new(4);
+        let a = hub.register(Policy::Latest);
+        let old = hub.wait_for_clients(&|| false).unwrap();
+        hub.publish(old, frame(0));
+        hub.deregister(a);
+        let b = hub.register(Policy::Latest);
+        let new = hub.wait_for_clients(&|| false).unwrap();
+        assert_ne!(old, new);
+        assert!(!hub.publish(old, frame(1)));
+        assert!(hub.publish(new, frame(2)));
+        assert_eq!(hub.next_frame(b).unwrap().sequence(), 2);
+    }
+
+    #[test]
+    fn retract_waits_for_lossless_clients() {
+        let hub = Arc::new(Hub::new(4));
+        let id = hub.register(Policy::Lossless);
+        let epoch = hub.wait_for_clients(&|| false).unwrap();
+        hub.publish(epoch, frame(7));
+        let writer = {
+            let hub = Arc::clone(&hub);
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let f = hub.next_frame(id).unwrap();
+                hub.sent(id, f.sequence());
+            })
+        };
+        hub.retract_through(7);
+        // Retract returned, so the writer must have taken frame 7 first.
+        writer.join().unwrap();
+        assert_eq!(hub.deregister(id).sent, 1);
+    }
+
+    #[test]
+    fn retract_of_unpublished_frame_does_not_wait() {
+        let hub: Hub<TestFrame> = Hub::new(2);
+        let _id = hub.register(Policy::Lossless);
+        hub.retract_through(99);
+    }
+}
