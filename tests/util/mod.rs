@@ -1,0 +1,228 @@
+//! Helpers for driving the real `glstream` binary: start a server on port 0 and learn its
+//! address from the "listening on" line, read frames off real sockets, and run one-shot commands
+//! with a deadline. Nothing here mocks GL or the network.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Generous: these machines are shared, and llvmpipe on two cores is slow.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn glstream() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_glstream"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// A running `glstream` server; killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `glstream --port 0 ARGS` and waits for its "listening on" line. If it exits first,
+    /// the test fails with what it printed (which says what to install when EGL is missing).
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = glstream()
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn glstream");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let mut err_pipe = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok);
+            let _ = tx.send(first);
+            // Keep draining so the server never blocks on a full stdout pipe.
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(TIMEOUT).ok().flatten();
+        let Some(addr) = line
+            .as_deref()
+            .and_then(|l| l.strip_prefix("listening on "))
+            .and_then(|a| a.trim().parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            thread::sleep(Duration::from_millis(200));
+            panic!(
+                "glstream {args:?} did not start (needs an EGL device: apt-get install libegl1 \
+                 libegl-mesa0 libgl1-mesa-dri). stdout: {line:?}; stderr:\n{}",
+                stderr.lock().unwrap()
+            );
+        };
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect to glstream");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream
+    }
+
+    /// Everything the server has logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the server to exit on its own (e.g. after --frames).
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "glstream did not exit; stderr:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One frame as read off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub header: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// Reads one Blender-header frame (12 bytes: u64 length, u16 height, u16 width); `None` on a
+/// clean end of stream before the header.
+pub fn read_blender_frame(stream: &mut impl Read) -> Option<Frame> {
+    let mut header = vec![0u8; 12];
+    if !read_or_eof(stream, &mut header) {
+        return None;
+    }
+    let len = u64::from_le_bytes(header[0..8].try_into().unwrap());
+    let height = u16::from_le_bytes([header[8], header[9]]) as u32;
+    let width = u16::from_le_bytes([header[10], header[11]]) as u32;
+    assert_eq!(
+        len,
+        width as u64 * height as u64 * 4,
+        "length field vs dimensions"
+    );
+    let mut pixels = vec![0u8; len as usize];
+    stream.read_exact(&mut pixels).expect("whole payload");
+    Some(Frame {
+        header,
+        width,
+        height,
+        pixels,
+    })
+}
+
+/// Reads `n` Blender frames, failing if the stream ends early.
+pub fn read_frames(stream: &mut impl Read, n: usize) -> Vec<Frame> {
+    (0..n)
+        .map(|i| read_blender_frame(stream).unwrap_or_else(|| panic!("stream ended at frame {i}")))
+        .collect()
+}
+
+/// Fills `buf`; false if the stream ended before the first byte.
+pub fn read_or_eof(stream: &mut impl Read, buf: &mut [u8]) -> bool {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return false,
+            Ok(0) => panic!("stream ended after {filled} of {} bytes", buf.len()),
+            Ok(n) => filled += n,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+    true
+}
+
+/// Runs `glstream ARGS` to completion (with a deadline) and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    let mut child = glstream()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn glstream");
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("glstream {args:?} did not finish in {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts a command failed the way bad input must: non-zero exit, no panic, and a stderr of
+/// one line (plus clap's "see --help" hint) containing `needle`.
+pub fn assert_clean_failure(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "expected failure, stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "panicked:\n{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("glstream:") && !l.contains("see `glstream --help`"))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
+    assert!(
+        errors[0].contains(needle),
+        "error line {:?} does not mention {needle:?}",
+        errors[0]
+    );
+}
+
+/// Distinct byte values in a buffer: a flat image has very few.
+pub fn distinct_bytes(bytes: &[u8]) -> usize {
+    let mut seen = [false; 256];
+    for &b in bytes {
+        seen[b as usize] = true;
+    }
+    seen.iter().filter(|&&s| s).count()
+}
