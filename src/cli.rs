@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::render::RenderOptions;
 use crate::scene::SceneOptions;
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
@@ -44,11 +45,15 @@ pub enum Command {
     Devices,
     /// Read a stream as a consumer would: validate headers, report fps and MB/s, save PNGs.
     Recv(crate::recv::RecvArgs),
+    /// Render frames through the streaming pipeline and write them as PNGs (rows top-down).
+    Snapshot(crate::snapshot::SnapshotArgs),
+    /// Compare two PNGs with a per-pixel tolerance and an outlier bound (exit 0/1, 2 on error).
+    Compare(crate::compare::CompareArgs),
 }
 
-/// Options of the default action: render and stream.
+/// Options of every job that renders: size, device, ring, scene.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub struct RenderArgs {
     /// Frame width in pixels.
     #[arg(long, default_value_t = 800)]
     pub width: u32,
@@ -57,14 +62,6 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 600)]
     pub height: u32,
 
-    /// Address to listen on. The default is loopback only; use 0.0.0.0 to accept remote clients.
-    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub bind: IpAddr,
-
-    /// TCP port to listen on; 0 picks a free one (the "listening on" line says which).
-    #[arg(long, default_value_t = 9000)]
-    pub port: u16,
-
     /// EGL device index (see `glstream devices`). Default: first hardware device, else software.
     #[arg(long)]
     pub device: Option<usize>,
@@ -72,6 +69,52 @@ pub struct ServeArgs {
     /// Pixel-pack buffers in the readback ring; 1 is the synchronous baseline.
     #[arg(long, default_value_t = 2)]
     pub pbo_count: usize,
+
+    /// Use this image file as the cube's texture instead of the built-in one.
+    #[arg(long)]
+    pub texture: Option<PathBuf>,
+}
+
+impl RenderArgs {
+    /// Checks sizes and ring length.
+    pub fn validate(&self) -> Result<RenderOptions> {
+        for (flag, value) in [("--width", self.width), ("--height", self.height)] {
+            if value == 0 {
+                bail!("{flag} 0: the frame must be at least 1 pixel");
+            }
+        }
+        if !(1..=MAX_PBO_COUNT).contains(&self.pbo_count) {
+            bail!(
+                "--pbo-count {}: must be between 1 and {MAX_PBO_COUNT}",
+                self.pbo_count
+            );
+        }
+        Ok(RenderOptions {
+            device: self.device,
+            width_px: self.width,
+            height_px: self.height,
+            pbo_count: self.pbo_count,
+            scene: SceneOptions {
+                texture: self.texture.clone(),
+            },
+        })
+    }
+}
+
+/// Options of the default action: render and stream.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Size, device, ring and scene.
+    #[command(flatten)]
+    pub render: RenderArgs,
+
+    /// Address to listen on. The default is loopback only; use 0.0.0.0 to accept remote clients.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// TCP port to listen on; 0 picks a free one (the "listening on" line says which).
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
 
     /// Header before each frame.
     #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
@@ -89,10 +132,6 @@ pub struct ServeArgs {
     #[arg(long)]
     pub fps: Option<f64>,
 
-    /// Use this image file as the cube's texture instead of the built-in one.
-    #[arg(long)]
-    pub texture: Option<PathBuf>,
-
     /// Drop a client whose socket accepts nothing for this many seconds.
     #[arg(long, default_value_t = 10.0)]
     pub send_timeout: f64,
@@ -104,16 +143,10 @@ const MAX_PBO_COUNT: usize = 16;
 /// Validated serve configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Frame width in pixels.
-    pub width_px: u32,
-    /// Frame height in pixels.
-    pub height_px: u32,
+    /// The render pipeline.
+    pub render: RenderOptions,
     /// Where to listen.
     pub addr: SocketAddr,
-    /// EGL device index, if chosen.
-    pub device: Option<usize>,
-    /// PBO ring size.
-    pub pbo_count: usize,
     /// Wire header.
     pub header: HeaderMode,
     /// Slow-client policy.
@@ -122,60 +155,38 @@ pub struct ServeConfig {
     pub frames: Option<u64>,
     /// Time between frames when paced.
     pub frame_interval: Option<Duration>,
-    /// Scene options.
-    pub scene: SceneOptions,
     /// Per-client write timeout.
     pub send_timeout: Duration,
 }
 
-fn positive_seconds(flag: &str, value: f64) -> Result<Duration> {
+/// A finite number above zero, or an error naming the flag.
+pub fn positive(flag: &str, value: f64) -> Result<f64> {
     if !(value.is_finite() && value > 0.0) {
         bail!("{flag} {value}: must be a positive number");
     }
-    Ok(Duration::from_secs_f64(value))
+    Ok(value)
 }
 
 impl ServeArgs {
     /// Checks every option that can be checked without GL.
     pub fn validate(&self) -> Result<ServeConfig> {
-        for (flag, value) in [("--width", self.width), ("--height", self.height)] {
-            if value == 0 {
-                bail!("{flag} 0: the frame must be at least 1 pixel");
-            }
-        }
-        self.header.check_size(self.width, self.height)?;
-        if !(1..=MAX_PBO_COUNT).contains(&self.pbo_count) {
-            bail!(
-                "--pbo-count {}: must be between 1 and {MAX_PBO_COUNT}",
-                self.pbo_count
-            );
-        }
+        let render = self.render.validate()?;
+        self.header.check_size(render.width_px, render.height_px)?;
         if self.frames == Some(0) {
             bail!("--frames 0: nothing to render; leave it out to stream until stopped");
         }
         let frame_interval = match self.fps {
-            Some(fps) => {
-                if !(fps.is_finite() && fps > 0.0) {
-                    bail!("--fps {fps}: must be a positive number");
-                }
-                Some(Duration::from_secs_f64(1.0 / fps))
-            }
+            Some(fps) => Some(Duration::from_secs_f64(1.0 / positive("--fps", fps)?)),
             None => None,
         };
         Ok(ServeConfig {
-            width_px: self.width,
-            height_px: self.height,
+            render,
             addr: SocketAddr::new(self.bind, self.port),
-            device: self.device,
-            pbo_count: self.pbo_count,
             header: self.header,
             policy: self.policy,
             frames: self.frames,
             frame_interval,
-            scene: SceneOptions {
-                texture: self.texture.clone(),
-            },
-            send_timeout: positive_seconds("--send-timeout", self.send_timeout)?,
+            send_timeout: Duration::from_secs_f64(positive("--send-timeout", self.send_timeout)?),
         })
     }
 }
@@ -195,9 +206,12 @@ mod tests {
     #[test]
     fn defaults_are_the_blender_setup_on_loopback() {
         let config = parse(&[]).serve.validate().unwrap();
-        assert_eq!((config.width_px, config.height_px), (800, 600));
+        assert_eq!(
+            (config.render.width_px, config.render.height_px),
+            (800, 600)
+        );
         assert_eq!(config.addr, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(config.pbo_count, 2);
+        assert_eq!(config.render.pbo_count, 2);
         assert_eq!(config.header, HeaderMode::Blender);
         assert_eq!(config.policy, Policy::Latest);
         assert!(config.frame_interval.is_none());

@@ -3,10 +3,13 @@
 
 mod capture;
 mod cli;
+mod compare;
 mod gl;
 mod recv;
+mod render;
 mod scene;
 mod serve;
+mod snapshot;
 mod stream;
 
 use std::process::ExitCode;
@@ -51,11 +54,14 @@ fn devices() -> Result<()> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+fn run(command: Option<Command>, serve: cli::ServeArgs) -> Result<()> {
+    match command {
         Some(Command::Devices) => devices(),
         Some(Command::Recv(args)) => recv::run(&args),
-        None => serve::run(&cli.serve.validate()?),
+        Some(Command::Snapshot(args)) => snapshot::run(&args),
+        // Handled in main: compare has exit codes of its own.
+        Some(Command::Compare(_)) => unreachable!("compare is dispatched before run"),
+        None => serve::run(&serve.validate()?),
     }
 }
 
@@ -77,7 +83,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose, cli.quiet);
-    match run(cli) {
+    if let Some(Command::Compare(args)) = &cli.command {
+        return compare::run(args);
+    }
+    match run(cli.command, cli.serve) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("glstream: error: {e:#}");

@@ -10,13 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::ServeConfig;
-use crate::gl::context::HeadlessContext;
-use crate::gl::objects::RenderTarget;
-use crate::gl::readback::{FrameLease, PboRing};
-use crate::scene;
+use crate::gl::readback::FrameLease;
+use crate::render::Renderer;
 use crate::stream::hub::{Frame, Hub};
 use crate::stream::server::{self, ServeOptions, Server, Stats};
 
@@ -103,27 +101,8 @@ impl StatsLog {
 pub fn run(config: &ServeConfig) -> Result<()> {
     // Bind before the (slower) GL start-up, so a port in use fails at once.
     let listener = server::bind(config.addr)?;
-    let context = HeadlessContext::new(config.device)?;
-    let info = context.info();
-    log::debug!("GL_VENDOR {}", info.vendor);
-    log::info!(
-        "GL_VERSION {} | GL_RENDERER {} (EGL device {}{})",
-        info.version,
-        info.renderer,
-        info.device_index,
-        if info.software { ", software" } else { "" }
-    );
-    let gl = context.gl();
-    let target = RenderTarget::new(
-        gl,
-        config.width_px,
-        config.height_px,
-        context.max_target_size(),
-    )?;
-    let aspect = config.width_px as f32 / config.height_px as f32;
-    let mut scene = scene::build(&context, &config.scene, aspect).context("building the scene")?;
-    let mut ring = PboRing::new(gl, &target, config.pbo_count)?;
-    let hub = Arc::new(Hub::<FrameLease>::new(config.pbo_count));
+    let mut renderer = Renderer::new(&config.render)?;
+    let hub = Arc::new(Hub::<FrameLease>::new(config.render.pbo_count));
     let stats = Arc::new(Stats::default());
     let server = Server::start(
         listener,
@@ -131,8 +110,8 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         ServeOptions {
             header: config.header,
             policy: config.policy,
-            width_px: config.width_px,
-            height_px: config.height_px,
+            width_px: config.render.width_px,
+            height_px: config.render.height_px,
             send_timeout: config.send_timeout,
         },
         Arc::clone(&stats),
@@ -141,10 +120,10 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     println!("listening on {}", server.local_addr());
     log::info!(
         "streaming {}x{} RGBA8, {:?} header, {} PBOs, {:?} policy",
-        config.width_px,
-        config.height_px,
+        config.render.width_px,
+        config.render.height_px,
         config.header,
-        config.pbo_count,
+        config.render.pbo_count,
         config.policy
     );
 
@@ -166,18 +145,18 @@ pub fn run(config: &ServeConfig) -> Result<()> {
             if epoch.is_some() {
                 log::info!("server was idle: restarting at frame 0");
             }
-            ring.discard_in_flight();
+            renderer.ring.discard_in_flight();
             epoch = Some(current);
             epoch_start = sequence;
             pacer.reset();
             stats_log = StatsLog::new(&stats);
         }
-        let frame_index = sequence - epoch_start;
-        scene.render(frame_index, &target);
+        renderer.render(sequence - epoch_start);
+        let ring = &mut renderer.ring;
         if let Some(old) = ring.frame_in_next_slot() {
             hub.retract_through(old);
         }
-        ring.submit(&target, sequence)?;
+        ring.submit(&renderer.target, sequence)?;
         sequence += 1;
         if ring.in_flight() == ring.capacity()
             && let Some(lease) = ring.complete_oldest()?
@@ -190,7 +169,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
 
     // Drain: the frames still in flight are sent too, then every writer finishes its last frame.
     if let Some(epoch) = epoch {
-        while let Some(lease) = ring.complete_oldest()? {
+        while let Some(lease) = renderer.ring.complete_oldest()? {
             hub.publish(epoch, lease);
         }
     }

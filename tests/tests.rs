@@ -347,3 +347,342 @@ mod commands {
         peer.join().unwrap();
     }
 }
+
+/// A fresh scratch directory under Cargo's per-target temp dir.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+mod snapshots {
+    //! `glstream snapshot`: deterministic PNGs that match the stream.
+
+    use super::*;
+
+    fn snapshot(frame: u64, out: &std::path::Path, extra: &[&str]) {
+        let frame = frame.to_string();
+        let args = [
+            &[
+                "snapshot",
+                "--width",
+                W,
+                "--height",
+                H,
+                "--frame",
+                &frame,
+                "-o",
+                path_str(out),
+            ][..],
+            extra,
+        ]
+        .concat();
+        let output = run(&args);
+        assert!(
+            output.status.success(),
+            "snapshot failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn two_snapshots_of_one_frame_are_byte_identical() {
+        let dir = scratch("snapshot-twice");
+        snapshot(17, &dir.join("a.png"), &[]);
+        snapshot(17, &dir.join("b.png"), &["--pbo-count", "1"]);
+        let a = std::fs::read(dir.join("a.png")).unwrap();
+        assert!(
+            a == std::fs::read(dir.join("b.png")).unwrap(),
+            "PNG bytes differ"
+        );
+        snapshot(18, &dir.join("c.png"), &[]);
+        assert!(
+            a != std::fs::read(dir.join("c.png")).unwrap(),
+            "frames 17 and 18 must differ"
+        );
+    }
+
+    #[test]
+    fn snapshot_equals_the_streamed_frame_flipped() {
+        let dir = scratch("snapshot-vs-stream");
+        let server = Server::start(&["--width", W, "--height", H, "--policy", "lossless"]);
+        let streamed = read_frames(&mut server.connect(), 8).remove(7);
+        drop(server);
+        snapshot(7, &dir.join("seven.png"), &[]);
+        let png = image::open(dir.join("seven.png")).unwrap().to_rgba8();
+        let stride = 98 * 4;
+        let flipped: Vec<u8> = streamed
+            .pixels
+            .chunks(stride)
+            .rev()
+            .flatten()
+            .copied()
+            .collect();
+        assert!(
+            png.as_raw() == &flipped,
+            "snapshot 7 differs from streamed frame 7, flipped"
+        );
+    }
+
+    #[test]
+    fn a_range_writes_a_numbered_sequence_equal_to_single_snapshots() {
+        let dir = scratch("snapshot-range");
+        let seq = dir.join("seq");
+        let output = run(&[
+            "snapshot",
+            "--width",
+            W,
+            "--height",
+            H,
+            "--frames",
+            "3..=5",
+            "-o",
+            path_str(&seq),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut names: Vec<_> = std::fs::read_dir(&seq)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["frame_000003.png", "frame_000004.png", "frame_000005.png"]
+        );
+        snapshot(4, &dir.join("four.png"), &[]);
+        assert!(
+            std::fs::read(seq.join("frame_000004.png")).unwrap()
+                == std::fs::read(dir.join("four.png")).unwrap()
+        );
+        // Not a terminal here, so progress is plain log lines.
+        assert!(String::from_utf8_lossy(&output.stderr).contains("(3/3)"));
+    }
+
+    #[test]
+    fn bad_snapshot_arguments_are_one_line() {
+        assert_clean_failure(&run(&["snapshot", "--frames", "5..2", "-o", "x"]), "empty");
+        assert_clean_failure(
+            &run(&["snapshot", "--width", "0", "-o", "x.png"]),
+            "--width 0",
+        );
+        let dir = scratch("snapshot-bad");
+        assert_clean_failure(
+            &run(&[
+                "snapshot",
+                "--width",
+                W,
+                "--height",
+                H,
+                "-o",
+                path_str(&dir),
+            ]),
+            "is a directory",
+        );
+    }
+}
+
+mod compare {
+    //! `glstream compare`: exit codes, the summary line, diff images.
+
+    use super::*;
+    use std::process::Output;
+
+    fn compare(args: &[&str]) -> (Option<i32>, String, Output) {
+        let output = run(&[&["compare"][..], args].concat());
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            output,
+        )
+    }
+
+    /// Two renders of different frames plus a copy of the first nudged slightly.
+    fn fixtures(dir: &std::path::Path) {
+        for (frame, name) in [("0", "zero.png"), ("30", "thirty.png")] {
+            let out = dir.join(name);
+            let output = run(&[
+                "snapshot",
+                "--width",
+                W,
+                "--height",
+                H,
+                "--frame",
+                frame,
+                "-o",
+                path_str(&out),
+            ]);
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let mut nudged = image::open(dir.join("zero.png")).unwrap().to_rgba8();
+        for x in 0..20 {
+            let px = nudged.get_pixel_mut(x, 10);
+            px.0[0] = px.0[0].saturating_add(2);
+        }
+        nudged.save(dir.join("nudged.png")).unwrap();
+    }
+
+    #[test]
+    fn exit_codes_and_summaries() {
+        let dir = scratch("compare");
+        fixtures(&dir);
+        let zero = dir.join("zero.png");
+        let (code, out, _) = compare(&[path_str(&zero), path_str(&zero)]);
+        assert_eq!(code, Some(0));
+        assert!(
+            out.starts_with("match: max delta 0, 0 pixels over tolerance 0"),
+            "{out}"
+        );
+
+        let nudged = dir.join("nudged.png");
+        let (code, out, _) = compare(&[path_str(&zero), path_str(&nudged)]);
+        assert_eq!(code, Some(1), "exact comparison must see the nudge: {out}");
+        assert!(out.contains("20 pixels over tolerance 0"), "{out}");
+        let (code, out, _) = compare(&[path_str(&zero), path_str(&nudged), "--tolerance", "2"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("max delta 2"), "{out}");
+        let (code, _, _) = compare(&[path_str(&zero), path_str(&nudged), "--max-outliers", "20"]);
+        assert_eq!(code, Some(0));
+
+        // A different frame is clearly different, even with a loose tolerance, and a diff image
+        // appears beside ACTUAL by default.
+        let thirty = dir.join("thirty.png");
+        let (code, out, _) = compare(&[
+            path_str(&zero),
+            path_str(&thirty),
+            "--tolerance",
+            "8",
+            "--max-outliers",
+            "0.5%",
+        ]);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.starts_with("MISMATCH"), "{out}");
+        let diff = image::open(dir.join("thirty.diff.png")).unwrap().to_rgba8();
+        assert_eq!(diff.dimensions(), (98, 66));
+        assert!(
+            diff.pixels().any(|p| p.0 == [255, 0, 0, 255]),
+            "diff highlights pixels in red"
+        );
+
+        // --diff writes where asked even when the images match.
+        let asked = dir.join("asked.png");
+        let (code, _, _) = compare(&[path_str(&zero), path_str(&zero), "--diff", path_str(&asked)]);
+        assert_eq!(code, Some(0));
+        assert!(asked.exists());
+    }
+
+    #[test]
+    fn size_mismatch_and_corrupt_input_exit_2() {
+        let dir = scratch("compare-bad");
+        let small = dir.join("small.png");
+        let big = dir.join("big.png");
+        image::RgbaImage::new(4, 4).save(&small).unwrap();
+        image::RgbaImage::new(4, 5).save(&big).unwrap();
+        let (code, _, output) = compare(&[path_str(&small), path_str(&big)]);
+        assert_eq!(code, Some(2));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("sizes differ: "));
+
+        let corrupt = dir.join("corrupt.png");
+        std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRgarbage").unwrap();
+        let (code, _, output) = compare(&[path_str(&small), path_str(&corrupt)]);
+        assert_eq!(code, Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("corrupt.png") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+
+        let (code, _, _) = compare(&[path_str(&small), path_str(&dir.join("missing.png"))]);
+        assert_eq!(code, Some(2));
+    }
+}
+
+mod golden {
+    //! Every built-in scene at two frame indices against approved images in tests/golden/.
+    //! A missing golden fails; `GLSTREAM_BLESS=1` writes it (a person reviews it before commit).
+
+    use super::*;
+    use std::path::Path;
+
+    const SIZE: (&str, &str) = ("160", "120");
+
+    fn check(scene: &str, frame: u64) {
+        let name = format!("{scene}_{frame:04}");
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.png"));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("golden");
+        std::fs::create_dir_all(&out).unwrap();
+        let actual = out.join(format!("{name}.actual.png"));
+        let frame_arg = frame.to_string();
+        let output = run(&[
+            "snapshot",
+            "--width",
+            SIZE.0,
+            "--height",
+            SIZE.1,
+            "--frame",
+            &frame_arg,
+            "-o",
+            path_str(&actual),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !golden.exists() {
+            if std::env::var("GLSTREAM_BLESS").as_deref() == Ok("1") {
+                std::fs::copy(&actual, &golden).unwrap();
+                eprintln!(
+                    "wrote new golden {} — review it before committing",
+                    golden.display()
+                );
+                return;
+            }
+            panic!(
+                "missing golden {}: create it with `GLSTREAM_BLESS=1 cargo test --release golden`, \
+                 look at it, and commit it",
+                golden.display()
+            );
+        }
+        // Tolerance absorbs rounding differences between rasterizers; a frame off by one
+        // rotation step is far outside it (see the compare tests).
+        let output = run(&[
+            "compare",
+            path_str(&golden),
+            path_str(&actual),
+            "--tolerance",
+            "2",
+            "--max-outliers",
+            "0.5%",
+        ]);
+        assert!(
+            output.status.success(),
+            "{name} does not match its golden: {}{} (actual and diff under {})",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            out.display()
+        );
+    }
+
+    #[test]
+    fn cube_frame_0() {
+        check("cube", 0);
+    }
+
+    #[test]
+    fn cube_frame_90() {
+        check("cube", 90);
+    }
+}

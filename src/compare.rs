@@ -1,0 +1,231 @@
+//! `glstream compare`: fuzzy image comparison for screenshot tests.
+//!
+//! The model is Skia Gold's and ruffle's: a per-pixel tolerance on the largest channel difference,
+//! plus a bound on how many pixels may exceed it. Exit 0 within bounds, 1 outside, 2 when an input
+//! cannot be read or the sizes differ.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use image::RgbaImage;
+
+/// Options of `glstream compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The approved image (PNG).
+    pub expected: PathBuf,
+
+    /// The image under test (PNG).
+    pub actual: PathBuf,
+
+    /// Largest per-channel difference (0-255) a pixel may have and still match.
+    #[arg(long, default_value_t = 0)]
+    pub tolerance: u8,
+
+    /// How many pixels may exceed the tolerance: a count, or a percentage like 0.5%.
+    #[arg(long, default_value = "0", value_parser = parse_outliers)]
+    pub max_outliers: Outliers,
+
+    /// Write a diff image here (pixels over tolerance in red). By default one is written next to
+    /// ACTUAL, as NAME.diff.png, when the images do not match.
+    #[arg(long)]
+    pub diff: Option<PathBuf>,
+}
+
+/// A bound on pixels over tolerance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outliers {
+    /// At most this many pixels.
+    Count(u64),
+    /// At most this percentage of the image.
+    Percent(f64),
+}
+
+impl Outliers {
+    fn allowed(self, total: u64) -> u64 {
+        match self {
+            Outliers::Count(n) => n,
+            Outliers::Percent(p) => (total as f64 * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+fn parse_outliers(text: &str) -> Result<Outliers, String> {
+    let bad = || format!("'{text}' is not a pixel count or a percentage like 0.5%");
+    match text.strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p.parse().map_err(|_| bad())?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(bad());
+            }
+            Ok(Outliers::Percent(p))
+        }
+        None => text.parse().map(Outliers::Count).map_err(|_| bad()),
+    }
+}
+
+/// The result of comparing two images of the same size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comparison {
+    /// Largest channel difference over all pixels.
+    pub max_delta: u8,
+    /// Pixels whose largest channel difference exceeds the tolerance.
+    pub over_tolerance: u64,
+    /// Pixels compared.
+    pub total: u64,
+}
+
+fn delta(a: &image::Rgba<u8>, b: &image::Rgba<u8>) -> u8 {
+    a.0.iter()
+        .zip(b.0.iter())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Compares two images of equal size.
+pub fn compare(expected: &RgbaImage, actual: &RgbaImage, tolerance: u8) -> Comparison {
+    assert_eq!(expected.dimensions(), actual.dimensions());
+    let mut result = Comparison {
+        max_delta: 0,
+        over_tolerance: 0,
+        total: expected.width() as u64 * expected.height() as u64,
+    };
+    for (e, a) in expected.pixels().zip(actual.pixels()) {
+        let d = delta(e, a);
+        result.max_delta = result.max_delta.max(d);
+        if d > tolerance {
+            result.over_tolerance += 1;
+        }
+    }
+    result
+}
+
+/// A picture of the differences: the expected image dimmed to grey, pixels over tolerance in red,
+/// pixels that differ within tolerance in yellow.
+pub fn diff_image(expected: &RgbaImage, actual: &RgbaImage, tolerance: u8) -> RgbaImage {
+    RgbaImage::from_fn(expected.width(), expected.height(), |x, y| {
+        let e = expected.get_pixel(x, y);
+        let d = delta(e, actual.get_pixel(x, y));
+        if d > tolerance {
+            image::Rgba([255, 0, 0, 255])
+        } else if d > 0 {
+            image::Rgba([255, 210, 0, 255])
+        } else {
+            let luma = (e.0[0] as u32 * 3 + e.0[1] as u32 * 6 + e.0[2] as u32) / 10;
+            let grey = (luma / 3 + 40) as u8;
+            image::Rgba([grey, grey, grey, 255])
+        }
+    })
+}
+
+fn load(path: &Path) -> Result<RgbaImage> {
+    Ok(image::open(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .to_rgba8())
+}
+
+/// `NAME.png` → `NAME.diff.png`, beside it.
+fn default_diff_path(actual: &Path) -> PathBuf {
+    let stem = actual
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    actual.with_file_name(format!("{stem}.diff.png"))
+}
+
+fn compare_files(args: &CompareArgs) -> Result<bool> {
+    let expected = load(&args.expected)?;
+    let actual = load(&args.actual)?;
+    if expected.dimensions() != actual.dimensions() {
+        bail!(
+            "sizes differ: {} is {}x{}, {} is {}x{}",
+            args.expected.display(),
+            expected.width(),
+            expected.height(),
+            args.actual.display(),
+            actual.width(),
+            actual.height()
+        );
+    }
+    let result = compare(&expected, &actual, args.tolerance);
+    let allowed = args.max_outliers.allowed(result.total);
+    let pass = result.over_tolerance <= allowed;
+    println!(
+        "{}: max delta {}, {} pixels over tolerance {} ({:.3}% of {}), {} allowed",
+        if pass { "match" } else { "MISMATCH" },
+        result.max_delta,
+        result.over_tolerance,
+        args.tolerance,
+        result.over_tolerance as f64 * 100.0 / result.total.max(1) as f64,
+        result.total,
+        allowed
+    );
+    let diff_path = match &args.diff {
+        Some(path) => Some(path.clone()),
+        None if !pass => Some(default_diff_path(&args.actual)),
+        None => None,
+    };
+    if let Some(path) = diff_path {
+        diff_image(&expected, &actual, args.tolerance)
+            .save(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("diff written to {}", path.display());
+    }
+    Ok(pass)
+}
+
+/// Runs the comparison and turns the outcome into the documented exit code.
+pub fn run(args: &CompareArgs) -> ExitCode {
+    match compare_files(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("glstream: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outliers_parse_as_count_or_percent() {
+        assert_eq!(parse_outliers("12"), Ok(Outliers::Count(12)));
+        assert_eq!(parse_outliers("0.5%"), Ok(Outliers::Percent(0.5)));
+        assert!(parse_outliers("150%").is_err());
+        assert!(parse_outliers("x").is_err());
+        assert_eq!(Outliers::Percent(1.0).allowed(1000), 10);
+    }
+
+    #[test]
+    fn comparison_counts_pixels_over_tolerance() {
+        let a = RgbaImage::from_pixel(4, 4, image::Rgba([100, 100, 100, 255]));
+        let mut b = a.clone();
+        b.put_pixel(0, 0, image::Rgba([103, 100, 100, 255]));
+        b.put_pixel(1, 0, image::Rgba([100, 100, 140, 255]));
+        assert_eq!(
+            compare(&a, &b, 3),
+            Comparison {
+                max_delta: 40,
+                over_tolerance: 1,
+                total: 16
+            }
+        );
+        let diff = diff_image(&a, &b, 3);
+        assert_eq!(diff.get_pixel(1, 0).0, [255, 0, 0, 255]);
+        assert_eq!(diff.get_pixel(0, 0).0, [255, 210, 0, 255]);
+    }
+
+    #[test]
+    fn diff_goes_beside_actual() {
+        assert_eq!(
+            default_diff_path(Path::new("out/shot.png")),
+            Path::new("out/shot.diff.png")
+        );
+    }
+}

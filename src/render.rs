@@ -1,0 +1,97 @@
+//! The render pipeline every job shares: headless context, scene, render target, PBO ring.
+//!
+//! `serve`, `snapshot` and `bench` all draw frame N the same way through the same ring, which is
+//! what makes a streamed frame and a snapshot of the same index byte-identical.
+
+use anyhow::{Context, Result};
+
+use crate::gl::context::HeadlessContext;
+use crate::gl::objects::RenderTarget;
+use crate::gl::readback::{FrameLease, PboRing};
+use crate::scene::{self, Scene, SceneOptions};
+
+/// What a pipeline is built from.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// EGL device index, if chosen.
+    pub device: Option<usize>,
+    /// Frame width in pixels.
+    pub width_px: u32,
+    /// Frame height in pixels.
+    pub height_px: u32,
+    /// Pixel-pack buffers in the ring.
+    pub pbo_count: usize,
+    /// The scene and its options.
+    pub scene: SceneOptions,
+}
+
+/// A ready pipeline. Fields drop in declaration order, so every GL object goes before the
+/// context that owns it.
+pub struct Renderer {
+    /// The readback ring.
+    pub ring: PboRing,
+    scene: Box<dyn Scene>,
+    /// The FBO frames are drawn into.
+    pub target: RenderTarget,
+    _context: HeadlessContext,
+}
+
+impl Renderer {
+    /// Creates the context and everything on it; logs GL_VERSION and GL_RENDERER.
+    pub fn new(options: &RenderOptions) -> Result<Self> {
+        let context = HeadlessContext::new(options.device)?;
+        let info = context.info();
+        log::debug!("GL_VENDOR {}", info.vendor);
+        log::info!(
+            "GL_VERSION {} | GL_RENDERER {} (EGL device {}{})",
+            info.version,
+            info.renderer,
+            info.device_index,
+            if info.software { ", software" } else { "" }
+        );
+        let gl = context.gl();
+        let target = RenderTarget::new(
+            gl,
+            options.width_px,
+            options.height_px,
+            context.max_target_size(),
+        )?;
+        let aspect = options.width_px as f32 / options.height_px as f32;
+        let scene = scene::build(&context, &options.scene, aspect).context("building the scene")?;
+        let ring = PboRing::new(gl, &target, options.pbo_count)?;
+        Ok(Self {
+            ring,
+            scene,
+            target,
+            _context: context,
+        })
+    }
+
+    /// Draws frame `frame_index` into the render target.
+    pub fn render(&mut self, frame_index: u64) {
+        self.scene.render(frame_index, &self.target);
+    }
+
+    /// Renders every frame index in `frames` through the ring and hands each finished frame to
+    /// `each`, in order. The lease must be dropped before `each` returns for k = 1 to progress,
+    /// which holds because `each` only borrows it.
+    pub fn render_range(
+        &mut self,
+        frames: impl IntoIterator<Item = u64>,
+        mut each: impl FnMut(&FrameLease) -> Result<()>,
+    ) -> Result<()> {
+        for frame_index in frames {
+            self.render(frame_index);
+            self.ring.submit(&self.target, frame_index)?;
+            if self.ring.in_flight() == self.ring.capacity()
+                && let Some(lease) = self.ring.complete_oldest()?
+            {
+                each(&lease)?;
+            }
+        }
+        while let Some(lease) = self.ring.complete_oldest()? {
+            each(&lease)?;
+        }
+        Ok(())
+    }
+}
