@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::render::RenderOptions;
-use crate::scene::SceneOptions;
+use crate::scene::{SceneOptions, SceneSource};
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
 
@@ -70,6 +70,10 @@ pub struct RenderArgs {
     #[arg(long, default_value_t = 2)]
     pub pbo_count: usize,
 
+    /// Scene to render: a built-in name (cube) or a file.
+    #[arg(long, default_value = "cube")]
+    pub scene: SceneSource,
+
     /// Use this image file as the cube's texture instead of the built-in one.
     #[arg(long)]
     pub texture: Option<PathBuf>,
@@ -95,7 +99,9 @@ impl RenderArgs {
             height_px: self.height,
             pbo_count: self.pbo_count,
             scene: SceneOptions {
+                source: self.scene.clone(),
                 texture: self.texture.clone(),
+                frame_rate: None,
             },
         })
     }
@@ -170,7 +176,7 @@ pub fn positive(flag: &str, value: f64) -> Result<f64> {
 impl ServeArgs {
     /// Checks every option that can be checked without GL.
     pub fn validate(&self) -> Result<ServeConfig> {
-        let render = self.render.validate()?;
+        let mut render = self.render.validate()?;
         self.header.check_size(render.width_px, render.height_px)?;
         if self.frames == Some(0) {
             bail!("--frames 0: nothing to render; leave it out to stream until stopped");
@@ -179,6 +185,7 @@ impl ServeArgs {
             Some(fps) => Some(Duration::from_secs_f64(1.0 / positive("--fps", fps)?)),
             None => None,
         };
+        render.scene.frame_rate = self.fps;
         Ok(ServeConfig {
             render,
             addr: SocketAddr::new(self.bind, self.port),

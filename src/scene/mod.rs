@@ -40,11 +40,35 @@ pub enum SceneError {
     Gl(#[from] GlError),
 }
 
+/// Which scene to draw: a built-in by name, or a file whose extension says what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SceneSource {
+    /// The built-in lit, textured, rotating cube.
+    #[default]
+    Cube,
+}
+
+impl std::str::FromStr for SceneSource {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "cube" => Ok(SceneSource::Cube),
+            other => Err(format!("unknown scene '{other}' (built-in: cube)")),
+        }
+    }
+}
+
 /// Options every scene gets.
 #[derive(Debug, Clone, Default)]
 pub struct SceneOptions {
-    /// A texture to use instead of the built-in one.
+    /// What to draw.
+    pub source: SceneSource,
+    /// A texture to use instead of the built-in one (cube).
     pub texture: Option<PathBuf>,
+    /// Frames per second the stream is paced at, if it is; scenes with a notion of time (shader
+    /// scenes' iTime) use frame / fps, or frame / 60 when unpaced. Never the wall clock.
+    pub frame_rate: Option<f64>,
 }
 
 /// Something that can draw frame N.
@@ -59,5 +83,7 @@ pub fn build(
     options: &SceneOptions,
     aspect: f32,
 ) -> Result<Box<dyn Scene>, SceneError> {
-    Ok(Box::new(CubeScene::new(context, options, aspect)?))
+    match &options.source {
+        SceneSource::Cube => Ok(Box::new(CubeScene::new(context, options, aspect)?)),
+    }
 }
