@@ -14,6 +14,7 @@ use crate::render::RenderOptions;
 use crate::scene::{SceneOptions, SceneSource};
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
+use crate::stream::server::Transport;
 
 /// Headless OpenGL render-to-texture streamer: renders frames on an EGL device, reads them back
 /// through a ring of pixel-pack buffers and streams them over TCP in the byte format of a Blender
@@ -122,6 +123,25 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 9000)]
     pub port: u16,
 
+    /// Listen on a Unix domain socket at PATH instead of TCP (a stale socket file is replaced,
+    /// a live one is not).
+    #[arg(long, value_name = "PATH", group = "transport")]
+    pub unix: Option<PathBuf>,
+
+    /// Connect out to a consumer listening at HOST:PORT instead of listening (as a Blender game
+    /// script would); reconnect with backoff when it goes away.
+    #[arg(long, value_name = "HOST:PORT", group = "transport")]
+    pub connect: Option<String>,
+
+    /// Write the stream to standard output (logs stay on stderr); with --header raw it pipes
+    /// straight into ffmpeg -f rawvideo.
+    #[arg(long, group = "transport")]
+    pub stdout: bool,
+
+    /// Refuse connections beyond this many clients.
+    #[arg(long, default_value_t = 32)]
+    pub max_clients: usize,
+
     /// Header before each frame.
     #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
     pub header: HeaderMode,
@@ -151,8 +171,10 @@ const MAX_PBO_COUNT: usize = 16;
 pub struct ServeConfig {
     /// The render pipeline.
     pub render: RenderOptions,
-    /// Where to listen.
-    pub addr: SocketAddr,
+    /// Where the stream goes.
+    pub transport: Transport,
+    /// Connections beyond this many are refused.
+    pub max_clients: usize,
     /// Wire header.
     pub header: HeaderMode,
     /// Slow-client policy.
@@ -181,6 +203,9 @@ impl ServeArgs {
         if self.frames == Some(0) {
             bail!("--frames 0: nothing to render; leave it out to stream until stopped");
         }
+        if self.max_clients == 0 {
+            bail!("--max-clients 0: nobody could connect");
+        }
         let frame_interval = match self.fps {
             Some(fps) => Some(Duration::from_secs_f64(1.0 / positive("--fps", fps)?)),
             None => None,
@@ -188,7 +213,16 @@ impl ServeArgs {
         render.scene.frame_rate = self.fps;
         Ok(ServeConfig {
             render,
-            addr: SocketAddr::new(self.bind, self.port),
+            transport: if let Some(path) = &self.unix {
+                Transport::Unix(path.clone())
+            } else if let Some(addr) = &self.connect {
+                Transport::Connect(addr.clone())
+            } else if self.stdout {
+                Transport::Stdout
+            } else {
+                Transport::Tcp(SocketAddr::new(self.bind, self.port))
+            },
+            max_clients: self.max_clients,
             header: self.header,
             policy: self.policy,
             frames: self.frames,
@@ -217,7 +251,11 @@ mod tests {
             (config.render.width_px, config.render.height_px),
             (800, 600)
         );
-        assert_eq!(config.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            config.transport,
+            Transport::Tcp("127.0.0.1:9000".parse().unwrap())
+        );
+        assert_eq!(config.max_clients, 32);
         assert_eq!(config.render.pbo_count, 2);
         assert_eq!(config.header, HeaderMode::Blender);
         assert_eq!(config.policy, Policy::Latest);
@@ -235,6 +273,15 @@ mod tests {
         assert!(error(&["--fps", "NaN"]).starts_with("--fps NaN"));
         assert!(error(&["--frames", "0"]).starts_with("--frames 0"));
         assert!(error(&["--send-timeout=-1"]).starts_with("--send-timeout"));
+    }
+
+    #[test]
+    fn transports_are_exclusive() {
+        let config = parse(&["--unix", "/tmp/x.sock"]).serve.validate().unwrap();
+        assert_eq!(config.transport, Transport::Unix("/tmp/x.sock".into()));
+        let config = parse(&["--stdout"]).serve.validate().unwrap();
+        assert_eq!(config.transport, Transport::Stdout);
+        assert!(Cli::try_parse_from(["glstream", "--stdout", "--connect", "127.0.0.1:1"]).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::io::{self, Read};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -17,9 +18,13 @@ use crate::stream::protocol::{self, HeaderMode};
 /// Options of `glstream recv`.
 #[derive(Debug, Args)]
 pub struct RecvArgs {
-    /// Server to read from, e.g. 127.0.0.1:9000.
-    #[arg(long)]
-    pub connect: String,
+    /// TCP server to read from, e.g. 127.0.0.1:9000.
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "unix")]
+    pub connect: Option<String>,
+
+    /// Unix domain socket to read from.
+    #[arg(long, value_name = "PATH", conflicts_with = "connect")]
+    pub unix: Option<PathBuf>,
 
     /// Header the server sends.
     #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
@@ -72,8 +77,16 @@ pub fn run(args: &RecvArgs) -> Result<()> {
     if let Some(dir) = &args.save {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut stream = TcpStream::connect(&args.connect)
-        .with_context(|| format!("cannot connect to {}", args.connect))?;
+    let mut stream: Box<dyn Read> = match (&args.connect, &args.unix) {
+        (_, Some(path)) => Box::new(
+            UnixStream::connect(path)
+                .with_context(|| format!("cannot connect to {}", path.display()))?,
+        ),
+        (Some(addr), None) => {
+            Box::new(TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?)
+        }
+        (None, None) => bail!("give --connect HOST:PORT or --unix PATH"),
+    };
     let started = Instant::now();
     let mut header = [0u8; protocol::MAX_HEADER_LEN];
     let header = &mut header[..args.header.len()];

@@ -6,17 +6,20 @@
 //! writers, which send it from the mapping. At the end the ring drains so the last frames go out
 //! too. The GL context never leaves this thread; the writers never call GL.
 
+use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::ServeConfig;
 use crate::gl::readback::FrameLease;
 use crate::render::Renderer;
-use crate::stream::hub::{Frame, Hub};
+use crate::stream::hub::{Frame, Hub, Policy};
 use crate::stream::server::{self, ServeOptions, Server, Stats};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 impl Frame for FrameLease {
     fn bytes(&self) -> &[u8] {
@@ -97,15 +100,40 @@ impl StatsLog {
     }
 }
 
-/// Runs the server until `--frames` is reached (or forever).
+/// How long a signal-initiated shutdown waits for writers to finish the frame they are on.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+/// Runs the server until `--frames` is reached, a signal arrives, or (stdout) the reader leaves.
 pub fn run(config: &ServeConfig) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     // Bind before the (slower) GL start-up, so a port in use fails at once.
-    let listener = server::bind(config.addr)?;
+    let bound = server::bind(&config.transport)?;
     let mut renderer = Renderer::new(&config.render)?;
+    // With the latest policy a slow client may keep a frame while the renderer moves on: allow a
+    // spare buffer per client rather than wait. Lossless clients are waited for by design.
+    if config.policy == Policy::Latest {
+        renderer.ring.set_spare_limit(config.max_clients);
+    }
     let hub = Arc::new(Hub::<FrameLease>::new(config.render.pbo_count));
+    {
+        // The signal thread sets the flag the loop checks and shuts the hub down, which wakes
+        // the GL thread wherever it waits on clients.
+        let (stop, hub) = (Arc::clone(&stop), Arc::clone(&hub));
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    log::info!("signal {signal} received: stopping");
+                    stop.store(true, Ordering::SeqCst);
+                    hub.shutdown();
+                }
+            })
+            .context("cannot start the signal thread")?;
+    }
     let stats = Arc::new(Stats::default());
     let server = Server::start(
-        listener,
+        bound,
         Arc::clone(&hub),
         ServeOptions {
             header: config.header,
@@ -113,11 +141,15 @@ pub fn run(config: &ServeConfig) -> Result<()> {
             width_px: config.render.width_px,
             height_px: config.render.height_px,
             send_timeout: config.send_timeout,
+            max_clients: config.max_clients,
         },
         Arc::clone(&stats),
     )?;
-    // The one line on stdout: scripts and tests read the port from it when --port is 0.
-    println!("listening on {}", server.local_addr());
+    if let Some(line) = server.announcement() {
+        // The one line on stdout: scripts and tests read the port from it when --port is 0.
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    }
     log::info!(
         "streaming {}x{} RGBA8, {:?} header, {} PBOs, {:?} policy",
         config.render.width_px,
@@ -127,6 +159,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         config.policy
     );
 
+    let stopped = || stop.load(Ordering::SeqCst) || server.closed();
     let mut pacer = Pacer::new(config.frame_interval);
     let mut stats_log = StatsLog::new(&stats);
     // `sequence` numbers every rendered frame over the process; the scene's frame index restarts
@@ -135,10 +168,10 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     let mut epoch_start: u64 = 0;
     let mut epoch = None;
     loop {
-        if config.frames.is_some_and(|limit| sequence >= limit) {
+        if config.frames.is_some_and(|limit| sequence >= limit) || stopped() {
             break;
         }
-        let Some(current) = hub.wait_for_clients(&|| false) else {
+        let Some(current) = hub.wait_for_clients(&stopped) else {
             break;
         };
         if epoch != Some(current) {
@@ -152,10 +185,10 @@ pub fn run(config: &ServeConfig) -> Result<()> {
             stats_log = StatsLog::new(&stats);
         }
         renderer.render(sequence - epoch_start);
-        let ring = &mut renderer.ring;
-        if let Some(old) = ring.frame_in_next_slot() {
+        if let Some(old) = renderer.ring.choose_slot()? {
             hub.retract_through(old);
         }
+        let ring = &mut renderer.ring;
         ring.submit(&renderer.target, sequence)?;
         sequence += 1;
         if ring.in_flight() == ring.capacity()
@@ -167,14 +200,26 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         pacer.wait();
     }
 
-    // Drain: the frames still in flight are sent too, then every writer finishes its last frame.
-    if let Some(epoch) = epoch {
-        while let Some(lease) = renderer.ring.complete_oldest()? {
-            hub.publish(epoch, lease);
+    if stop.load(Ordering::SeqCst) {
+        // A signal: stop at once, but let every writer finish the frame it is on (the signal
+        // thread has already shut the hub).
+        hub.shutdown();
+        if !hub.wait_drained(Some(SHUTDOWN_GRACE)) {
+            log::warn!("a client did not take its last frame in time; closing anyway");
         }
+    } else {
+        // --frames reached (or the only reader left): the frames still in flight go out too.
+        if let Some(epoch) = epoch {
+            while let Some(lease) = renderer.ring.complete_oldest()? {
+                hub.publish(epoch, lease);
+            }
+        }
+        hub.finish();
+        hub.wait_drained(None);
     }
-    hub.finish();
-    hub.wait_drained();
-    log::info!("done after {sequence} frames");
+    log::info!(
+        "done after {sequence} frames ({} PBOs used)",
+        renderer.ring.buffer_count()
+    );
     Ok(())
 }

@@ -12,8 +12,11 @@
 //! - The mapping outlives other GL work: a buffer mapped without `GL_MAP_PERSISTENT_BIT` may stay
 //!   mapped while the context renders into other objects; only that buffer may not be used by GL
 //!   until it is unmapped, and the ring is the only code that touches it.
-//! - With k = 1 the ring is the synchronous baseline: every frame is read, waited on, mapped and
-//!   released before the next readback starts.
+//! - At most k frames are in flight between `glReadPixels` and the map (k = 1 is the synchronous
+//!   readback baseline). Buffers whose frames are leased out do not count against k: with a
+//!   spare allowance (`set_spare_limit`) the ring allocates another buffer rather than wait for a
+//!   slow lease holder, so a stalled consumer pins one buffer instead of stalling the renderer.
+//!   Memory stays bounded by (k + spares) frames; spares are allocated on demand, once.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -119,14 +122,22 @@ struct Slot {
     leases: Arc<LeaseCount>,
 }
 
-/// A ring of `k` pixel-pack buffers, each one frame of RGBA8.
+/// A ring of pixel-pack buffers, each one frame of RGBA8: k in flight, plus spares for frames
+/// leased out.
 pub struct PboRing {
     gl: Rc<glow::Context>,
     slots: Vec<Slot>,
     /// Slots read and fenced but not yet mapped, oldest first.
     pending: VecDeque<usize>,
-    /// The slot the next `submit` writes.
+    /// Frames allowed in flight (k).
+    in_flight_limit: usize,
+    /// Buffers allowed beyond k, for frames whose leases are still held.
+    spare_limit: usize,
+    /// Where the search for the next free slot starts (round robin).
     next: usize,
+    /// The slot chosen by `choose_slot` for the next `submit`.
+    chosen: Option<usize>,
+    frame_bytes: i32,
     width_px: u32,
     height_px: u32,
 }
@@ -145,37 +156,58 @@ impl PboRing {
                 target.frame_bytes()
             ))
         })?;
-        let mut slots = Vec::with_capacity(count);
-        for _ in 0..count {
-            let buffer = Buffer::new(gl)?;
-            // SAFETY: context current (the ring holds an `Rc` of it, so it is on the GL thread);
-            // the buffer is alive, and the size fits an i32 (checked above).
-            unsafe {
-                gl.bind_buffer(glow::PIXEL_PACK_BUFFER, Some(buffer.raw()));
-                gl.buffer_data_size(glow::PIXEL_PACK_BUFFER, frame_bytes, glow::STREAM_READ);
-                gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
-            }
-            slots.push(Slot {
-                buffer,
-                fence: None,
-                frame_index: 0,
-                mapped: false,
-                leases: Arc::default(),
-            });
-        }
-        Ok(Self {
+        let mut ring = Self {
             gl: Rc::clone(gl),
-            slots,
+            slots: Vec::with_capacity(count),
             pending: VecDeque::with_capacity(count),
+            in_flight_limit: count,
+            spare_limit: 0,
             next: 0,
+            chosen: None,
+            frame_bytes,
             width_px: target.width_px(),
             height_px: target.height_px(),
-        })
+        };
+        for _ in 0..count {
+            ring.add_slot()?;
+        }
+        Ok(ring)
     }
 
-    /// The number of buffers, k.
-    pub fn capacity(&self) -> usize {
+    fn add_slot(&mut self) -> Result<usize, GlError> {
+        let buffer = Buffer::new(&self.gl)?;
+        // SAFETY: context current (the ring holds an `Rc` of it, so it is on the GL thread);
+        // the buffer is alive, and the size fits an i32 (checked in `new`).
+        unsafe {
+            self.gl
+                .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(buffer.raw()));
+            self.gl
+                .buffer_data_size(glow::PIXEL_PACK_BUFFER, self.frame_bytes, glow::STREAM_READ);
+            self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
+        }
+        self.slots.push(Slot {
+            buffer,
+            fence: None,
+            frame_index: 0,
+            mapped: false,
+            leases: Arc::default(),
+        });
+        Ok(self.slots.len() - 1)
+    }
+
+    /// Allows up to `spares` buffers beyond k for frames still leased out (0: always wait).
+    pub fn set_spare_limit(&mut self, spares: usize) {
+        self.spare_limit = spares;
+    }
+
+    /// Buffers allocated so far (k plus the spares that were needed).
+    pub fn buffer_count(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Frames that may be in flight, k.
+    pub fn capacity(&self) -> usize {
+        self.in_flight_limit
     }
 
     /// Frames read and fenced but not yet handed out.
@@ -187,23 +219,52 @@ impl PboRing {
         self.width_px as usize * self.height_px as usize * 4
     }
 
-    /// The frame index still mapped in the slot the next `submit` will overwrite, if any. The
-    /// caller takes its own leases on that frame back before calling `submit`, which otherwise
-    /// waits for them.
-    pub fn frame_in_next_slot(&self) -> Option<u64> {
-        let slot = &self.slots[self.next];
-        slot.mapped.then_some(slot.frame_index)
+    /// Picks the buffer the next `submit` reads into: a free one if there is one (round robin),
+    /// else a new spare if the allowance permits, else the next one in turn, which `submit` will
+    /// wait for. Returns the frame still mapped in a buffer that is still leased: the caller takes
+    /// its own leases on that frame back (the hub's), or `submit` would wait for them.
+    pub fn choose_slot(&mut self) -> Result<Option<u64>, GlError> {
+        let count = self.slots.len();
+        let free = (0..count).map(|i| (self.next + i) % count).find(|&i| {
+            let slot = &self.slots[i];
+            slot.fence.is_none() && (!slot.mapped || slot.leases.is_zero())
+        });
+        let index = match free {
+            Some(index) => index,
+            None if count < self.in_flight_limit + self.spare_limit => {
+                let index = self.add_slot()?;
+                log::debug!("all {count} PBOs busy; allocated another");
+                index
+            }
+            None => (0..count)
+                .map(|i| (self.next + i) % count)
+                .find(|&i| self.slots[i].fence.is_none())
+                .ok_or_else(|| {
+                    GlError::Readback(
+                        "every pixel-pack buffer is in flight; complete one first".into(),
+                    )
+                })?,
+        };
+        self.chosen = Some(index);
+        let slot = &self.slots[index];
+        Ok((slot.mapped && !slot.leases.is_zero()).then_some(slot.frame_index))
     }
 
-    /// Reads the current contents of `target` into the next slot and fences it. Waits first for
-    /// every lease on that slot to be dropped. The ring must not be full.
+    /// Reads the current contents of `target` into the chosen slot (see `choose_slot`) and fences
+    /// it. Waits first for every lease on that slot to be dropped. The ring must not be full.
     pub fn submit(&mut self, target: &RenderTarget, frame_index: u64) -> Result<(), GlError> {
-        if self.pending.len() == self.slots.len() {
+        if self.pending.len() == self.in_flight_limit {
             return Err(GlError::Readback(
                 "every pixel-pack buffer is in flight; complete one first".into(),
             ));
         }
-        let index = self.next;
+        let index = match self.chosen.take() {
+            Some(index) => index,
+            None => {
+                self.choose_slot()?;
+                self.chosen.take().expect("choose_slot sets it")
+            }
+        };
         self.reclaim(index);
         let slot = &mut self.slots[index];
         target.bind_read();
@@ -231,7 +292,7 @@ impl PboRing {
         slot.fence = Some(fence);
         slot.frame_index = frame_index;
         self.pending.push_back(index);
-        self.next = (self.next + 1) % self.slots.len();
+        self.next = (index + 1) % self.slots.len();
         Ok(())
     }
 

@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 /// A finished frame as the writers see it.
 pub trait Frame: Clone + Send + Sync + 'static {
@@ -176,14 +177,16 @@ impl<F: Frame> Hub<F> {
             }
             state = self
                 .progress
-                .wait_timeout(state, std::time::Duration::from_millis(100))
+                .wait_timeout(state, Duration::from_millis(100))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
     }
 
     /// Offers a frame rendered in `epoch` to the writers. A frame from an earlier epoch is
-    /// dropped (returns false): nobody connected now asked for it.
+    /// dropped (returns false): nobody connected now asked for it. Older frames that no client
+    /// can want any more (latest clients only take the newest; lossless clients take each one
+    /// once) are released, so the hub holds as few buffers as possible.
     pub fn publish(&self, epoch: u64, frame: F) -> bool {
         let mut state = self.lock();
         if state.epoch != epoch || state.clients.is_empty() {
@@ -195,7 +198,38 @@ impl<F: Frame> Hub<F> {
         state.published.push_back(frame);
         drop(state);
         self.frame_ready.notify_all();
+        self.release_unwanted();
         true
+    }
+
+    /// Releases published frames older than the newest that no lossless client still needs.
+    /// Frames are dropped with the lock released: dropping the last lease on a buffer may wake
+    /// the GL thread.
+    fn release_unwanted(&self) {
+        loop {
+            let mut state = self.lock();
+            let Some(newest) = state.published.back().map(F::sequence) else {
+                return;
+            };
+            let wanted_from = state
+                .clients
+                .iter()
+                .filter(|c| c.policy == Policy::Lossless)
+                .map(|c| c.next_sequence)
+                .min()
+                .unwrap_or(newest)
+                .min(newest);
+            if state
+                .published
+                .front()
+                .is_none_or(|f| f.sequence() >= wanted_from)
+            {
+                return;
+            }
+            let released = state.published.pop_front();
+            drop(state);
+            drop(released);
+        }
     }
 
     /// Withdraws every published frame up to and including `sequence`, first waiting until
@@ -208,7 +242,7 @@ impl<F: Frame> Hub<F> {
                 .clients
                 .iter()
                 .any(|c| c.policy == Policy::Lossless && c.next_sequence <= sequence);
-            if !(published && waiting) {
+            if !(published && waiting) || state.finished {
                 break;
             }
             state = self
@@ -268,6 +302,7 @@ impl<F: Frame> Hub<F> {
         }
         drop(state);
         self.progress.notify_all();
+        self.release_unwanted();
     }
 
     /// Says no more frames will come; writers leave once they have sent what is published.
@@ -276,14 +311,45 @@ impl<F: Frame> Hub<F> {
         self.frame_ready.notify_all();
     }
 
-    /// After [`Hub::finish`]: blocks until every client has left (each writer leaves when it has
-    /// sent the last frame, or when its client fails).
-    pub fn wait_drained(&self) {
+    /// Stops the stream now (a signal): no writer starts another frame, but a frame being
+    /// written is finished, so no client ever gets a torn frame.
+    pub fn shutdown(&self) {
+        let mut state = self.lock();
+        state.finished = true;
+        let withdrawn = std::mem::take(&mut state.published);
+        drop(state);
+        drop(withdrawn);
+        self.frame_ready.notify_all();
+        self.progress.notify_all();
+    }
+
+    /// Whether `finish` or `shutdown` was called.
+    pub fn is_finished(&self) -> bool {
+        self.lock().finished
+    }
+
+    /// After [`Hub::finish`] or [`Hub::shutdown`]: blocks until every client has left (each
+    /// writer leaves when it has sent its last frame, or when its client fails), or until
+    /// `timeout` has passed. Returns whether every client left.
+    pub fn wait_drained(&self, timeout: Option<Duration>) -> bool {
         let state = self.lock();
-        let _drained = self
-            .progress
-            .wait_while(state, |s| !s.clients.is_empty())
-            .unwrap_or_else(PoisonError::into_inner);
+        let busy = |s: &mut State<F>| !s.clients.is_empty();
+        match timeout {
+            None => {
+                let _drained = self
+                    .progress
+                    .wait_while(state, busy)
+                    .unwrap_or_else(PoisonError::into_inner);
+                true
+            }
+            Some(timeout) => {
+                let (state, _) = self
+                    .progress
+                    .wait_timeout_while(state, timeout, busy)
+                    .unwrap_or_else(PoisonError::into_inner);
+                state.clients.is_empty()
+            }
+        }
     }
 }
 
@@ -306,6 +372,30 @@ mod tests {
 
     fn frame(sequence: u64) -> TestFrame {
         TestFrame(sequence, Arc::new(vec![sequence as u8]))
+    }
+
+    #[test]
+    fn hub_keeps_only_frames_someone_can_still_want() {
+        let hub = Hub::new(4);
+        let latest = hub.register(Policy::Latest);
+        let epoch = hub.wait_for_clients(&|| false).unwrap();
+        let first = frame(0);
+        hub.publish(epoch, first.clone());
+        hub.publish(epoch, frame(1));
+        // Only the newest is held for a latest client: frame 0's only other holder is `first`.
+        assert_eq!(Arc::strong_count(&first.1), 1);
+        let lossless = hub.register(Policy::Lossless);
+        let kept = frame(2);
+        hub.publish(epoch, kept.clone());
+        hub.publish(epoch, frame(3));
+        assert_eq!(
+            Arc::strong_count(&kept.1),
+            2,
+            "a lossless client still needs frame 2"
+        );
+        hub.sent(lossless, hub.next_frame(lossless).unwrap().sequence());
+        assert_eq!(Arc::strong_count(&kept.1), 1);
+        hub.deregister(latest);
     }
 
     #[test]

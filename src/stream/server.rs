@@ -1,24 +1,32 @@
-//! The TCP listener and one writer thread per client.
+//! Transports and one writer per client.
 //!
-//! The listener is made with socket2 so that the backlog and `SO_REUSEADDR` are explicit (a
-//! restarted server can rebind at once, but never while another process listens on the port).
-//! Each accepted client gets a writer thread that loops: take a frame from the [`Hub`], write
-//! header and payload with one vectored write straight from the mapped bytes, report it sent.
-//! A client that hangs up (reset, broken pipe, a write that times out) costs only its own
-//! thread: it is logged at info and deregistered. SIGPIPE cannot kill the process: the Rust
-//! runtime sets it to ignored before `main`, so a dead peer is an `EPIPE` error like any other.
+//! A stream goes out over one of four transports: a TCP listener (the default), a Unix domain
+//! socket listener, an outgoing TCP connection to a consumer that listens (as a Blender game
+//! script would; re-established with backoff when it drops), or standard output. Every client
+//! gets its own writer thread that loops: take a frame from the [`Hub`], write header and payload
+//! with one vectored write straight from the mapped bytes, report it sent. A slow writer holds at
+//! most one frame and never blocks the render loop (latest policy) or another writer.
+//!
+//! A client that hangs up (reset, broken pipe, a write that makes no progress for the send
+//! timeout) costs only its own thread: it is logged at info and deregistered. SIGPIPE cannot kill
+//! the process: the Rust runtime sets it to ignored before `main`, so a dead peer is an `EPIPE`
+//! error like any other.
 
+use std::fs::File;
 use std::io::{self, IoSlice, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
-use super::hub::{Frame, Hub, Policy};
+use super::hub::{ClientId, Frame, Hub, Policy};
 use super::protocol::{FrameInfo, HeaderMode, MAX_HEADER_LEN, ProtocolError, encode};
 
 /// Fatal server errors (per-client failures are logged, never returned).
@@ -28,16 +36,38 @@ pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address asked for.
-        addr: SocketAddr,
+        addr: String,
         /// The OS error.
         source: io::Error,
     },
+    /// A live server already listens on the Unix socket path.
+    #[error("cannot listen on {0}: another server is listening there")]
+    UnixInUse(PathBuf),
+    /// The Unix socket path exists and is not a socket; it is left alone.
+    #[error("cannot listen on {0}: it exists and is not a socket")]
+    NotASocket(PathBuf),
+    /// Standard output could not be taken over for the stream.
+    #[error("cannot stream to standard output: {0}")]
+    Stdout(io::Error),
     /// The frame size cannot be described by the chosen header.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     /// A thread could not be started.
     #[error("cannot start thread: {0}")]
     Thread(io::Error),
+}
+
+/// Where the stream goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Listen for TCP clients on this address.
+    Tcp(SocketAddr),
+    /// Listen for clients on a Unix domain socket at this path.
+    Unix(PathBuf),
+    /// Connect out to a consumer listening at HOST:PORT; reconnect when it goes away.
+    Connect(String),
+    /// Write the stream to standard output (one consumer: whatever reads the pipe).
+    Stdout,
 }
 
 /// Counters the GL thread reads for its once-a-second stats line.
@@ -60,11 +90,48 @@ pub struct ServeOptions {
     pub height_px: u32,
     /// A write that makes no progress for this long drops the client.
     pub send_timeout: Duration,
+    /// Connections beyond this many are refused.
+    pub max_clients: usize,
 }
 
-/// Binds a listening TCP socket (`SO_REUSEADDR`, backlog 128).
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    let bind_error = |source| ServerError::Bind { addr, source };
+/// A transport whose socket is bound (so a busy port fails before GL starts) but not yet served.
+pub enum Bound {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A Unix listener and its path (removed when the server ends).
+    Unix(UnixListener, PathBuf),
+    /// An address to connect to.
+    Connect(String),
+    /// Standard output, duplicated so the writer owns a plain file descriptor.
+    Stdout(File),
+}
+
+/// Binds `transport`: the listener for TCP and Unix sockets, a handle on stdout.
+pub fn bind(transport: &Transport) -> Result<Bound, ServerError> {
+    match transport {
+        Transport::Tcp(addr) => bind_tcp(*addr).map(Bound::Tcp),
+        Transport::Unix(path) => bind_unix(path).map(|l| Bound::Unix(l, path.clone())),
+        Transport::Connect(addr) => Ok(Bound::Connect(addr.clone())),
+        Transport::Stdout => {
+            use std::os::fd::AsFd;
+            // Writing through a duplicate of fd 1 skips Stdout's line buffer, which would copy
+            // the payload; the logs go to stderr.
+            let fd = io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(ServerError::Stdout)?;
+            Ok(Bound::Stdout(File::from(fd)))
+        }
+    }
+}
+
+/// A listening TCP socket with `SO_REUSEADDR` (a restarted server can rebind at once, but never
+/// while another process listens on the port) and a backlog of 128.
+fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let bind_error = |source| ServerError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(bind_error)?;
     socket.set_reuse_address(true).map_err(bind_error)?;
@@ -73,24 +140,117 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     Ok(socket.into())
 }
 
-/// A running accept loop; clients are served until the process ends or the hub finishes.
+/// Binds a Unix socket, replacing a stale socket file (nobody accepts on it) but never a live
+/// one, and never a file that is not a socket.
+fn bind_unix(path: &Path) -> Result<UnixListener, ServerError> {
+    let bind_error = |source| ServerError::Bind {
+        addr: path.display().to_string(),
+        source,
+    };
+    match UnixListener::bind(path) {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let meta = std::fs::symlink_metadata(path).map_err(bind_error)?;
+            if !meta.file_type().is_socket() {
+                return Err(ServerError::NotASocket(path.to_path_buf()));
+            }
+            match UnixStream::connect(path) {
+                Ok(_) => Err(ServerError::UnixInUse(path.to_path_buf())),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    log::info!("replacing stale socket {}", path.display());
+                    std::fs::remove_file(path).map_err(bind_error)?;
+                    UnixListener::bind(path).map_err(bind_error)
+                }
+                Err(e) => Err(bind_error(e)),
+            }
+        }
+        Err(e) => Err(bind_error(e)),
+    }
+}
+
+/// One client's byte sink.
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Stdout(File),
+}
+
+impl Conn {
+    fn configure(&self, send_timeout: Duration) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => {
+                s.set_nodelay(true)?;
+                s.set_write_timeout(Some(send_timeout))
+            }
+            Conn::Unix(s) => s.set_write_timeout(Some(send_timeout)),
+            Conn::Stdout(_) => Ok(()),
+        }
+    }
+
+    fn close(&mut self) {
+        let _ = self.flush();
+        match self {
+            Conn::Tcp(s) => {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            Conn::Unix(s) => {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            Conn::Stdout(_) => {}
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+            Conn::Stdout(f) => f.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write_vectored(bufs),
+            Conn::Unix(s) => s.write_vectored(bufs),
+            Conn::Stdout(f) => f.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.flush(),
+            Conn::Unix(s) => s.flush(),
+            Conn::Stdout(f) => f.flush(),
+        }
+    }
+}
+
+/// What every writer shares.
+struct Shared<F> {
+    hub: Arc<Hub<F>>,
+    stats: Arc<Stats>,
+    options: ServeOptions,
+    header: [u8; MAX_HEADER_LEN],
+    header_len: usize,
+}
+
+/// A running transport. Dropping it removes a Unix socket file it created.
 pub struct Server {
-    local_addr: SocketAddr,
-    _accept: JoinHandle<()>,
+    announcement: Option<String>,
+    unix_path: Option<PathBuf>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Server {
-    /// Starts accepting on `listener`; each client is registered in `hub` and gets a writer.
+    /// Starts serving `bound`: accept loop, connector or the stdout writer, each on its own thread.
     pub fn start<F: Frame>(
-        listener: TcpListener,
+        bound: Bound,
         hub: Arc<Hub<F>>,
         options: ServeOptions,
         stats: Arc<Stats>,
     ) -> Result<Self, ServerError> {
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
         let mut header = [0u8; MAX_HEADER_LEN];
         let info = FrameInfo {
             width_px: options.width_px,
@@ -98,32 +258,109 @@ impl Server {
             payload_len: options.width_px as u64 * options.height_px as u64 * 4,
         };
         let header_len = encode(options.header, &info, &mut header)?;
-        let accept = thread::Builder::new()
-            .name("accept".into())
-            .spawn(move || accept_loop(listener, hub, options, stats, header, header_len))
-            .map_err(ServerError::Thread)?;
+        let shared = Arc::new(Shared {
+            hub,
+            stats,
+            options,
+            header,
+            header_len,
+        });
+        let closed = Arc::new(AtomicBool::new(false));
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            thread::Builder::new()
+                .name(name.into())
+                .spawn(body)
+                .map(drop)
+                .map_err(ServerError::Thread)
+        };
+        let (announcement, unix_path) = match bound {
+            Bound::Tcp(listener) => {
+                let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+                    addr: "TCP listener".into(),
+                    source,
+                })?;
+                let shared = Arc::clone(&shared);
+                spawn(
+                    "accept",
+                    Box::new(move || {
+                        accept_loop(&shared, || {
+                            let (s, peer) = listener.accept()?;
+                            Ok((Conn::Tcp(s), peer.to_string()))
+                        })
+                    }),
+                )?;
+                (Some(format!("listening on {addr}")), None)
+            }
+            Bound::Unix(listener, path) => {
+                let shared = Arc::clone(&shared);
+                let name = path.display().to_string();
+                spawn(
+                    "accept",
+                    Box::new(move || {
+                        let mut n = 0u64;
+                        accept_loop(&shared, || {
+                            let (s, _) = listener.accept()?;
+                            n += 1;
+                            Ok((Conn::Unix(s), format!("unix#{n}")))
+                        })
+                    }),
+                )?;
+                (Some(format!("listening on unix:{name}")), Some(path))
+            }
+            Bound::Connect(addr) => {
+                let shared = Arc::clone(&shared);
+                let target = addr.clone();
+                spawn("connect", Box::new(move || connect_loop(&shared, &target)))?;
+                (Some(format!("connecting to {addr}")), None)
+            }
+            Bound::Stdout(file) => {
+                // Registered before any frame is rendered, so stdout gets frame 0 first.
+                let id = shared.hub.register(options.policy);
+                let shared = Arc::clone(&shared);
+                let closed = Arc::clone(&closed);
+                spawn(
+                    "stdout",
+                    Box::new(move || {
+                        serve_client(&shared, id, Conn::Stdout(file), "stdout");
+                        closed.store(true, Ordering::SeqCst);
+                    }),
+                )?;
+                (None, None)
+            }
+        };
         Ok(Self {
-            local_addr,
-            _accept: accept,
+            announcement,
+            unix_path,
+            closed,
         })
     }
 
-    /// The address actually bound (the port is real even when 0 was asked for).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// The line to print on stdout once the server is ready (`listening on ...`); none when the
+    /// stream itself is on stdout.
+    pub fn announcement(&self) -> Option<&str> {
+        self.announcement.as_deref()
+    }
+
+    /// True once a transport that cannot get a new client (stdout) has lost its one consumer.
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
 fn accept_loop<F: Frame>(
-    listener: TcpListener,
-    hub: Arc<Hub<F>>,
-    options: ServeOptions,
-    stats: Arc<Stats>,
-    header: [u8; MAX_HEADER_LEN],
-    header_len: usize,
+    shared: &Arc<Shared<F>>,
+    mut accept: impl FnMut() -> io::Result<(Conn, String)>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept() {
+        let (conn, peer) = match accept() {
             Ok(accepted) => accepted,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the listener stays up.
@@ -132,89 +369,108 @@ fn accept_loop<F: Frame>(
                 continue;
             }
         };
-        if let Err(e) = configure(&stream, options.send_timeout) {
+        let connected = shared.hub.client_count();
+        if connected >= shared.options.max_clients {
+            log::info!(
+                "refusing client {peer}: {connected} connected already (--max-clients {})",
+                shared.options.max_clients
+            );
+            continue;
+        }
+        if let Err(e) = conn.configure(shared.options.send_timeout) {
             log::info!("client {peer}: cannot configure socket, dropping it: {e}");
             continue;
         }
-        let id = hub.register(options.policy);
-        log::info!("client {peer} connected ({} connected)", hub.client_count());
-        let writer_hub = Arc::clone(&hub);
-        let writer_stats = Arc::clone(&stats);
+        let id = shared.hub.register(shared.options.policy);
+        log::info!(
+            "client {peer} connected ({} connected)",
+            shared.hub.client_count()
+        );
+        let writer = Arc::clone(shared);
+        let name = format!("client {peer}");
         let spawned = thread::Builder::new()
-            .name(format!("client {peer}"))
-            .spawn(move || {
-                let mut writer = Writer {
-                    stream,
-                    peer,
-                    header,
-                    header_len,
-                };
-                writer.run(&writer_hub, id, &writer_stats);
-            });
+            .name(name)
+            .spawn(move || serve_client(&writer, id, conn, &peer));
         if let Err(e) = spawned {
-            log::warn!("client {peer}: cannot start its writer, dropping it: {e}");
-            hub.deregister(id);
+            log::warn!("cannot start a writer thread, dropping the client: {e}");
+            shared.hub.deregister(id);
         }
     }
 }
 
-fn configure(stream: &TcpStream, send_timeout: Duration) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(send_timeout))
-}
-
-struct Writer {
-    stream: TcpStream,
-    peer: SocketAddr,
-    header: [u8; MAX_HEADER_LEN],
-    header_len: usize,
-}
-
-impl Writer {
-    fn run<F: Frame>(&mut self, hub: &Hub<F>, id: super::hub::ClientId, stats: &Stats) {
-        let mut failure = None;
-        while let Some(frame) = hub.next_frame(id) {
-            let sequence = frame.sequence();
-            let result = write_frame(
-                &mut self.stream,
-                &self.header[..self.header_len],
-                frame.bytes(),
-            );
-            drop(frame);
-            match result {
-                Ok(written) => {
-                    stats
-                        .bytes_sent
-                        .fetch_add(written as u64, Ordering::Relaxed);
-                    hub.sent(id, sequence);
-                    log::trace!("client {}: sent frame {sequence}", self.peer);
+/// Connects to a listening consumer, serves it until it goes away, and tries again with
+/// exponential backoff (100 ms doubling to 5 s) until the stream finishes.
+fn connect_loop<F: Frame>(shared: &Arc<Shared<F>>, addr: &str) {
+    const FIRST: Duration = Duration::from_millis(100);
+    const LONGEST: Duration = Duration::from_secs(5);
+    let mut backoff = FIRST;
+    let mut reported = false;
+    while !shared.hub.is_finished() {
+        match TcpStream::connect(addr) {
+            Ok(stream) => {
+                let conn = Conn::Tcp(stream);
+                if let Err(e) = conn.configure(shared.options.send_timeout) {
+                    log::info!("{addr}: cannot configure socket: {e}");
+                    continue;
                 }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
+                backoff = FIRST;
+                reported = false;
+                let id = shared.hub.register(shared.options.policy);
+                log::info!("connected to {addr}");
+                serve_client(shared, id, conn, addr);
+            }
+            Err(e) => {
+                if !reported {
+                    log::info!("cannot connect to {addr} ({e}); retrying with backoff");
+                    reported = true;
+                } else {
+                    log::debug!("cannot connect to {addr}: {e}; next try in {backoff:?}");
                 }
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(LONGEST);
             }
         }
-        let totals = hub.deregister(id);
-        let remaining = hub.client_count();
-        match failure {
-            Some(e) => log::info!(
-                "client {} dropped after {} frames ({} skipped): {e} ({remaining} connected)",
-                self.peer,
-                totals.sent,
-                totals.skipped
-            ),
-            None => {
-                let _ = self.stream.flush();
-                let _ = self.stream.shutdown(std::net::Shutdown::Both);
-                log::info!(
-                    "client {} done after {} frames ({} skipped)",
-                    self.peer,
-                    totals.sent,
-                    totals.skipped
-                );
+    }
+}
+
+/// The writer loop of one client; returns when the client fails or the stream ends.
+fn serve_client<F: Frame>(shared: &Shared<F>, id: ClientId, mut conn: Conn, peer: &str) {
+    let hub = &shared.hub;
+    let header = &shared.header[..shared.header_len];
+    let mut failure = None;
+    while let Some(frame) = hub.next_frame(id) {
+        let sequence = frame.sequence();
+        let result = write_frame(&mut conn, header, frame.bytes());
+        drop(frame);
+        match result {
+            Ok(written) => {
+                shared
+                    .stats
+                    .bytes_sent
+                    .fetch_add(written as u64, Ordering::Relaxed);
+                hub.sent(id, sequence);
+                log::trace!("client {peer}: sent frame {sequence}");
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
             }
         }
+    }
+    conn.close();
+    let totals = hub.deregister(id);
+    let remaining = hub.client_count();
+    match failure {
+        Some(e) => log::info!(
+            "client {peer} dropped after {} frames ({} skipped): {e} ({remaining} connected)",
+            totals.sent,
+            totals.skipped
+        ),
+        None => log::info!(
+            "client {peer} done after {} frames ({} skipped)",
+            totals.sent,
+            totals.skipped
+        ),
     }
 }
 
@@ -238,8 +494,7 @@ fn write_frame(stream: &mut impl Write, header: &[u8], payload: &[u8]) -> io::Re
 
 #[cfg(test)]
 mod tests {
-    use super::write_frame;
-    use std::io::{self, IoSlice, Write};
+    use super::*;
 
     /// A sink that accepts at most 5 bytes per call, to exercise partial vectored writes.
     struct Trickle(Vec<u8>);
@@ -272,5 +527,24 @@ mod tests {
         let mut raw = Trickle(Vec::new());
         write_frame(&mut raw, b"", &payload).unwrap();
         assert_eq!(raw.0, payload);
+    }
+
+    #[test]
+    fn unix_bind_replaces_stale_sockets_only() {
+        let dir = std::env::temp_dir().join(format!("glstream-unix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let live = bind_unix(&path).unwrap();
+        assert!(matches!(bind_unix(&path), Err(ServerError::UnixInUse(_))));
+        drop(live);
+        // The file is still there but nobody listens: stale, so it is replaced.
+        assert!(path.exists());
+        let _again = bind_unix(&path).unwrap();
+        let plain = dir.join("plain");
+        std::fs::write(&plain, b"keep me").unwrap();
+        assert!(matches!(bind_unix(&plain), Err(ServerError::NotASocket(_))));
+        assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
