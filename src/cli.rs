@@ -146,9 +146,11 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
     pub header: HeaderMode,
 
-    /// What a client that cannot keep up gets: skipped frames, or a render loop that waits.
-    #[arg(long, value_enum, default_value_t = Policy::Latest)]
-    pub policy: Policy,
+    /// What a client that cannot keep up gets: skipped frames (latest), or a render loop that
+    /// waits for it (lossless). Default: latest for sockets, lossless for --stdout, which is a
+    /// recording.
+    #[arg(long, value_enum)]
+    pub policy: Option<Policy>,
 
     /// Stop after rendering this many frames (the last ones are still sent).
     #[arg(long)]
@@ -224,7 +226,11 @@ impl ServeArgs {
             },
             max_clients: self.max_clients,
             header: self.header,
-            policy: self.policy,
+            policy: self.policy.unwrap_or(if self.stdout {
+                Policy::Lossless
+            } else {
+                Policy::Latest
+            }),
             frames: self.frames,
             frame_interval,
             send_timeout: Duration::from_secs_f64(positive("--send-timeout", self.send_timeout)?),
@@ -281,6 +287,11 @@ mod tests {
         assert_eq!(config.transport, Transport::Unix("/tmp/x.sock".into()));
         let config = parse(&["--stdout"]).serve.validate().unwrap();
         assert_eq!(config.transport, Transport::Stdout);
+        assert_eq!(
+            config.policy,
+            Policy::Lossless,
+            "a recording keeps every frame"
+        );
         assert!(Cli::try_parse_from(["glstream", "--stdout", "--connect", "127.0.0.1:1"]).is_err());
     }
 

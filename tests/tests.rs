@@ -686,3 +686,289 @@ mod golden {
         check("cube", 90);
     }
 }
+
+mod consumers {
+    //! Many, slow, and vanishing consumers; other transports; shutdown.
+
+    use super::*;
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    fn digest(frame: &util::Frame) -> u64 {
+        let mut h = DefaultHasher::new();
+        frame.pixels.hash(&mut h);
+        h.finish()
+    }
+
+    /// Reads Blender frames until the server closes the stream; returns their digests.
+    fn read_all(stream: &mut impl Read) -> Vec<u64> {
+        std::iter::from_fn(|| read_blender_frame(stream))
+            .map(|f| digest(&f))
+            .collect()
+    }
+
+    /// A client that connects and never reads, with a tiny receive buffer so it stalls at once.
+    fn stalled_client(addr: std::net::SocketAddr) -> socket2::Socket {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        socket
+    }
+
+    fn rss_kib(pid: u32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn eight_clients_beside_a_stalled_one_get_every_frame() {
+        let mut server = Server::start(&[
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--fps",
+            "20",
+            "--frames",
+            "60",
+            "--send-timeout",
+            "3",
+        ]);
+        let _stalled = stalled_client(server.addr);
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let mut client = server.connect();
+                thread::spawn(move || read_all(&mut client))
+            })
+            .collect();
+        let lists: Vec<Vec<u64>> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        // The stalled client did not hold anyone back: every reader got every frame from the
+        // one it joined at to the last, none skipped (a contiguous tail of the longest list).
+        let longest = lists.iter().max_by_key(|l| l.len()).unwrap();
+        assert!(
+            longest.len() >= 55,
+            "a reader got only {} of 60 frames",
+            longest.len()
+        );
+        for list in &lists {
+            assert!(list.len() >= 50, "a reader got only {} frames", list.len());
+            assert_eq!(
+                list[..],
+                longest[longest.len() - list.len()..],
+                "a reader skipped frames"
+            );
+        }
+        assert!(server.wait().success());
+    }
+
+    #[test]
+    fn fifty_clients_hanging_up_mid_frame() {
+        // Room for all fifty at once, so each of them really gets a writer that sees it go.
+        let mut server =
+            Server::start(&["--width", "320", "--height", "240", "--max-clients", "64"]);
+        let addr = server.addr;
+        let quitters: Vec<_> = (0..50)
+            .map(|i| {
+                thread::spawn(move || {
+                    let mut client = std::net::TcpStream::connect(addr).unwrap();
+                    let mut partial = vec![0u8; 100 + i * 3000];
+                    let _ = client.read_exact(&mut partial);
+                })
+            })
+            .collect();
+        for q in quitters {
+            q.join().unwrap();
+        }
+        let frames = read_frames(&mut server.connect(), 3);
+        assert_eq!(frames[2].pixels.len(), 320 * 240 * 4);
+        assert!(server.is_running());
+    }
+
+    #[test]
+    fn lossless_policy_delivers_every_frame_in_order_to_a_slow_client() {
+        let server = Server::start(&[
+            "--width", W, "--height", H, "--frames", "20", "--policy", "lossless",
+        ]);
+        let mut fast = server.connect();
+        let mut slow = server.connect();
+        let slow_reader = thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Some(frame) = read_blender_frame(&mut slow) {
+                got.push(digest(&frame));
+                thread::sleep(Duration::from_millis(30));
+            }
+            got
+        });
+        let fast_list = read_all(&mut fast);
+        let slow_list = slow_reader.join().unwrap();
+        assert_eq!(fast_list.len(), 20);
+        // Joined within a frame of each other; the slow one still gets everything from there on.
+        assert!(slow_list.len() >= 18, "slow client got {}", slow_list.len());
+        assert_eq!(slow_list[..], fast_list[20 - slow_list.len()..]);
+        // And the stream is the deterministic one: frame 0 first.
+        let first = read_frames(
+            &mut Server::start(&["--width", W, "--height", H]).connect(),
+            1,
+        );
+        assert_eq!(fast_list[0], digest(&first[0]));
+    }
+
+    #[test]
+    fn memory_stays_bounded_with_a_stalled_client() {
+        let server = Server::start(&[
+            "--width",
+            "640",
+            "--height",
+            "480",
+            "--fps",
+            "60",
+            "--send-timeout",
+            "60",
+        ]);
+        let _stalled = stalled_client(server.addr);
+        let pid = server_pid(&server);
+        let mut reader = server.connect();
+        read_frames(&mut reader, 30);
+        let before = rss_kib(pid);
+        read_frames(&mut reader, 150);
+        let after = rss_kib(pid);
+        // A leak of one frame per frame would be 1.2 MB a frame, 180 MB here.
+        assert!(
+            after < before + 16 * 1024,
+            "RSS grew from {before} KiB to {after} KiB"
+        );
+    }
+
+    fn server_pid(server: &Server) -> u32 {
+        server.pid()
+    }
+
+    #[test]
+    fn max_clients_refuses_extra_connections() {
+        let server = Server::start(&["--width", W, "--height", H, "--max-clients", "2"]);
+        let mut a = server.connect();
+        let mut b = server.connect();
+        read_frames(&mut a, 1);
+        read_frames(&mut b, 1);
+        let mut extra = server.connect();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            extra.read(&mut buf).unwrap_or(0),
+            0,
+            "the third client must be closed"
+        );
+        assert!(server.stderr().contains("--max-clients 2"));
+        read_frames(&mut a, 2);
+    }
+
+    #[test]
+    fn connect_mode_reaches_a_listening_consumer_and_reconnects() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server::start_with(
+            &["--width", W, "--height", H, "--connect", &addr.to_string()],
+            "connecting to",
+        );
+        let (mut first, _) = listener.accept().unwrap();
+        first.set_read_timeout(Some(util::TIMEOUT)).unwrap();
+        let before = read_frames(&mut first, 3);
+        // The consumer goes away completely, then comes back on the same port.
+        drop(first);
+        drop(listener);
+        thread::sleep(Duration::from_millis(300));
+        let listener = TcpListener::bind(addr).unwrap();
+        let (mut second, _) = listener.accept().unwrap();
+        second.set_read_timeout(Some(util::TIMEOUT)).unwrap();
+        let after = read_frames(&mut second, 2);
+        assert!(
+            after[0] == before[0],
+            "a reconnected consumer starts at frame 0 again"
+        );
+        assert!(server.stderr().contains("connected to"));
+    }
+
+    #[test]
+    fn unix_socket_stream_and_stale_socket_replacement() {
+        let dir = scratch("unix");
+        let path = dir.join("glstream.sock");
+        // A stale socket file: bound once, nobody listening any more.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let server = Server::start_with(
+            &["--width", W, "--height", H, "--unix", path_str(&path)],
+            "listening on unix:",
+        );
+        let mut client = UnixStream::connect(&path).unwrap();
+        client.set_read_timeout(Some(util::TIMEOUT)).unwrap();
+        let frames = read_frames(&mut client, 2);
+        assert_eq!(frames[0].pixels.len(), 98 * 66 * 4);
+        // A live socket is not taken over.
+        let output = run(&["--unix", path_str(&path)]);
+        assert_clean_failure(&output, "another server is listening");
+        drop(client);
+        // recv reads Unix sockets too.
+        let output = run(&["recv", "--unix", path_str(&path), "--frames", "3"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        drop(server);
+    }
+
+    #[test]
+    fn stdout_carries_exactly_the_frames() {
+        let output = run(&[
+            "--stdout", "--header", "raw", "--width", W, "--height", H, "--frames", "5",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout.len(), 5 * 98 * 66 * 4);
+        let output = run(&["--stdout", "--width", W, "--height", H, "--frames", "4"]);
+        assert_eq!(output.stdout.len(), 4 * (12 + 98 * 66 * 4));
+        let mut cursor = &output.stdout[..];
+        assert_eq!(read_frames(&mut cursor, 4).len(), 4);
+        // Logs stay on stderr.
+        assert!(String::from_utf8_lossy(&output.stderr).contains("GL_RENDERER"));
+    }
+
+    #[test]
+    fn sigterm_mid_stream_leaves_whole_frames_and_exits_zero() {
+        let mut server = Server::start(&["--width", "320", "--height", "240"]);
+        let clients: Vec<_> = (0..3)
+            .map(|_| {
+                let mut client = server.connect();
+                thread::spawn(move || {
+                    let mut all = Vec::new();
+                    client.read_to_end(&mut all).unwrap();
+                    all
+                })
+            })
+            .collect();
+        read_frames(&mut server.connect(), 5);
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            server.wait().success(),
+            "SIGTERM must exit 0:\n{}",
+            server.stderr()
+        );
+        for client in clients {
+            let bytes = client.join().unwrap();
+            let frame = 12 + 320 * 240 * 4;
+            assert!(bytes.len() >= frame, "a client got no frame at all");
+            assert_eq!(bytes.len() % frame, 0, "a client got a torn frame");
+            let mut cursor = &bytes[..];
+            read_frames(&mut cursor, bytes.len() / frame);
+        }
+    }
+}

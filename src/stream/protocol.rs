@@ -262,4 +262,30 @@ mod tests {
             Err(ProtocolError::LengthMismatch { .. })
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_takes_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32)) {
+            for mode in [HeaderMode::Blender, HeaderMode::Blender32, HeaderMode::Raw] {
+                if let Ok(info) = decode(mode, &bytes) {
+                    proptest::prop_assert_eq!(
+                        info.payload_len,
+                        info.width_px as u64 * info.height_px as u64 * 4
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn truncated_headers_are_reported(width in 0u32..=65535, height in 0u32..=65535, keep in 0usize..12) {
+            let mut out = [0u8; MAX_HEADER_LEN];
+            let info = FrameInfo { width_px: width, height_px: height, payload_len: width as u64 * height as u64 * 4 };
+            let n = encode(HeaderMode::Blender, &info, &mut out).unwrap();
+            proptest::prop_assert_eq!(decode(HeaderMode::Blender, &out[..n]), Ok(info));
+            proptest::prop_assert_eq!(
+                decode(HeaderMode::Blender, &out[..keep]),
+                Err(ProtocolError::Truncated { need: 12, got: keep })
+            );
+        }
+    }
 }

@@ -31,8 +31,13 @@ impl Server {
     /// Starts `glstream --port 0 ARGS` and waits for its "listening on" line. If it exits first,
     /// the test fails with what it printed (which says what to install when EGL is missing).
     pub fn start(args: &[&str]) -> Server {
+        let args = [&["--port", "0"][..], args].concat();
+        Server::start_with(&args, "listening on ")
+    }
+
+    /// Starts `glstream ARGS` and waits for a first stdout line starting with `ready`.
+    pub fn start_with(args: &[&str], ready: &str) -> Server {
         let mut child = glstream()
-            .args(["--port", "0"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -62,11 +67,12 @@ impl Server {
             for _ in lines {}
         });
         let line = rx.recv_timeout(TIMEOUT).ok().flatten();
-        let Some(addr) = line
-            .as_deref()
+        let ready_line = line.as_deref().filter(|l| l.starts_with(ready));
+        let addr = ready_line
             .and_then(|l| l.strip_prefix("listening on "))
             .and_then(|a| a.trim().parse().ok())
-        else {
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if ready_line.is_none() {
             let _ = child.kill();
             let _ = child.wait();
             thread::sleep(Duration::from_millis(200));
@@ -75,7 +81,7 @@ impl Server {
                  libegl-mesa0 libgl1-mesa-dri). stdout: {line:?}; stderr:\n{}",
                 stderr.lock().unwrap()
             );
-        };
+        }
         Server {
             child,
             addr,
@@ -87,6 +93,11 @@ impl Server {
         let stream = TcpStream::connect(self.addr).expect("connect to glstream");
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         stream
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything the server has logged so far.
@@ -178,23 +189,29 @@ pub fn read_or_eof(stream: &mut impl Read, buf: &mut [u8]) -> bool {
     true
 }
 
-/// Runs `glstream ARGS` to completion (with a deadline) and returns its output.
+/// Runs `glstream ARGS` to completion (with a deadline) and returns its output. The output is
+/// collected while the command runs, so a command that writes a lot (--stdout) cannot block.
 pub fn run(args: &[&str]) -> Output {
-    let mut child = glstream()
+    let child = glstream()
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn glstream");
-    let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(output) => output.expect("collect glstream output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("glstream {args:?} did not finish in {TIMEOUT:?}");
         }
-        thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Asserts a command failed the way bad input must: non-zero exit, no panic, and a stderr of
