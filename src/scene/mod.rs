@@ -31,11 +31,12 @@ pub use pattern::PatternScene;
 pub use pattern_code::decode_pattern;
 pub use shader::ShaderScene;
 
-/// Why a scene could not be built.
+/// Why a scene could not be built. Messages name the file; the cause is the error's `source`,
+/// which `main` prints after it (`{:#}`), so messages do not repeat it.
 #[derive(Debug, Error)]
 pub enum SceneError {
     /// A texture file could not be read.
-    #[error("cannot read texture {path}: {source}")]
+    #[error("cannot read texture {path}")]
     ReadTexture {
         /// The file.
         path: PathBuf,
@@ -43,7 +44,7 @@ pub enum SceneError {
         source: std::io::Error,
     },
     /// A texture file is not an image the `image` crate can decode.
-    #[error("cannot decode texture {name}: {source}")]
+    #[error("cannot decode texture {name}")]
     DecodeTexture {
         /// The file, or the built-in asset's name.
         name: String,
@@ -51,7 +52,7 @@ pub enum SceneError {
         source: image::ImageError,
     },
     /// A scene file (shader or glTF) could not be read.
-    #[error("cannot read scene file {path}: {source}")]
+    #[error("cannot read scene file {path}")]
     Read {
         /// The file.
         path: PathBuf,
