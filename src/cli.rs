@@ -71,7 +71,8 @@ pub struct RenderArgs {
     #[arg(long, default_value_t = 2)]
     pub pbo_count: usize,
 
-    /// Scene to render: a built-in name (cube) or a file.
+    /// Scene to render: a built-in (cube, pattern), a Shadertoy-style shader (.frag, .glsl) or a
+    /// glTF 2.0 model (.gltf, .glb).
     #[arg(long, default_value = "cube")]
     pub scene: SceneSource,
 

@@ -9,7 +9,7 @@
 
 use std::rc::Rc;
 
-use glam::{Mat4, Vec3};
+use glam::{Mat4, Vec3, Vec4};
 use glow::HasContext;
 
 use super::GlError;
@@ -135,6 +135,30 @@ impl Program {
         let location = self.location(name);
         // SAFETY: context current (module invariant).
         unsafe { self.gl.uniform_1_i32(location.as_ref(), value) }
+    }
+
+    /// Sets a `uint` uniform on this (bound) program.
+    pub fn set_u32(&self, name: &str, value: u32) {
+        let location = self.location(name);
+        // SAFETY: context current (module invariant).
+        unsafe { self.gl.uniform_1_u32(location.as_ref(), value) }
+    }
+
+    /// Sets a `float` uniform on this (bound) program.
+    pub fn set_f32(&self, name: &str, value: f32) {
+        let location = self.location(name);
+        // SAFETY: context current (module invariant).
+        unsafe { self.gl.uniform_1_f32(location.as_ref(), value) }
+    }
+
+    /// Sets a `vec4` uniform on this (bound) program.
+    pub fn set_vec4(&self, name: &str, value: Vec4) {
+        let location = self.location(name);
+        // SAFETY: context current (module invariant).
+        unsafe {
+            self.gl
+                .uniform_4_f32(location.as_ref(), value.x, value.y, value.z, value.w)
+        }
     }
 }
 
@@ -308,6 +332,96 @@ impl Mesh {
 impl Drop for Mesh {
     fn drop(&mut self) {
         // SAFETY: we own the handle.
+        unsafe { self.gl.delete_vertex_array(self.vao) }
+    }
+}
+
+/// Interleaved float vertices and 32-bit indices in a vertex array, drawn as indexed triangles.
+pub struct IndexedMesh {
+    gl: Rc<glow::Context>,
+    vao: glow::VertexArray,
+    _vbo: Buffer,
+    _ebo: Buffer,
+    index_count: i32,
+}
+
+impl IndexedMesh {
+    /// `layout` lists (attribute location, component count) in the order they are interleaved.
+    /// Every index must be below the number of vertices; callers check this, because GL reads
+    /// out of bounds (undefined behaviour, a crash on some drivers) if it does not hold.
+    pub fn new(
+        gl: &Rc<glow::Context>,
+        vertices: &[f32],
+        indices: &[u32],
+        layout: &[(u32, i32)],
+    ) -> Result<Self, GlError> {
+        let floats_per_vertex: i32 = layout.iter().map(|(_, n)| n).sum();
+        let vertex_count = vertices.len() / floats_per_vertex.max(1) as usize;
+        if let Some(bad) = indices.iter().find(|&&i| i as usize >= vertex_count) {
+            return Err(GlError::Create {
+                what: "indexed mesh",
+                message: format!("index {bad} is out of range for {vertex_count} vertices"),
+            });
+        }
+        let stride_bytes = floats_per_vertex * 4;
+        let vbo = Buffer::new(gl)?;
+        let ebo = Buffer::new(gl)?;
+        // SAFETY: context current; the data pointers and lengths come from slices, every
+        // attribute offset stays inside one vertex's stride, and every index was checked above
+        // to name an uploaded vertex. The element buffer binding is VAO state, so it is bound
+        // while the VAO is and left bound to it.
+        unsafe {
+            let vao = gl
+                .create_vertex_array()
+                .map_err(create_error("vertex array"))?;
+            gl.bind_vertex_array(Some(vao));
+            gl.bind_buffer(glow::ARRAY_BUFFER, Some(vbo.raw));
+            let bytes: Vec<u8> = vertices.iter().flat_map(|f| f.to_le_bytes()).collect();
+            gl.buffer_data_u8_slice(glow::ARRAY_BUFFER, &bytes, glow::STATIC_DRAW);
+            gl.bind_buffer(glow::ELEMENT_ARRAY_BUFFER, Some(ebo.raw));
+            let index_bytes: Vec<u8> = indices.iter().flat_map(|i| i.to_le_bytes()).collect();
+            gl.buffer_data_u8_slice(glow::ELEMENT_ARRAY_BUFFER, &index_bytes, glow::STATIC_DRAW);
+            let mut offset_bytes = 0;
+            for &(location, components) in layout {
+                gl.enable_vertex_attrib_array(location);
+                gl.vertex_attrib_pointer_f32(
+                    location,
+                    components,
+                    glow::FLOAT,
+                    false,
+                    stride_bytes,
+                    offset_bytes,
+                );
+                offset_bytes += components * 4;
+            }
+            gl.bind_vertex_array(None);
+            gl.bind_buffer(glow::ARRAY_BUFFER, None);
+            Ok(Self {
+                gl: Rc::clone(gl),
+                vao,
+                _vbo: vbo,
+                _ebo: ebo,
+                index_count: indices.len() as i32,
+            })
+        }
+    }
+
+    /// Draws every index as triangles with the bound program.
+    pub fn draw(&self) {
+        // SAFETY: context current; the VAO's attributes and element buffer are `_vbo` and
+        // `_ebo`, alive with `self`, and every index is in range (checked in `new`).
+        unsafe {
+            self.gl.bind_vertex_array(Some(self.vao));
+            self.gl
+                .draw_elements(glow::TRIANGLES, self.index_count, glow::UNSIGNED_INT, 0);
+            self.gl.bind_vertex_array(None);
+        }
+    }
+}
+
+impl Drop for IndexedMesh {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle; the buffers delete themselves after it.
         unsafe { self.gl.delete_vertex_array(self.vao) }
     }
 }

@@ -3,10 +3,18 @@
 //! A scene owns its GL objects and draws through the safe wrappers in [`crate::gl::objects`]. Time
 //! is the frame index, never the wall clock, so frame N is the same image on every run, whatever
 //! the pacing, the PBO count or the number of clients.
+//!
+//! [`SceneSource`] says what to draw: a built-in by name (`cube`, `pattern`) or a file whose
+//! extension says what it is (`.frag`/`.glsl` shader, `.gltf`/`.glb` model). Loading never panics
+//! on bad input: every failure is a [`SceneError`] that names the file.
 
 mod cube;
+mod model;
+mod pattern;
+mod pattern_code;
+mod shader;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -15,12 +23,20 @@ use crate::gl::context::HeadlessContext;
 use crate::gl::objects::RenderTarget;
 
 pub use cube::CubeScene;
+pub use model::GltfScene;
+pub use pattern::PatternScene;
+// The binary never decodes its own pattern; this is the scene module's API for consumers and
+// tests (which include pattern_code.rs by path, the crate having no library target).
+#[allow(unused_imports)]
+pub use pattern_code::decode_pattern;
+pub use shader::ShaderScene;
 
-/// Why a scene could not be built.
+/// Why a scene could not be built. Messages name the file; the cause is the error's `source`,
+/// which `main` prints after it (`{:#}`), so messages do not repeat it.
 #[derive(Debug, Error)]
 pub enum SceneError {
     /// A texture file could not be read.
-    #[error("cannot read texture {path}: {source}")]
+    #[error("cannot read texture {path}")]
     ReadTexture {
         /// The file.
         path: PathBuf,
@@ -28,12 +44,38 @@ pub enum SceneError {
         source: std::io::Error,
     },
     /// A texture file is not an image the `image` crate can decode.
-    #[error("cannot decode texture {name}: {source}")]
+    #[error("cannot decode texture {name}")]
     DecodeTexture {
         /// The file, or the built-in asset's name.
         name: String,
         /// The decoder's error.
         source: image::ImageError,
+    },
+    /// A scene file (shader or glTF) could not be read.
+    #[error("cannot read scene file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A glTF file is not valid glTF 2.0 (bad JSON, bad GLB container, failed validation).
+    #[error("{path} is not a valid glTF 2.0 file: {message}")]
+    CorruptGltf {
+        /// The .gltf or .glb file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A buffer or image that a glTF file references could not be read or decoded.
+    #[error("{path}: cannot load {resource}: {message}")]
+    GltfResource {
+        /// The .gltf or .glb file.
+        path: PathBuf,
+        /// What it references: a file path, or "buffer N" / "image N" when it is embedded.
+        resource: String,
+        /// Why it could not be loaded.
+        message: String,
     },
     /// Building the scene's GL objects failed (a shader, most likely).
     #[error(transparent)]
@@ -46,15 +88,30 @@ pub enum SceneSource {
     /// The built-in lit, textured, rotating cube.
     #[default]
     Cube,
+    /// The built-in test pattern: the frame index in black and white cells, colour bars.
+    Pattern,
+    /// A Shadertoy-style fragment shader file (`.frag`, `.glsl`).
+    Shader(PathBuf),
+    /// A glTF 2.0 model (`.gltf`, `.glb`).
+    Gltf(PathBuf),
 }
 
 impl std::str::FromStr for SceneSource {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "cube" => Ok(SceneSource::Cube),
-            other => Err(format!("unknown scene '{other}' (built-in: cube)")),
+        let extension = Path::new(text)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match (text, extension.as_deref()) {
+            ("cube", _) => Ok(SceneSource::Cube),
+            ("pattern", _) => Ok(SceneSource::Pattern),
+            (path, Some("frag" | "glsl")) => Ok(SceneSource::Shader(PathBuf::from(path))),
+            (path, Some("gltf" | "glb")) => Ok(SceneSource::Gltf(PathBuf::from(path))),
+            (other, _) => Err(format!(
+                "unknown scene '{other}' (built-in: cube, pattern; files: .frag, .glsl, .gltf, .glb)"
+            )),
         }
     }
 }
@@ -77,7 +134,7 @@ pub trait Scene {
     fn render(&mut self, frame_index: u64, target: &RenderTarget);
 }
 
-/// Builds the default scene.
+/// Builds the scene `options.source` names; `aspect` is the target's width / height.
 pub fn build(
     context: &HeadlessContext,
     options: &SceneOptions,
@@ -85,5 +142,40 @@ pub fn build(
 ) -> Result<Box<dyn Scene>, SceneError> {
     match &options.source {
         SceneSource::Cube => Ok(Box::new(CubeScene::new(context, options, aspect)?)),
+        SceneSource::Pattern => Ok(Box::new(PatternScene::new(context)?)),
+        SceneSource::Shader(path) => Ok(Box::new(ShaderScene::new(context, options, path)?)),
+        SceneSource::Gltf(path) => Ok(Box::new(GltfScene::new(context, path, aspect)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SceneSource;
+    use std::path::PathBuf;
+
+    #[test]
+    fn names_and_extensions_pick_the_scene() {
+        let parse = |s: &str| s.parse::<SceneSource>();
+        assert_eq!(parse("cube"), Ok(SceneSource::Cube));
+        assert_eq!(parse("pattern"), Ok(SceneSource::Pattern));
+        assert_eq!(
+            parse("dir/wave.frag"),
+            Ok(SceneSource::Shader(PathBuf::from("dir/wave.frag")))
+        );
+        assert_eq!(
+            parse("a.GLSL"),
+            Ok(SceneSource::Shader(PathBuf::from("a.GLSL")))
+        );
+        assert_eq!(
+            parse("m.gltf"),
+            Ok(SceneSource::Gltf(PathBuf::from("m.gltf")))
+        );
+        assert_eq!(
+            parse("m.glb"),
+            Ok(SceneSource::Gltf(PathBuf::from("m.glb")))
+        );
+        let refused = parse("teapot").unwrap_err();
+        assert!(refused.contains("unknown scene 'teapot'"), "{refused}");
+        assert!(parse("model.obj").is_err());
     }
 }

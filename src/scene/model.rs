@@ -1,0 +1,708 @@
+//! glTF 2.0 scenes (`.gltf` with external or embedded buffers, `.glb`), drawn simply.
+//!
+//! What is drawn: every triangle primitive of every mesh in the default scene (else the first),
+//! placed by the node hierarchy's transforms; positions, normals (computed when absent), first UV
+//! set and indices; the material's base colour factor and texture and its emissive factor, lit by
+//! one directional light that sits above-left of the camera, plus ambient. Everything else is
+//! skipped with a warning, never an error: skins (drawn in bind pose), morph targets (base
+//! shape), animations, non-triangle primitives, extensions, other texture slots.
+//!
+//! The camera: the first camera met in the scene's node order, its projection's aspect fitted to
+//! the output, drawn still (every frame the same image). Without one, a camera framed on the
+//! scene's bounds orbits it once every [`FRAMES_PER_ORBIT`] frames, so frame N is a pure function
+//! of N like every scene here.
+//!
+//! Every failure to read the file, a buffer or a texture is a [`SceneError`] naming the file.
+
+use std::collections::HashMap;
+use std::f32::consts::TAU;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glam::{Mat3, Mat4, Vec3, Vec4, camera};
+use gltf::mesh::Mode;
+
+use super::{Scene, SceneError};
+use crate::gl::context::HeadlessContext;
+use crate::gl::objects::{
+    EmptyVertexArray, IndexedMesh, Program, RenderTarget, Texture, set_cull_back_faces,
+    set_depth_test,
+};
+
+/// One turn of the orbiting camera, for models without a camera of their own.
+pub const FRAMES_PER_ORBIT: u64 = 360;
+/// Vertical field of view of the framing camera.
+const FRAMING_FOV_RADIANS: f32 = 45.0 * std::f32::consts::PI / 180.0;
+/// The framing camera looks down on the model from this far above the horizon.
+const ORBIT_ELEVATION_RADIANS: f32 = 20.0 * std::f32::consts::PI / 180.0;
+/// The light's direction in view space: travelling away from the viewer, down and to the right.
+const LIGHT_IN_VIEW: Vec3 = Vec3::new(0.45, -0.6, -0.65);
+
+/// One primitive ready to draw.
+struct Draw {
+    mesh: IndexedMesh,
+    model: Mat4,
+    normal_matrix: Mat4,
+    base_color: Vec4,
+    emissive: Vec3,
+    /// Index into [`GltfScene::textures`]; `None` samples the white texture.
+    texture: Option<usize>,
+}
+
+/// Where the camera is.
+enum CameraRig {
+    /// The file's own camera: fixed.
+    Fixed { view: Mat4, projection: Mat4 },
+    /// Framed on the bounds, orbiting about the vertical axis through their centre.
+    Orbit {
+        center: Vec3,
+        distance: f32,
+        projection: Mat4,
+    },
+}
+
+impl CameraRig {
+    fn view(&self, frame_index: u64) -> Mat4 {
+        match self {
+            CameraRig::Fixed { view, .. } => *view,
+            CameraRig::Orbit {
+                center, distance, ..
+            } => {
+                let angle = (frame_index % FRAMES_PER_ORBIT) as f32 / FRAMES_PER_ORBIT as f32 * TAU;
+                let (sin_e, cos_e) = ORBIT_ELEVATION_RADIANS.sin_cos();
+                let offset = Vec3::new(angle.sin() * cos_e, sin_e, angle.cos() * cos_e);
+                camera::rh::view::look_at_mat4(*center + offset * *distance, *center, Vec3::Y)
+            }
+        }
+    }
+
+    fn projection(&self) -> Mat4 {
+        match self {
+            CameraRig::Fixed { projection, .. } | CameraRig::Orbit { projection, .. } => {
+                *projection
+            }
+        }
+    }
+}
+
+/// A loaded glTF scene's GL objects and camera.
+pub struct GltfScene {
+    gl: Rc<glow::Context>,
+    background: Program,
+    fullscreen: EmptyVertexArray,
+    program: Program,
+    draws: Vec<Draw>,
+    textures: Vec<Texture>,
+    white: Texture,
+    camera: CameraRig,
+}
+
+/// Bounds of the transformed positions seen so far.
+struct Bounds {
+    min: Vec3,
+    max: Vec3,
+}
+
+impl Bounds {
+    fn empty() -> Self {
+        Self {
+            min: Vec3::splat(f32::INFINITY),
+            max: Vec3::splat(f32::NEG_INFINITY),
+        }
+    }
+
+    fn add(&mut self, point: Vec3) {
+        if point.is_finite() {
+            self.min = self.min.min(point);
+            self.max = self.max.max(point);
+        }
+    }
+
+    /// Centre and radius of the bounding sphere; a unit sphere at the origin when empty.
+    fn sphere(&self) -> (Vec3, f32) {
+        if self.min.x > self.max.x {
+            return (Vec3::ZERO, 1.0);
+        }
+        let center = (self.min + self.max) * 0.5;
+        (center, ((self.max - self.min).length() * 0.5).max(1e-3))
+    }
+}
+
+/// What walking the node tree collects.
+struct Collected<'a> {
+    draws: Vec<Draw>,
+    bounds: Bounds,
+    camera: Option<(gltf::Camera<'a>, Mat4)>,
+    /// glTF image index → index into the scene's texture list.
+    textures_by_image: HashMap<usize, usize>,
+    textures: Vec<Texture>,
+}
+
+/// Everything the loader needs while walking one file.
+struct Loader<'a> {
+    gl: &'a Rc<glow::Context>,
+    path: &'a Path,
+    base: &'a Path,
+    buffers: Vec<gltf::buffer::Data>,
+}
+
+impl GltfScene {
+    /// Loads `path` and uploads its meshes and textures; `aspect` is the output's width / height.
+    pub fn new(context: &HeadlessContext, path: &Path, aspect: f32) -> Result<Self, SceneError> {
+        let gl = context.gl();
+        let header = context.glsl_header();
+        let program = Program::new(
+            gl,
+            "shaders/gltf",
+            header,
+            include_str!("../../shaders/gltf.vert"),
+            include_str!("../../shaders/gltf.frag"),
+        )?;
+        let background = Program::new(
+            gl,
+            "shaders/background",
+            header,
+            include_str!("../../shaders/background.vert"),
+            include_str!("../../shaders/background.frag"),
+        )?;
+
+        let bytes = std::fs::read(path).map_err(|source| SceneError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let gltf::Gltf { document, mut blob } =
+            gltf::Gltf::from_slice(&bytes).map_err(|e| SceneError::CorruptGltf {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        for extension in document.extensions_used() {
+            log::warn!(
+                "{}: extension {extension} is not supported; ignored",
+                path.display()
+            );
+        }
+        if document.animations().next().is_some() {
+            log::warn!(
+                "{}: animations are not supported; drawn at rest",
+                path.display()
+            );
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut buffers = Vec::new();
+        for buffer in document.buffers() {
+            let data =
+                gltf::buffer::Data::from_source_and_blob(buffer.source(), Some(base), &mut blob)
+                    .map_err(|e| resource_error(path, describe_buffer(&buffer, base), e))?;
+            if data.len() < buffer.length() {
+                return Err(SceneError::GltfResource {
+                    path: path.to_path_buf(),
+                    resource: describe_buffer(&buffer, base),
+                    message: format!("{} bytes, the file says {}", data.len(), buffer.length()),
+                });
+            }
+            buffers.push(data);
+        }
+        let loader = Loader {
+            gl,
+            path,
+            base,
+            buffers,
+        };
+
+        let mut collected = Collected {
+            draws: Vec::new(),
+            bounds: Bounds::empty(),
+            camera: None,
+            textures_by_image: HashMap::new(),
+            textures: Vec::new(),
+        };
+        match document
+            .default_scene()
+            .or_else(|| document.scenes().next())
+        {
+            Some(scene) => {
+                let mut visited = vec![false; document.nodes().len()];
+                for node in scene.nodes() {
+                    loader.visit(node, Mat4::IDENTITY, &mut visited, &mut collected)?;
+                }
+            }
+            None => log::warn!("{}: no scene; nothing to draw", path.display()),
+        }
+        if collected.draws.is_empty() {
+            log::warn!("{}: no triangles to draw", path.display());
+        }
+
+        let camera = match &collected.camera {
+            Some((camera, world)) => own_camera(camera, world, aspect, &collected.bounds),
+            None => framing_camera(&collected.bounds, aspect),
+        };
+        Ok(Self {
+            gl: Rc::clone(gl),
+            background,
+            fullscreen: EmptyVertexArray::new(gl)?,
+            program,
+            draws: collected.draws,
+            textures: collected.textures,
+            white: Texture::from_rgba8(gl, 1, 1, &[255; 4])?,
+            camera,
+        })
+    }
+}
+
+impl<'a> Loader<'a> {
+    /// Collects `node` and its children; `parent` is the parent's world matrix.
+    fn visit<'d>(
+        &self,
+        node: gltf::Node<'d>,
+        parent: Mat4,
+        visited: &mut [bool],
+        out: &mut Collected<'d>,
+    ) -> Result<(), SceneError> {
+        // glTF forbids cycles and shared children, but a corrupt file may have them; walking one
+        // would never end.
+        match visited.get_mut(node.index()) {
+            Some(seen) if !*seen => *seen = true,
+            _ => {
+                log::warn!(
+                    "{}: node {} appears twice in the hierarchy; skipped the second time",
+                    self.path.display(),
+                    node.index()
+                );
+                return Ok(());
+            }
+        }
+        let world = parent * Mat4::from_cols_array_2d(&node.transform().matrix());
+        if out.camera.is_none()
+            && let Some(camera) = node.camera()
+        {
+            out.camera = Some((camera, world));
+        }
+        if node.skin().is_some() {
+            log::warn!(
+                "{}: node {}: skins are not supported; drawn in bind pose",
+                self.path.display(),
+                node.index()
+            );
+        }
+        if let Some(mesh) = node.mesh() {
+            for primitive in mesh.primitives() {
+                self.primitive(&mesh, &primitive, world, out)?;
+            }
+        }
+        for child in node.children() {
+            self.visit(child, world, visited, out)?;
+        }
+        Ok(())
+    }
+
+    fn primitive(
+        &self,
+        mesh: &gltf::Mesh<'_>,
+        primitive: &gltf::Primitive<'_>,
+        world: Mat4,
+        out: &mut Collected<'_>,
+    ) -> Result<(), SceneError> {
+        let what = format!(
+            "{}: mesh {} primitive {}",
+            self.path.display(),
+            mesh.name()
+                .map_or_else(|| mesh.index().to_string(), str::to_string),
+            primitive.index()
+        );
+        if primitive.mode() != Mode::Triangles {
+            log::warn!(
+                "{what}: {:?} primitives are not supported; skipped",
+                primitive.mode()
+            );
+            return Ok(());
+        }
+        if primitive.morph_targets().next().is_some() {
+            log::warn!("{what}: morph targets are not supported; drawn in its base shape");
+        }
+        let reader = primitive.reader(|buffer| self.buffers.get(buffer.index()).map(|d| &d.0[..]));
+        let Some(positions) = reader.read_positions() else {
+            log::warn!("{what}: no readable positions; skipped");
+            return Ok(());
+        };
+        let positions: Vec<Vec3> = positions.map(Vec3::from).collect();
+        let indices: Vec<u32> = match reader.read_indices() {
+            Some(indices) => indices.into_u32().collect(),
+            None => (0..positions.len() as u32).collect(),
+        };
+        if !indices.len().is_multiple_of(3)
+            || indices.iter().any(|&i| i as usize >= positions.len())
+        {
+            log::warn!("{what}: indices do not make whole triangles of its vertices; skipped");
+            return Ok(());
+        }
+        let normals: Vec<Vec3> = match reader.read_normals() {
+            Some(normals) => normals.map(Vec3::from).collect(),
+            None => Vec::new(),
+        };
+        let normals = if normals.len() == positions.len() {
+            normals
+        } else {
+            smooth_normals(&positions, &indices)
+        };
+        let uvs: Vec<[f32; 2]> = match reader.read_tex_coords(0) {
+            Some(uvs) => uvs.into_f32().collect(),
+            None => Vec::new(),
+        };
+
+        let mut vertices = Vec::with_capacity(positions.len() * 8);
+        for (i, (p, n)) in positions.iter().zip(&normals).enumerate() {
+            let uv = uvs.get(i).copied().unwrap_or([0.0, 0.0]);
+            vertices.extend_from_slice(&[p.x, p.y, p.z, n.x, n.y, n.z, uv[0], uv[1]]);
+            out.bounds.add(world.transform_point3(*p));
+        }
+        let mesh = IndexedMesh::new(self.gl, &vertices, &indices, &[(0, 3), (1, 3), (2, 2)])?;
+
+        let material = primitive.material();
+        let pbr = material.pbr_metallic_roughness();
+        let texture = match pbr.base_color_texture() {
+            Some(info) => {
+                if info.tex_coord() != 0 {
+                    log::warn!(
+                        "{what}: base colour texture uses UV set {}; using set 0",
+                        info.tex_coord()
+                    );
+                }
+                self.texture(info.texture().source(), out)?
+            }
+            None => None,
+        };
+        let linear = Mat3::from_mat4(world);
+        // A singular matrix flattens the primitive; any normal matrix will do for it.
+        let normal_matrix = if linear.determinant().abs() > f32::EPSILON {
+            Mat4::from_mat3(linear.inverse().transpose())
+        } else {
+            Mat4::IDENTITY
+        };
+        out.draws.push(Draw {
+            mesh,
+            model: world,
+            normal_matrix,
+            base_color: Vec4::from(pbr.base_color_factor()),
+            emissive: Vec3::from(material.emissive_factor()),
+            texture,
+        });
+        Ok(())
+    }
+
+    /// The scene's texture for glTF image `image`, decoding and uploading it the first time.
+    /// An image in a pixel format we do not upload is skipped with a warning (`None`).
+    fn texture(
+        &self,
+        image: gltf::Image<'_>,
+        out: &mut Collected<'_>,
+    ) -> Result<Option<usize>, SceneError> {
+        if let Some(&index) = out.textures_by_image.get(&image.index()) {
+            return Ok(Some(index));
+        }
+        let resource = describe_image(&image, self.base);
+        if let gltf::image::Source::View { view, .. } = image.source() {
+            // gltf slices the buffer without checking; a corrupt file must not make it panic.
+            let fits = self
+                .buffers
+                .get(view.buffer().index())
+                .is_some_and(|data| view.offset().saturating_add(view.length()) <= data.len());
+            if !fits {
+                return Err(SceneError::GltfResource {
+                    path: self.path.to_path_buf(),
+                    resource,
+                    message: "its buffer view lies outside its buffer".into(),
+                });
+            }
+        }
+        let data = gltf::image::Data::from_source(image.source(), Some(self.base), &self.buffers)
+            .map_err(|e| resource_error(self.path, resource.clone(), e))?;
+        let Some(rgba) = to_rgba8(&data) else {
+            log::warn!(
+                "{}: {resource}: pixel format {:?} is not supported; drawn untextured",
+                self.path.display(),
+                data.format
+            );
+            return Ok(None);
+        };
+        // glTF's UV origin is the image's top-left corner and the decoder's first row is the
+        // top one, so uploading rows as they come puts v = 0 at the top, as glTF wants.
+        let texture = Texture::from_rgba8(self.gl, data.width, data.height, &rgba)?;
+        out.textures.push(texture);
+        let index = out.textures.len() - 1;
+        out.textures_by_image.insert(image.index(), index);
+        Ok(Some(index))
+    }
+}
+
+fn resource_error(path: &Path, resource: String, error: gltf::Error) -> SceneError {
+    SceneError::GltfResource {
+        path: path.to_path_buf(),
+        resource,
+        message: error.to_string(),
+    }
+}
+
+/// A referenced file's path (so errors name it), or where the bytes are embedded.
+fn describe_uri(uri: &str, base: &Path, embedded: String) -> String {
+    if uri.starts_with("data:") {
+        embedded
+    } else {
+        // URIs are percent-encoded; spaces are the common case, and enough for a readable name.
+        base.join(PathBuf::from(uri.replace("%20", " ")))
+            .display()
+            .to_string()
+    }
+}
+
+fn describe_buffer(buffer: &gltf::Buffer<'_>, base: &Path) -> String {
+    match buffer.source() {
+        gltf::buffer::Source::Uri(uri) => {
+            describe_uri(uri, base, format!("buffer {} (embedded)", buffer.index()))
+        }
+        gltf::buffer::Source::Bin => "the GLB binary chunk".to_string(),
+    }
+}
+
+fn describe_image(image: &gltf::Image<'_>, base: &Path) -> String {
+    match image.source() {
+        gltf::image::Source::Uri { uri, .. } => {
+            describe_uri(uri, base, format!("image {} (embedded)", image.index()))
+        }
+        gltf::image::Source::View { .. } => format!("image {} (in a buffer)", image.index()),
+    }
+}
+
+/// Expands a decoded image to RGBA8; `None` for float formats and inconsistent sizes.
+fn to_rgba8(data: &gltf::image::Data) -> Option<Vec<u8>> {
+    use gltf::image::Format;
+    let (channels, bytes_per_channel) = match data.format {
+        Format::R8 => (1, 1),
+        Format::R8G8 => (2, 1),
+        Format::R8G8B8 => (3, 1),
+        Format::R8G8B8A8 => (4, 1),
+        Format::R16 => (1, 2),
+        Format::R16G16 => (2, 2),
+        Format::R16G16B16 => (3, 2),
+        Format::R16G16B16A16 => (4, 2),
+        _ => return None,
+    };
+    let texel_bytes = channels * bytes_per_channel;
+    let texels = data.width as usize * data.height as usize;
+    if data.pixels.len() != texels * texel_bytes || texels == 0 {
+        return None;
+    }
+    // 16-bit channels are native-endian u16s; their high byte is the 8-bit value.
+    let high_byte = if cfg!(target_endian = "little") {
+        bytes_per_channel - 1
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(texels * 4);
+    for texel in data.pixels.chunks_exact(texel_bytes) {
+        let c = |i: usize| texel[i * bytes_per_channel + high_byte];
+        // One channel is grey, two are grey and alpha (how the decoder reports luma images).
+        let rgba = match channels {
+            1 => [c(0), c(0), c(0), 255],
+            2 => [c(0), c(0), c(0), c(1)],
+            3 => [c(0), c(1), c(2), 255],
+            _ => [c(0), c(1), c(2), c(3)],
+        };
+        out.extend_from_slice(&rgba);
+    }
+    Some(out)
+}
+
+/// Area-weighted vertex normals, for primitives that come without normals.
+fn smooth_normals(positions: &[Vec3], indices: &[u32]) -> Vec<Vec3> {
+    let mut normals = vec![Vec3::ZERO; positions.len()];
+    for triangle in indices.chunks_exact(3) {
+        let [a, b, c] = [triangle[0], triangle[1], triangle[2]].map(|i| i as usize);
+        let face = (positions[b] - positions[a]).cross(positions[c] - positions[a]);
+        for i in [a, b, c] {
+            normals[i] += face;
+        }
+    }
+    normals
+        .into_iter()
+        .map(|n| n.try_normalize().unwrap_or(Vec3::Z))
+        .collect()
+}
+
+/// The file's camera: its node's inverse world matrix, its projection with our aspect.
+fn own_camera(camera: &gltf::Camera<'_>, world: &Mat4, aspect: f32, bounds: &Bounds) -> CameraRig {
+    let view = world.inverse();
+    let eye = world.transform_point3(Vec3::ZERO);
+    let (center, radius) = bounds.sphere();
+    // A camera without a far plane still needs one for a finite depth buffer: just past the
+    // farthest point of the scene.
+    let scene_far = (eye.distance(center) + radius) * 1.5;
+    let projection = match camera.projection() {
+        gltf::camera::Projection::Perspective(p) => {
+            let near = positive_or(p.znear(), 0.01);
+            let far = p
+                .zfar()
+                .map_or(scene_far, |f| positive_or(f, scene_far))
+                .max(near * 2.0);
+            camera::rh::proj::opengl::perspective(
+                positive_or(p.yfov(), FRAMING_FOV_RADIANS),
+                aspect,
+                near,
+                far,
+            )
+        }
+        gltf::camera::Projection::Orthographic(o) => {
+            let half_height = positive_or(o.ymag(), 1.0);
+            let near = o.znear().max(0.0);
+            let far = positive_or(o.zfar(), scene_far).max(near + 1e-3);
+            camera::rh::proj::opengl::orthographic(
+                -half_height * aspect,
+                half_height * aspect,
+                -half_height,
+                half_height,
+                near,
+                far,
+            )
+        }
+    };
+    CameraRig::Fixed { view, projection }
+}
+
+fn positive_or(value: f32, fallback: f32) -> f32 {
+    if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        fallback
+    }
+}
+
+/// A camera that keeps the bounding sphere in view from every angle of its orbit.
+fn framing_camera(bounds: &Bounds, aspect: f32) -> CameraRig {
+    let (center, radius) = bounds.sphere();
+    let half_vertical = FRAMING_FOV_RADIANS / 2.0;
+    let half_horizontal = (half_vertical.tan() * aspect).atan();
+    let distance = radius / half_vertical.min(half_horizontal).sin() * 1.05;
+    let near = (distance - radius) * 0.5;
+    let far = distance + radius * 2.0;
+    CameraRig::Orbit {
+        center,
+        distance,
+        projection: camera::rh::proj::opengl::perspective(
+            FRAMING_FOV_RADIANS,
+            aspect,
+            near.max(distance * 1e-3),
+            far,
+        ),
+    }
+}
+
+impl Scene for GltfScene {
+    fn render(&mut self, frame_index: u64, target: &RenderTarget) {
+        target.begin([0.0, 0.0, 0.0, 1.0]);
+
+        set_depth_test(&self.gl, false);
+        set_cull_back_faces(&self.gl, false);
+        self.background.bind();
+        self.background
+            .set_vec3("u_bottom", Vec3::new(0.10, 0.10, 0.12));
+        self.background
+            .set_vec3("u_top", Vec3::new(0.45, 0.47, 0.52));
+        self.fullscreen.draw(3);
+
+        // Double-sided materials and mirrored nodes are common; the shader lights either face.
+        set_depth_test(&self.gl, true);
+        let view = self.camera.view(frame_index);
+        let light = view
+            .inverse()
+            .transform_vector3(LIGHT_IN_VIEW)
+            .normalize_or(Vec3::NEG_Y);
+        self.program.bind();
+        self.program
+            .set_mat4("u_view_projection", &(self.camera.projection() * view));
+        self.program.set_vec3("u_light_direction", light);
+        self.program.set_i32("u_base_color_texture", 0);
+        for draw in &self.draws {
+            self.program.set_mat4("u_model", &draw.model);
+            self.program
+                .set_mat4("u_normal_matrix", &draw.normal_matrix);
+            self.program
+                .set_vec4("u_base_color_factor", draw.base_color);
+            self.program.set_vec3("u_emissive", draw.emissive);
+            match draw.texture.and_then(|i| self.textures.get(i)) {
+                Some(texture) => texture.bind(0),
+                None => self.white.bind(0),
+            }
+            draw.mesh.draw();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_normals_point_out_of_a_counter_clockwise_triangle() {
+        let positions = [Vec3::ZERO, Vec3::X, Vec3::Y];
+        let normals = smooth_normals(&positions, &[0, 1, 2]);
+        assert!(normals.iter().all(|n| n.abs_diff_eq(Vec3::Z, 1e-6)));
+    }
+
+    #[test]
+    fn sixteen_bit_and_grey_images_expand_to_rgba8() {
+        let grey = gltf::image::Data {
+            pixels: vec![10, 20],
+            format: gltf::image::Format::R8,
+            width: 2,
+            height: 1,
+        };
+        assert_eq!(
+            to_rgba8(&grey),
+            Some(vec![10, 10, 10, 255, 20, 20, 20, 255])
+        );
+        let wide = gltf::image::Data {
+            pixels: [0x1234u16, 0xabcd, 0xff00]
+                .iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect(),
+            format: gltf::image::Format::R16G16B16,
+            width: 1,
+            height: 1,
+        };
+        assert_eq!(to_rgba8(&wide), Some(vec![0x12, 0xab, 0xff, 255]));
+        let short = gltf::image::Data {
+            pixels: vec![1, 2, 3],
+            format: gltf::image::Format::R8G8B8A8,
+            width: 1,
+            height: 1,
+        };
+        assert_eq!(to_rgba8(&short), None);
+    }
+
+    #[test]
+    fn framing_keeps_the_whole_sphere_in_view() {
+        let mut bounds = Bounds::empty();
+        bounds.add(Vec3::new(-1.0, -2.0, -0.5));
+        bounds.add(Vec3::new(3.0, 1.0, 0.5));
+        let (center, radius) = bounds.sphere();
+        for aspect in [0.5, 1.0, 2.0] {
+            let rig = framing_camera(&bounds, aspect);
+            for frame in [0, 45, 200] {
+                let clip = rig.projection() * rig.view(frame);
+                for direction in [
+                    Vec3::X,
+                    Vec3::NEG_X,
+                    Vec3::Y,
+                    Vec3::NEG_Y,
+                    Vec3::Z,
+                    Vec3::NEG_Z,
+                ] {
+                    let p = clip.project_point3(center + direction * radius);
+                    assert!(
+                        p.abs().max_element() <= 1.0,
+                        "{p} out of view at aspect {aspect}"
+                    );
+                }
+            }
+        }
+    }
+}

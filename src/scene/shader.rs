@@ -1,0 +1,114 @@
+//! Shader scenes: a `.frag` / `.glsl` file in Shadertoy's conventions, drawn as one full-screen
+//! pass.
+//!
+//! The file defines `void mainImage(out vec4 fragColor, in vec2 fragCoord)`. We wrap it: a
+//! prologue declares the uniforms (`iResolution`, `iTime`, `iTimeDelta`, `iFrame`, and `iMouse`,
+//! always zero), then a `#line 1` directive so the driver's log counts lines as the user's file
+//! does, then the file, then an epilogue whose `main` calls `mainImage` with `gl_FragCoord.xy`
+//! (origin bottom-left, as on Shadertoy). Time is the frame index over the frame rate (60 when
+//! unpaced), never the clock, so frame N is the same image on every run.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use glam::Vec3;
+
+use super::{Scene, SceneError, SceneOptions};
+use crate::gl::context::HeadlessContext;
+use crate::gl::objects::{
+    EmptyVertexArray, Program, RenderTarget, set_cull_back_faces, set_depth_test,
+};
+
+/// The frame rate iTime assumes when the stream is not paced.
+const DEFAULT_FPS: f64 = 60.0;
+
+/// A user's fragment shader and the full-screen pass that runs it.
+pub struct ShaderScene {
+    gl: Rc<glow::Context>,
+    program: Program,
+    fullscreen: EmptyVertexArray,
+    seconds_per_frame: f64,
+}
+
+/// The fragment source the driver compiles: prologue, `#line 1`, the user's code, epilogue.
+fn wrap(user_source: &str) -> String {
+    // Program::new puts its own `#line 1` after the #version header; ours comes after the
+    // prologue, so it is the one that counts for every line of the user's file.
+    format!(
+        "{}#line 1\n{}\n{}",
+        include_str!("../../shaders/shadertoy_prologue.frag"),
+        user_source,
+        include_str!("../../shaders/shadertoy_epilogue.frag"),
+    )
+}
+
+impl ShaderScene {
+    /// Reads and compiles `path`; compile errors carry the file name and its line numbers.
+    pub fn new(
+        context: &HeadlessContext,
+        options: &SceneOptions,
+        path: &Path,
+    ) -> Result<Self, SceneError> {
+        let user_source = std::fs::read_to_string(path).map_err(|source| SceneError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let gl = context.gl();
+        let program = Program::new(
+            gl,
+            &path.display().to_string(),
+            context.glsl_header(),
+            include_str!("../../shaders/background.vert"),
+            &wrap(&user_source),
+        )?;
+        let fps = options
+            .frame_rate
+            .filter(|fps| fps.is_finite() && *fps > 0.0)
+            .unwrap_or(DEFAULT_FPS);
+        Ok(Self {
+            gl: Rc::clone(gl),
+            program,
+            fullscreen: EmptyVertexArray::new(gl)?,
+            seconds_per_frame: 1.0 / fps,
+        })
+    }
+}
+
+impl Scene for ShaderScene {
+    fn render(&mut self, frame_index: u64, target: &RenderTarget) {
+        target.begin([0.0, 0.0, 0.0, 1.0]);
+        set_depth_test(&self.gl, false);
+        set_cull_back_faces(&self.gl, false);
+        self.program.bind();
+        self.program.set_vec3(
+            "iResolution",
+            Vec3::new(target.width_px() as f32, target.height_px() as f32, 1.0),
+        );
+        // Computed in f64 and rounded once, so late frames keep their sub-frame precision as
+        // long as f32 can hold the result.
+        self.program.set_f32(
+            "iTime",
+            (frame_index as f64 * self.seconds_per_frame) as f32,
+        );
+        self.program
+            .set_f32("iTimeDelta", self.seconds_per_frame as f32);
+        // GLSL's int is 32-bit; past 2^31 frames the count wraps rather than going negative.
+        self.program
+            .set_i32("iFrame", (frame_index % (1 << 31)) as i32);
+        self.fullscreen.draw(3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn user_code_starts_right_after_a_line_directive() {
+        let wrapped = wrap("void mainImage(out vec4 c, in vec2 p) { c = vec4(1.0); }");
+        let (before, after) = wrapped.split_once("#line 1\n").unwrap();
+        assert!(before.contains("uniform float iTime;"));
+        assert!(after.starts_with("void mainImage"));
+        assert!(after.contains("mainImage(color, gl_FragCoord.xy)"));
+    }
+}

@@ -1,0 +1,370 @@
+//! `--scene`: the built-in test pattern, Shadertoy-style shader files and glTF models, through
+//! the real binary (snapshots and the stream), with goldens in tests/golden/ and small assets in
+//! tests/assets/ (a .frag, a .gltf with an external PNG, a .glb with an embedded one and a camera).
+
+use std::path::{Path, PathBuf};
+
+use super::util::{Server, assert_clean_failure, distinct_bytes, read_frames, run};
+use super::{H, W, path_str, scratch};
+
+// The crate has no library target, so the decoder is compiled into the tests from its source;
+// it is pure Rust with no crate-internal imports for exactly this reason. (Its own unit tests
+// come along and run here too.)
+#[allow(dead_code)]
+#[path = "../../src/scene/pattern_code.rs"]
+mod pattern_code;
+
+use pattern_code::decode_pattern;
+
+fn asset(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/assets")
+        .join(name)
+}
+
+/// `glstream snapshot --scene SCENE` of one frame; panics with stderr if it fails.
+fn snapshot(scene: &str, frame: u64, size: (&str, &str), out: &Path) {
+    let output = snapshot_output(scene, frame, size, out);
+    assert!(
+        output.status.success(),
+        "snapshot of {scene} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn snapshot_output(
+    scene: &str,
+    frame: u64,
+    size: (&str, &str),
+    out: &Path,
+) -> std::process::Output {
+    let frame = frame.to_string();
+    run(&[
+        "snapshot",
+        "--scene",
+        scene,
+        "--width",
+        size.0,
+        "--height",
+        size.1,
+        "--frame",
+        &frame,
+        "-o",
+        path_str(out),
+    ])
+}
+
+/// A PNG's pixels with rows bottom-up, as the stream sends them and the decoder wants them.
+fn bottom_up(png: &Path) -> (Vec<u8>, u32, u32) {
+    let image = image::open(png).unwrap().to_rgba8();
+    let (w, h) = image.dimensions();
+    let rows: Vec<u8> = image
+        .as_raw()
+        .chunks(w as usize * 4)
+        .rev()
+        .flatten()
+        .copied()
+        .collect();
+    (rows, w, h)
+}
+
+mod pattern {
+    //! The pattern carries its frame index through a snapshot and through the stream.
+
+    use super::*;
+
+    #[test]
+    fn a_snapshot_decodes_to_its_frame_index_at_small_sizes() {
+        let dir = scratch("scene-pattern");
+        for (w, h) in [("160", "120"), (W, H), ("64", "32")] {
+            for frame in [0, 90, 123_456_789] {
+                let out = dir.join(format!("{w}x{h}_{frame}.png"));
+                snapshot("pattern", frame, (w, h), &out);
+                let (pixels, width, height) = bottom_up(&out);
+                assert_eq!(
+                    decode_pattern(&pixels, width, height),
+                    Some(frame),
+                    "{w}x{h} frame {frame}"
+                );
+                // Top-down rows are not a pattern frame: the decoder notices the flip.
+                let top_down = image::open(&out).unwrap().to_rgba8().into_raw();
+                assert_eq!(decode_pattern(&top_down, width, height), None);
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_frames_decode_to_consecutive_indices() {
+        let server = Server::start(&[
+            "--scene", "pattern", "--width", W, "--height", H, "--frames", "12", "--policy",
+            "lossless",
+        ]);
+        let frames = read_frames(&mut server.connect(), 12);
+        let indices: Vec<Option<u64>> = frames
+            .iter()
+            .map(|f| decode_pattern(&f.pixels, f.width, f.height))
+            .collect();
+        let expected: Vec<Option<u64>> = (0..12).map(Some).collect();
+        assert_eq!(indices, expected);
+    }
+
+    #[test]
+    fn other_scenes_are_not_pattern_frames() {
+        let dir = scratch("scene-pattern-not");
+        let out = dir.join("cube.png");
+        snapshot("cube", 0, (W, H), &out);
+        let (pixels, width, height) = bottom_up(&out);
+        assert_eq!(decode_pattern(&pixels, width, height), None);
+    }
+}
+
+mod shader {
+    //! Shadertoy-style fragment shaders: uniforms, coordinates, and compile errors that point
+    //! at the user's file and line.
+
+    use super::*;
+
+    #[test]
+    fn uniforms_have_the_documented_values() {
+        let dir = scratch("scene-shader-uniforms");
+        let shader = dir.join("probe.frag");
+        // Bottom half: iTime's fraction, iFrame and iResolution.x as 8-bit colours; top half
+        // black, so the test also sees that fragCoord's origin is the bottom-left corner.
+        std::fs::write(
+            &shader,
+            "void mainImage(out vec4 fragColor, in vec2 fragCoord) {\n\
+             \x20   if (fragCoord.y > 0.5 * iResolution.y) { fragColor = vec4(0.0); return; }\n\
+             \x20   fragColor = vec4(fract(iTime), float(iFrame) / 255.0, iResolution.x / 255.0, 0.0);\n\
+             }\n",
+        )
+        .unwrap();
+        let out = dir.join("probe.png");
+        // Frame 30 without --fps is 30 / 60 = 0.5 s.
+        snapshot(path_str(&shader), 30, (W, H), &out);
+        let png = image::open(&out).unwrap().to_rgba8();
+        let bottom = png.get_pixel(5, 60).0;
+        let top = png.get_pixel(5, 5).0;
+        assert!(bottom[0].abs_diff(128) <= 1, "iTime: {bottom:?}");
+        assert_eq!(bottom[1], 30, "iFrame: {bottom:?}");
+        assert_eq!(bottom[2], 98, "iResolution.x: {bottom:?}");
+        assert_eq!(
+            bottom[3], 255,
+            "frames are opaque whatever alpha the shader writes"
+        );
+        assert_eq!(
+            top,
+            [0, 0, 0, 255],
+            "PNG row 0 is the top, which is fragCoord.y = height"
+        );
+    }
+
+    #[test]
+    fn the_image_changes_with_itime_and_iframe() {
+        let dir = scratch("scene-shader-changes");
+        let scene = asset("waves.frag");
+        let shots: Vec<Vec<u8>> = [0, 1, 2]
+            .iter()
+            .map(|&frame| {
+                let out = dir.join(format!("{frame}.png"));
+                snapshot(path_str(&scene), frame, (W, H), &out);
+                image::open(&out).unwrap().to_rgba8().into_raw()
+            })
+            .collect();
+        assert!(
+            distinct_bytes(&shots[0]) > 40,
+            "the shader output looks flat"
+        );
+        assert_ne!(shots[0], shots[1]);
+        assert_ne!(shots[1], shots[2]);
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_file_and_its_line() {
+        let dir = scratch("scene-shader-error");
+        let shader = dir.join("broken_wave.frag");
+        std::fs::write(
+            &shader,
+            "void mainImage(out vec4 fragColor, in vec2 fragCoord) {\n\
+             \x20   vec2 uv = fragCoord / iResolution.xy;\n\
+             \x20   fragColor = vec4(uv, 0.0 1.0);\n\
+             }\n",
+        )
+        .unwrap();
+        let output = snapshot_output(path_str(&shader), 0, (W, H), &dir.join("x.png"));
+        assert_clean_failure(&output, "broken_wave.frag");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // Mesa writes `0:3(27): error: ...`; NVIDIA `0(3) : error ...`.
+        assert!(
+            stderr.contains("0:3(") || stderr.contains("0(3)"),
+            "the error must point at line 3 of the file:\n{stderr}"
+        );
+    }
+
+    #[test]
+    fn a_missing_shader_file_is_named() {
+        let output = snapshot_output("/nonexistent/dir/sky.frag", 0, (W, H), Path::new("x.png"));
+        assert_clean_failure(&output, "/nonexistent/dir/sky.frag");
+    }
+}
+
+mod gltf {
+    //! glTF models: hierarchy, materials, cameras, and files that are missing or broken.
+
+    use super::*;
+
+    #[test]
+    fn a_model_with_a_camera_renders_still_from_it() {
+        let dir = scratch("scene-gltf-camera");
+        let scene = asset("model_camera.glb");
+        let (zero, ninety) = (dir.join("0.png"), dir.join("90.png"));
+        snapshot(path_str(&scene), 0, (W, H), &zero);
+        snapshot(path_str(&scene), 90, (W, H), &ninety);
+        let zero = std::fs::read(zero).unwrap();
+        assert!(
+            zero == std::fs::read(ninety).unwrap(),
+            "a glTF camera is still: frames must match"
+        );
+        let pixels = image::load_from_memory(&zero).unwrap().to_rgba8();
+        assert!(distinct_bytes(pixels.as_raw()) > 40, "the model is missing");
+    }
+
+    #[test]
+    fn a_model_without_a_camera_orbits() {
+        let dir = scratch("scene-gltf-orbit");
+        let scene = asset("model.gltf");
+        let (zero, one) = (dir.join("0.png"), dir.join("1.png"));
+        snapshot(path_str(&scene), 0, (W, H), &zero);
+        snapshot(path_str(&scene), 1, (W, H), &one);
+        assert!(std::fs::read(zero).unwrap() != std::fs::read(one).unwrap());
+    }
+
+    #[test]
+    fn a_missing_gltf_is_named() {
+        let output = snapshot_output("/nonexistent/dir/ship.gltf", 0, (W, H), Path::new("x.png"));
+        assert_clean_failure(&output, "/nonexistent/dir/ship.gltf");
+    }
+
+    #[test]
+    fn a_corrupt_glb_is_named() {
+        let dir = scratch("scene-gltf-corrupt");
+        let glb = dir.join("truncated.glb");
+        let whole = std::fs::read(asset("model_camera.glb")).unwrap();
+        std::fs::write(&glb, &whole[..whole.len() / 2]).unwrap();
+        let output = snapshot_output(path_str(&glb), 0, (W, H), &dir.join("x.png"));
+        assert_clean_failure(&output, "truncated.glb");
+
+        let garbage = dir.join("garbage.glb");
+        std::fs::write(&garbage, b"glTF\x02\0\0\0this is not a binary glTF").unwrap();
+        let output = snapshot_output(path_str(&garbage), 0, (W, H), &dir.join("x.png"));
+        assert_clean_failure(&output, "garbage.glb");
+    }
+
+    #[test]
+    fn a_texture_that_cannot_be_read_is_named() {
+        // The model without the PNG beside it.
+        let dir = scratch("scene-gltf-no-texture");
+        let model = dir.join("model.gltf");
+        std::fs::copy(asset("model.gltf"), &model).unwrap();
+        let output = snapshot_output(path_str(&model), 0, (W, H), &dir.join("x.png"));
+        assert_clean_failure(&output, "checker.png");
+
+        // And with a PNG that is not one.
+        std::fs::write(dir.join("checker.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        let output = snapshot_output(path_str(&model), 0, (W, H), &dir.join("x.png"));
+        assert_clean_failure(&output, "checker.png");
+    }
+}
+
+mod refused {
+    //! Scene arguments that are not scenes.
+
+    use super::*;
+
+    #[test]
+    fn an_unknown_scene_name_is_refused() {
+        assert_clean_failure(
+            &run(&["snapshot", "--scene", "teapot", "-o", "x.png"]),
+            "unknown scene 'teapot'",
+        );
+        assert_clean_failure(&run(&["--scene", "model.obj", "--port", "0"]), "model.obj");
+    }
+}
+
+mod golden {
+    //! The new scenes at frames 0 and 90 against approved images, as `golden` in tests.rs does
+    //! for the cube. `GLSTREAM_BLESS=1` writes a missing golden (review it before committing).
+
+    use super::*;
+
+    const SIZE: (&str, &str) = ("160", "120");
+
+    fn check(name: &str, scene: &str, frame: u64) {
+        let name = format!("{name}_{frame:04}");
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.png"));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("golden");
+        std::fs::create_dir_all(&out).unwrap();
+        let actual = out.join(format!("{name}.actual.png"));
+        snapshot(scene, frame, SIZE, &actual);
+        if !golden.exists() {
+            if std::env::var("GLSTREAM_BLESS").as_deref() == Ok("1") {
+                std::fs::copy(&actual, &golden).unwrap();
+                eprintln!(
+                    "wrote new golden {} — review it before committing",
+                    golden.display()
+                );
+                return;
+            }
+            panic!(
+                "missing golden {}: create it with `GLSTREAM_BLESS=1 cargo test --release golden`, \
+                 look at it, and commit it",
+                golden.display()
+            );
+        }
+        let output = run(&[
+            "compare",
+            path_str(&golden),
+            path_str(&actual),
+            "--tolerance",
+            "2",
+            "--max-outliers",
+            "0.5%",
+        ]);
+        assert!(
+            output.status.success(),
+            "{name} does not match its golden: {}{} (actual and diff under {})",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            out.display()
+        );
+    }
+
+    #[test]
+    fn pattern_frame_0() {
+        check("pattern", "pattern", 0);
+    }
+
+    #[test]
+    fn pattern_frame_90() {
+        check("pattern", "pattern", 90);
+    }
+
+    #[test]
+    fn shader_frame_0() {
+        check("shader", path_str(&asset("waves.frag")), 0);
+    }
+
+    #[test]
+    fn shader_frame_90() {
+        check("shader", path_str(&asset("waves.frag")), 90);
+    }
+
+    #[test]
+    fn gltf_frame_0() {
+        check("gltf", path_str(&asset("model.gltf")), 0);
+    }
+
+    #[test]
+    fn gltf_frame_90() {
+        check("gltf", path_str(&asset("model.gltf")), 90);
+    }
+}
