@@ -17,7 +17,7 @@ use crate::cli::ServeConfig;
 use crate::gl::readback::FrameLease;
 use crate::render::Renderer;
 use crate::stream::hub::{Frame, Hub, Policy};
-use crate::stream::server::{self, ServeOptions, Server, Stats};
+use crate::stream::server::{self, Bound, ServeOptions, Server, Stats};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -103,6 +103,38 @@ impl StatsLog {
 /// How long a signal-initiated shutdown waits for writers to finish the frame they are on.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
+/// Time spent in each stage of the render loop, summed over a run (for `bench`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StageTimes {
+    /// Issuing the scene's draw calls.
+    pub render: Duration,
+    /// Choosing a PBO and taking its frame back from the hub (waits for lossless clients).
+    pub retract: Duration,
+    /// `glReadPixels` into the PBO, including waiting for writers still reading that buffer.
+    pub readback: Duration,
+    /// Waiting on the oldest frame's fence and mapping it.
+    pub wait_and_map: Duration,
+    /// Handing the mapped frame to the writers.
+    pub publish: Duration,
+}
+
+/// What one streaming run did.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamReport {
+    /// Frames rendered.
+    pub frames: u64,
+    /// From the first frame rendered until the last was delivered.
+    pub elapsed: Duration,
+    /// GL-thread time per stage, summed.
+    pub stages: StageTimes,
+    /// Writer time in vectored writes, summed over all writers.
+    pub send: Duration,
+    /// Bytes written to all clients.
+    pub bytes_sent: u64,
+    /// PBOs the ring allocated (k plus spares).
+    pub buffers: usize,
+}
+
 /// Runs the server until `--frames` is reached, a signal arrives, or (stdout) the reader leaves.
 pub fn run(config: &ServeConfig) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -110,11 +142,6 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     // Bind before the (slower) GL start-up, so a port in use fails at once.
     let bound = server::bind(&config.transport)?;
     let mut renderer = Renderer::new(&config.render)?;
-    // With the latest policy a slow client may keep a frame while the renderer moves on: allow a
-    // spare buffer per client rather than wait. Lossless clients are waited for by design.
-    if config.policy == Policy::Latest {
-        renderer.ring.set_spare_limit(config.max_clients);
-    }
     let hub = Arc::new(Hub::<FrameLease>::new(config.render.pbo_count));
     {
         // The signal thread sets the flag the loop checks and shuts the hub down, which wakes
@@ -131,6 +158,45 @@ pub fn run(config: &ServeConfig) -> Result<()> {
             })
             .context("cannot start the signal thread")?;
     }
+    let report = stream(config, &mut renderer, bound, hub, &stop, |line| {
+        if let Some(line) = line {
+            // The one line on stdout: scripts and tests read the port from it when --port is 0.
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        }
+        Ok(())
+    })?;
+    let seconds = report.elapsed.as_secs_f64().max(1e-9);
+    log::info!(
+        "streamed {} frames in {seconds:.2} s ({:.1} fps, {:.1} MB sent)",
+        report.frames,
+        report.frames as f64 / seconds,
+        report.bytes_sent as f64 / 1e6
+    );
+    log::debug!(
+        "stage totals: {:?}, writers sending {:?}",
+        report.stages,
+        report.send
+    );
+    Ok(())
+}
+
+/// Streams frames from `renderer` over the bound transport until `--frames` is reached, `stop`
+/// is set, or (stdout) the reader leaves. `on_ready` gets the transport's announcement line once
+/// clients can connect.
+pub fn stream(
+    config: &ServeConfig,
+    renderer: &mut Renderer,
+    bound: Bound,
+    hub: Arc<Hub<FrameLease>>,
+    stop: &AtomicBool,
+    on_ready: impl FnOnce(Option<&str>) -> Result<()>,
+) -> Result<StreamReport> {
+    // With the latest policy a slow client may keep a frame while the renderer moves on: allow a
+    // spare buffer per client rather than wait. Lossless clients are waited for by design.
+    if config.policy == Policy::Latest {
+        renderer.ring.set_spare_limit(config.max_clients);
+    }
     let stats = Arc::new(Stats::default());
     let server = Server::start(
         bound,
@@ -145,11 +211,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         },
         Arc::clone(&stats),
     )?;
-    if let Some(line) = server.announcement() {
-        // The one line on stdout: scripts and tests read the port from it when --port is 0.
-        println!("{line}");
-        let _ = std::io::stdout().flush();
-    }
+    on_ready(server.announcement())?;
     log::info!(
         "streaming {}x{} RGBA8, {:?} header, {} PBOs, {:?} policy",
         config.render.width_px,
@@ -162,6 +224,8 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     let stopped = || stop.load(Ordering::SeqCst) || server.closed();
     let mut pacer = Pacer::new(config.frame_interval);
     let mut stats_log = StatsLog::new(&stats);
+    let mut stages = StageTimes::default();
+    let mut started = None;
     // `sequence` numbers every rendered frame over the process; the scene's frame index restarts
     // at 0 whenever a client finds the server idle (a new epoch).
     let mut sequence: u64 = 0;
@@ -184,18 +248,29 @@ pub fn run(config: &ServeConfig) -> Result<()> {
             pacer.reset();
             stats_log = StatsLog::new(&stats);
         }
+        let t0 = Instant::now();
+        started.get_or_insert(t0);
         renderer.render(sequence - epoch_start);
+        let t1 = Instant::now();
         if let Some(old) = renderer.ring.choose_slot()? {
             hub.retract_through(old);
         }
+        let t2 = Instant::now();
         let ring = &mut renderer.ring;
         ring.submit(&renderer.target, sequence)?;
+        let t3 = Instant::now();
         sequence += 1;
         if ring.in_flight() == ring.capacity()
             && let Some(lease) = ring.complete_oldest()?
         {
+            let t4 = Instant::now();
             hub.publish(current, lease);
+            stages.wait_and_map += t4 - t3;
+            stages.publish += t4.elapsed();
         }
+        stages.render += t1 - t0;
+        stages.retract += t2 - t1;
+        stages.readback += t3 - t2;
         stats_log.frame(&stats, || hub.client_count());
         pacer.wait();
     }
@@ -217,9 +292,17 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         hub.finish();
         hub.wait_drained(None);
     }
+    let report = StreamReport {
+        frames: sequence,
+        elapsed: started.map_or(Duration::ZERO, |t| t.elapsed()),
+        stages,
+        send: Duration::from_nanos(stats.send_ns.load(Ordering::Relaxed)),
+        bytes_sent: stats.bytes_sent.load(Ordering::Relaxed),
+        buffers: renderer.ring.buffer_count(),
+    };
     log::info!(
         "done after {sequence} frames ({} PBOs used)",
-        renderer.ring.buffer_count()
+        report.buffers
     );
-    Ok(())
+    Ok(report)
 }

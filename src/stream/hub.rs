@@ -11,8 +11,8 @@
 //! whenever a client joins an idle server, and a frame rendered in an earlier epoch is refused at
 //! publish time, so a client that joins an idle server sees frame 0 of a fresh run first.
 //!
-//! Policies: a [`Policy::Latest`] writer always takes the newest published frame and skips what it
-//! missed; a [`Policy::Lossless`] writer takes every frame in order, and frames are not retracted
+//! Policies: a [`Policy::Latest`] writer takes the newest published frame and skips what it
+//! missed (its first frame excepted: that is the first published after it joined); a [`Policy::Lossless`] writer takes every frame in order, and frames are not retracted
 //! until every lossless writer has taken them, which makes the render loop wait for the slowest.
 //!
 //! In steady state nothing here allocates: the published queue has a fixed capacity and a frame
@@ -50,6 +50,15 @@ struct Client {
     next_sequence: u64,
     sent: u64,
     skipped: u64,
+}
+
+impl Client {
+    /// Whether the next frame published must reach this client before it can be withdrawn:
+    /// always for lossless clients, and for a new latest client's first frame, so that a client
+    /// of an idle server sees frame 0 however late its writer thread gets to run.
+    fn takes_every_frame(&self) -> bool {
+        self.policy == Policy::Lossless || self.sent == 0
+    }
 }
 
 struct State<F> {
@@ -214,7 +223,7 @@ impl<F: Frame> Hub<F> {
             let wanted_from = state
                 .clients
                 .iter()
-                .filter(|c| c.policy == Policy::Lossless)
+                .filter(|c| c.takes_every_frame())
                 .map(|c| c.next_sequence)
                 .min()
                 .unwrap_or(newest)
@@ -241,7 +250,7 @@ impl<F: Frame> Hub<F> {
             let waiting = state
                 .clients
                 .iter()
-                .any(|c| c.policy == Policy::Lossless && c.next_sequence <= sequence);
+                .any(|c| c.takes_every_frame() && c.next_sequence <= sequence);
             if !(published && waiting) || state.finished {
                 break;
             }
@@ -271,10 +280,11 @@ impl<F: Frame> Hub<F> {
         let mut state = self.lock();
         loop {
             let client = state.clients.iter().find(|c| c.id == id)?;
-            let (policy, next) = (client.policy, client.next_sequence);
-            let candidate = match policy {
-                Policy::Latest => state.published.back().filter(|f| f.sequence() >= next),
-                Policy::Lossless => state.published.iter().find(|f| f.sequence() >= next),
+            let next = client.next_sequence;
+            let candidate = if client.takes_every_frame() {
+                state.published.iter().find(|f| f.sequence() >= next)
+            } else {
+                state.published.back().filter(|f| f.sequence() >= next)
             };
             if let Some(frame) = candidate {
                 return Some(frame.clone());
@@ -379,19 +389,22 @@ mod tests {
         let hub = Hub::new(4);
         let latest = hub.register(Policy::Latest);
         let epoch = hub.wait_for_clients(&|| false).unwrap();
-        let first = frame(0);
-        hub.publish(epoch, first.clone());
-        hub.publish(epoch, frame(1));
-        // Only the newest is held for a latest client: frame 0's only other holder is `first`.
-        assert_eq!(Arc::strong_count(&first.1), 1);
+        hub.publish(epoch, frame(0));
+        hub.sent(latest, hub.next_frame(latest).unwrap().sequence());
+        let older = frame(1);
+        hub.publish(epoch, older.clone());
+        hub.publish(epoch, frame(2));
+        // Only the newest is held for a latest client that has started: frame 1's only other
+        // holder is `older`.
+        assert_eq!(Arc::strong_count(&older.1), 1);
         let lossless = hub.register(Policy::Lossless);
-        let kept = frame(2);
+        let kept = frame(3);
         hub.publish(epoch, kept.clone());
-        hub.publish(epoch, frame(3));
+        hub.publish(epoch, frame(4));
         assert_eq!(
             Arc::strong_count(&kept.1),
             2,
-            "a lossless client still needs frame 2"
+            "a lossless client still needs frame 3"
         );
         hub.sent(lossless, hub.next_frame(lossless).unwrap().sequence());
         assert_eq!(Arc::strong_count(&kept.1), 1);
@@ -403,14 +416,14 @@ mod tests {
         let hub = Hub::new(4);
         let id = hub.register(Policy::Latest);
         let epoch = hub.wait_for_clients(&|| false).unwrap();
-        for s in 0..3 {
+        hub.publish(epoch, frame(0));
+        hub.sent(id, hub.next_frame(id).unwrap().sequence());
+        for s in 1..4 {
             assert!(hub.publish(epoch, frame(s)));
         }
         let f = hub.next_frame(id).unwrap();
-        assert_eq!(f.sequence(), 2);
-        hub.sent(id, 2);
-        hub.publish(epoch, frame(5));
-        hub.sent(id, hub.next_frame(id).unwrap().sequence());
+        assert_eq!(f.sequence(), 3);
+        hub.sent(id, 3);
         hub.finish();
         assert!(hub.next_frame(id).is_none());
         assert_eq!(
@@ -420,6 +433,20 @@ mod tests {
                 skipped: 2
             }
         );
+    }
+
+    #[test]
+    fn a_new_latest_client_gets_the_first_frame_published_after_it_joined() {
+        let hub = Hub::new(4);
+        let id = hub.register(Policy::Latest);
+        let epoch = hub.wait_for_clients(&|| false).unwrap();
+        // Its writer is slow to start: three frames are out before it asks.
+        for s in 0..3 {
+            hub.publish(epoch, frame(s));
+        }
+        assert_eq!(hub.next_frame(id).unwrap().sequence(), 0);
+        hub.sent(id, 0);
+        assert_eq!(hub.next_frame(id).unwrap().sequence(), 2);
     }
 
     #[test]

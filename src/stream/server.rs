@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
@@ -75,6 +75,8 @@ pub enum Transport {
 pub struct Stats {
     /// Bytes written to all clients, headers included.
     pub bytes_sent: AtomicU64,
+    /// Nanoseconds writers spent in vectored writes, summed over writers.
+    pub send_ns: AtomicU64,
 }
 
 /// How every client is served.
@@ -440,8 +442,13 @@ fn serve_client<F: Frame>(shared: &Shared<F>, id: ClientId, mut conn: Conn, peer
     let mut failure = None;
     while let Some(frame) = hub.next_frame(id) {
         let sequence = frame.sequence();
+        let started = Instant::now();
         let result = write_frame(&mut conn, header, frame.bytes());
         drop(frame);
+        shared
+            .stats
+            .send_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match result {
             Ok(written) => {
                 shared

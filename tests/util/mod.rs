@@ -105,6 +105,19 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (up to the test timeout) until the server has logged `needle`; the log is read by
+    /// another thread, so a line the server just wrote may not be here yet.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
