@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::format::Format;
 use crate::render::RenderOptions;
 use crate::scene::{SceneOptions, SceneSource};
 use crate::stream::hub::Policy;
@@ -71,6 +72,15 @@ pub struct RenderArgs {
     #[arg(long, default_value_t = 2)]
     pub pbo_count: usize,
 
+    /// Pixel format of the frames: rgba8, bgra8, rgb8, gray8 (luma), depth32f (window-space
+    /// depth as little-endian f32, background 1.0).
+    #[arg(long, value_enum, default_value_t = Format::Rgba8)]
+    pub format: Format,
+
+    /// Rows top-down (flipped on the GPU) instead of OpenGL's bottom-up.
+    #[arg(long)]
+    pub flip: bool,
+
     /// Scene to render: a built-in (cube, pattern), a Shadertoy-style shader (.frag, .glsl) or a
     /// glTF 2.0 model (.gltf, .glb).
     #[arg(long, default_value = "cube")]
@@ -100,6 +110,8 @@ impl RenderArgs {
             width_px: self.width,
             height_px: self.height,
             pbo_count: self.pbo_count,
+            format: self.format,
+            flip: self.flip,
             scene: SceneOptions {
                 source: self.scene.clone(),
                 texture: self.texture.clone(),
@@ -202,7 +214,8 @@ impl ServeArgs {
     /// Checks every option that can be checked without GL.
     pub fn validate(&self) -> Result<ServeConfig> {
         let mut render = self.render.validate()?;
-        self.header.check_size(render.width_px, render.height_px)?;
+        self.header
+            .check_size(render.width_px, render.height_px, render.format)?;
         if self.frames == Some(0) {
             bail!("--frames 0: nothing to render; leave it out to stream until stopped");
         }

@@ -4,6 +4,7 @@
 mod capture;
 mod cli;
 mod compare;
+mod format;
 mod gl;
 mod recv;
 mod render;

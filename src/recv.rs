@@ -1,5 +1,6 @@
 //! `glstream recv`: the reference consumer. It reads a stream the way a Blender consumer does,
-//! validates every header, and reports frames, fps and MB/s; it can save PNGs along the way.
+//! validates every header, and reports frames, fps and MB/s; it can save PNGs along the way and
+//! check the `pattern` scene's frame indices for order and drops.
 //!
 //! The payload buffer is allocated once and reused for every frame of the same size.
 
@@ -13,6 +14,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::capture;
+use crate::format::Format;
+use crate::scene::decode_pattern;
 use crate::stream::protocol::{self, HeaderMode};
 
 /// Options of `glstream recv`.
@@ -29,6 +32,14 @@ pub struct RecvArgs {
     /// Header the server sends.
     #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
     pub header: HeaderMode,
+
+    /// Pixel format the server sends (a glstream header names its own).
+    #[arg(long, value_enum, default_value_t = Format::Rgba8)]
+    pub format: Format,
+
+    /// The rows arrive top-down (the server runs with --flip); a glstream header says so itself.
+    #[arg(long)]
+    pub top_down: bool,
 
     /// Frame width; needed with --header raw, checked against the headers otherwise.
     #[arg(long)]
@@ -49,6 +60,15 @@ pub struct RecvArgs {
     /// With --save, keep every K-th frame (frame 0, K, 2K, ...).
     #[arg(long, default_value_t = 1)]
     pub every: u64,
+
+    /// Read each frame's index from the `pattern` scene and fail on a frame that is not one, on
+    /// frames out of order, or on more than --max-drops missing frames.
+    #[arg(long)]
+    pub verify_pattern: bool,
+
+    /// With --verify-pattern, how many frames may be missing between those received.
+    #[arg(long, default_value_t = 0)]
+    pub max_drops: u64,
 }
 
 /// Reads exactly `buf.len()` bytes; `Ok(false)` if the stream ended before the first byte.
@@ -77,17 +97,34 @@ pub struct Totals {
     pub size: Option<(u32, u32)>,
 }
 
+/// One frame as read.
+#[derive(Debug)]
+pub struct Received<'a> {
+    /// Width in pixels.
+    pub width_px: u32,
+    /// Height in pixels.
+    pub height_px: u32,
+    /// Pixel format.
+    pub format: Format,
+    /// Rows top-down.
+    pub top_down: bool,
+    /// The frame index, when the header carries one.
+    pub frame_index: Option<u64>,
+    /// The payload.
+    pub pixels: &'a [u8],
+}
+
 /// A header claiming more than this is refused before anything is allocated: it is larger than
-/// any render target a driver allows (16384² RGBA8), so it can only be garbage.
+/// any render target a driver allows (16384² × 4 bytes), so it can only be garbage.
 const MAX_FRAME_BYTES: u64 = 1 << 30;
 
 /// Reads frames from `stream` until it ends or `args.frames` is reached, validating every header
-/// and calling `each(index, width, height, pixels)`. Arbitrary bytes give an error, never a panic
-/// or an unbounded allocation.
+/// and calling `each(count, frame)`. Arbitrary bytes give an error, never a panic or an unbounded
+/// allocation.
 pub fn receive(
     stream: &mut dyn Read,
     args: &RecvArgs,
-    mut each: impl FnMut(u64, u32, u32, &[u8]) -> Result<()>,
+    mut each: impl FnMut(u64, &Received) -> Result<()>,
 ) -> Result<Totals> {
     let mut header = [0u8; protocol::MAX_HEADER_LEN];
     let header = &mut header[..args.header.len()];
@@ -96,27 +133,36 @@ pub fn receive(
     let mut bytes: u64 = 0;
     let mut size = None;
     while args.frames.is_none_or(|limit| frames < limit) {
-        let (width_px, height_px) = if args.header == HeaderMode::Raw {
-            (args.width.unwrap_or(0), args.height.unwrap_or(0))
+        let decoded = if args.header == HeaderMode::Raw {
+            let (width_px, height_px) = (args.width.unwrap_or(0), args.height.unwrap_or(0));
+            protocol::Decoded {
+                width_px,
+                height_px,
+                format: args.format,
+                payload_len: args.format.frame_bytes(width_px, height_px),
+                top_down: None,
+                frame_index: None,
+                timestamp_ns: None,
+            }
         } else {
             match read_full(stream, header) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => bail!("frame {frames}: stream ended inside a header: {e}"),
             }
-            let info = protocol::decode(args.header, header)
+            let decoded = protocol::decode(args.header, header, args.format)
                 .with_context(|| format!("frame {frames}: bad header"))?;
-            if info.payload_len > MAX_FRAME_BYTES {
+            if decoded.payload_len > MAX_FRAME_BYTES {
                 bail!(
                     "frame {frames}: bad header: {} bytes ({}x{}) is over the 1 GiB limit",
-                    info.payload_len,
-                    info.width_px,
-                    info.height_px
+                    decoded.payload_len,
+                    decoded.width_px,
+                    decoded.height_px
                 );
             }
             for (what, expected, got) in [
-                ("width", args.width, info.width_px),
-                ("height", args.height, info.height_px),
+                ("width", args.width, decoded.width_px),
+                ("height", args.height, decoded.height_px),
             ] {
                 if expected.is_some_and(|e| e != got) {
                     bail!(
@@ -125,19 +171,28 @@ pub fn receive(
                     );
                 }
             }
-            (info.width_px, info.height_px)
+            decoded
         };
+        let (width_px, height_px) = (decoded.width_px, decoded.height_px);
         if size.is_some_and(|s| s != (width_px, height_px)) {
             bail!("frame {frames}: size changed to {width_px}x{height_px} mid-stream");
         }
         size = Some((width_px, height_px));
-        payload.resize(width_px as usize * height_px as usize * 4, 0);
+        payload.resize(decoded.payload_len as usize, 0);
         match read_full(stream, &mut payload) {
             Ok(true) => {}
             Ok(false) if args.header == HeaderMode::Raw => break,
             Ok(false) | Err(_) => bail!("frame {frames}: stream ended mid-frame"),
         }
-        each(frames, width_px, height_px, &payload)?;
+        let frame = Received {
+            width_px,
+            height_px,
+            format: decoded.format,
+            top_down: decoded.top_down.unwrap_or(args.top_down),
+            frame_index: decoded.frame_index,
+            pixels: &payload,
+        };
+        each(frames, &frame)?;
         frames += 1;
         bytes += (header.len() + payload.len()) as u64;
     }
@@ -146,6 +201,53 @@ pub fn receive(
         bytes,
         size,
     })
+}
+
+/// Checks the `pattern` scene's frame indices: in order, and how many are missing.
+#[derive(Debug, Default)]
+struct PatternCheck {
+    first: Option<u64>,
+    last: Option<u64>,
+    drops: u64,
+    /// Scratch for flipping top-down frames back to the bottom-up rows the decoder reads.
+    scratch: Vec<u8>,
+}
+
+impl PatternCheck {
+    fn check(&mut self, count: u64, frame: &Received) -> Result<()> {
+        if frame.format != Format::Rgba8 {
+            bail!(
+                "--verify-pattern reads rgba8 frames, not {}",
+                frame.format.name()
+            );
+        }
+        let bottom_up = if frame.top_down {
+            self.scratch.clear();
+            let stride = frame.width_px as usize * 4;
+            self.scratch
+                .extend(frame.pixels.chunks_exact(stride).rev().flatten());
+            &self.scratch[..]
+        } else {
+            frame.pixels
+        };
+        let Some(index) = decode_pattern(bottom_up, frame.width_px, frame.height_px) else {
+            bail!("frame {count}: not a pattern frame (is the server running --scene pattern?)");
+        };
+        if let Some(header_index) = frame.frame_index
+            && header_index % (1 << 32) != index
+        {
+            bail!("frame {count}: pattern says frame {index}, header says {header_index}");
+        }
+        if let Some(last) = self.last {
+            if index <= last {
+                bail!("frame {count}: frame {index} arrived after frame {last}: out of order");
+            }
+            self.drops += index - last - 1;
+        }
+        self.first.get_or_insert(index);
+        self.last = Some(index);
+        Ok(())
+    }
 }
 
 /// Runs the consumer until the stream ends or `--frames` is reached.
@@ -170,19 +272,23 @@ pub fn run(args: &RecvArgs) -> Result<()> {
         (None, None) => bail!("give --connect HOST:PORT or --unix PATH"),
     };
     let started = Instant::now();
-    let totals = receive(
-        &mut stream,
-        args,
-        |index, width_px, height_px, pixels| match &args.save {
-            Some(dir) if index.is_multiple_of(args.every) => capture::save_png(
-                &dir.join(format!("frame_{index:06}.png")),
-                width_px,
-                height_px,
-                pixels,
+    let mut pattern = args.verify_pattern.then(PatternCheck::default);
+    let totals = receive(&mut stream, args, |count, frame| {
+        if let Some(check) = &mut pattern {
+            check.check(count, frame)?;
+        }
+        match &args.save {
+            Some(dir) if count.is_multiple_of(args.every) => capture::save_frame_png(
+                &dir.join(format!("frame_{count:06}.png")),
+                frame.width_px,
+                frame.height_px,
+                frame.format,
+                frame.pixels,
+                frame.top_down,
             ),
             _ => Ok(()),
-        },
-    )?;
+        }
+    })?;
     let Totals {
         frames,
         bytes,
@@ -195,6 +301,21 @@ pub fn run(args: &RecvArgs) -> Result<()> {
         frames as f64 / seconds,
         bytes as f64 / seconds / 1e6
     );
+    if let Some(check) = &pattern {
+        if let (Some(first), Some(last)) = (check.first, check.last) {
+            println!(
+                "pattern: frames {first}..={last} in order, {} dropped",
+                check.drops
+            );
+        }
+        if check.drops > args.max_drops {
+            bail!(
+                "{} frames dropped (--max-drops {})",
+                check.drops,
+                args.max_drops
+            );
+        }
+    }
     if let Some(limit) = args.frames
         && frames < limit
     {
@@ -213,11 +334,15 @@ mod tests {
             connect: None,
             unix: None,
             header,
+            format: Format::Rgba8,
+            top_down: false,
             width: None,
             height: None,
             frames: None,
             save: None,
             every: 1,
+            verify_pattern: false,
+            max_drops: 0,
         }
     }
 
@@ -234,14 +359,10 @@ mod tests {
     fn reads_whole_frames_and_reports_them() {
         let stream = [frame(3, 2, 7), frame(3, 2, 9)].concat();
         let mut seen = Vec::new();
-        let totals = receive(
-            &mut &stream[..],
-            &args(HeaderMode::Blender),
-            |i, w, h, px| {
-                seen.push((i, w, h, px[0]));
-                Ok(())
-            },
-        )
+        let totals = receive(&mut &stream[..], &args(HeaderMode::Blender), |i, f| {
+            seen.push((i, f.width_px, f.height_px, f.pixels[0]));
+            Ok(())
+        })
         .unwrap();
         assert_eq!(seen, [(0, 3, 2, 7), (1, 3, 2, 9)]);
         assert_eq!(totals.bytes, stream.len() as u64);
@@ -253,9 +374,7 @@ mod tests {
         let mut huge = stream.clone();
         huge[0..8].copy_from_slice(&(65535u64 * 65535 * 4).to_le_bytes());
         huge[8..12].copy_from_slice(&[0xff; 4]);
-        let error = receive(&mut &huge[..], &args(HeaderMode::Blender), |_, _, _, _| {
-            Ok(())
-        });
+        let error = receive(&mut &huge[..], &args(HeaderMode::Blender), |_, _| Ok(()));
         assert!(error.unwrap_err().to_string().contains("1 GiB"));
     }
 
@@ -265,7 +384,7 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..4096),
             mode in prop_oneof![Just(HeaderMode::Blender), Just(HeaderMode::Blender32)],
         ) {
-            let _ = receive(&mut &bytes[..], &args(mode), |_, _, _, _| Ok(()));
+            let _ = receive(&mut &bytes[..], &args(mode), |_, _| Ok(()));
         }
 
         #[test]
@@ -275,7 +394,7 @@ mod tests {
             // Cutting exactly one whole frame off leaves a valid one-frame stream.
             prop_assume!((stream.len() - cut) % (stream.len() / 2) != 0);
             let truncated = &stream[..stream.len() - cut];
-            let result = receive(&mut &truncated[..], &args(HeaderMode::Blender), |_, _, _, _| Ok(()));
+            let result = receive(&mut &truncated[..], &args(HeaderMode::Blender), |_, _| Ok(()));
             prop_assert!(result.is_err());
         }
 
@@ -284,7 +403,7 @@ mod tests {
             garbage in proptest::collection::vec(any::<u8>(), 1..64),
         ) {
             let stream = [frame(2, 2, 5), garbage].concat();
-            let _ = receive(&mut &stream[..], &args(HeaderMode::Blender), |_, _, _, _| Ok(()));
+            let _ = receive(&mut &stream[..], &args(HeaderMode::Blender), |_, _| Ok(()));
         }
     }
 }

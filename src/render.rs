@@ -5,8 +5,11 @@
 
 use anyhow::{Context, Result};
 
+use crate::format::Format;
+use crate::gl::GlError;
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::RenderTarget;
+use crate::gl::objects::{ReadSource, RenderTarget};
+use crate::gl::output::OutputPass;
 use crate::gl::readback::{FrameLease, PboRing};
 use crate::scene::{self, Scene, SceneOptions};
 
@@ -21,6 +24,10 @@ pub struct RenderOptions {
     pub height_px: u32,
     /// Pixel-pack buffers in the ring.
     pub pbo_count: usize,
+    /// Pixel format of the delivered frames.
+    pub format: Format,
+    /// Rows top-down (flipped on the GPU) instead of OpenGL's bottom-up.
+    pub flip: bool,
     /// The scene and its options.
     pub scene: SceneOptions,
 }
@@ -30,6 +37,7 @@ pub struct RenderOptions {
 pub struct Renderer {
     /// The readback ring.
     pub ring: PboRing,
+    output: Option<OutputPass>,
     scene: Box<dyn Scene>,
     /// The FBO frames are drawn into.
     pub target: RenderTarget,
@@ -58,18 +66,45 @@ impl Renderer {
         )?;
         let aspect = options.width_px as f32 / options.height_px as f32;
         let scene = scene::build(&context, &options.scene, aspect).context("building the scene")?;
-        let ring = PboRing::new(gl, &target, options.pbo_count)?;
+        let output = OutputPass::new(
+            gl,
+            context.glsl_header(),
+            options.format,
+            options.flip,
+            options.width_px,
+            options.height_px,
+        )?;
+        let ring = PboRing::new(
+            gl,
+            options.width_px,
+            options.height_px,
+            options.format,
+            options.pbo_count,
+        )?;
         Ok(Self {
             ring,
+            output,
             scene,
             target,
             _context: context,
         })
     }
 
-    /// Draws frame `frame_index` into the render target.
+    /// Draws frame `frame_index` into the render target (and through the output pass).
     pub fn render(&mut self, frame_index: u64) {
         self.scene.render(frame_index, &self.target);
+        if let Some(output) = &self.output {
+            output.run(&self.target);
+        }
+    }
+
+    /// Starts the readback of the frame just rendered into the ring (see [`PboRing::submit`]).
+    pub fn submit(&mut self, sequence: u64) -> Result<(), GlError> {
+        let source: &dyn ReadSource = match &self.output {
+            Some(output) => output,
+            None => &self.target,
+        };
+        self.ring.submit(source, sequence)
     }
 
     /// Renders every frame index in `frames` through the ring and hands each finished frame to
@@ -82,7 +117,7 @@ impl Renderer {
     ) -> Result<()> {
         for frame_index in frames {
             self.render(frame_index);
-            self.ring.submit(&self.target, frame_index)?;
+            self.submit(frame_index)?;
             if self.ring.in_flight() == self.ring.capacity()
                 && let Some(lease) = self.ring.complete_oldest()?
             {

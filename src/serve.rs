@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
@@ -21,14 +21,39 @@ use crate::stream::server::{self, Bound, ServeOptions, Server, Stats};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-impl Frame for FrameLease {
+/// A mapped frame as the writers get it: the lease, plus what the glstream header says about it.
+/// Cloning is a reference count and two copies, never an allocation.
+#[derive(Clone)]
+pub struct Published {
+    lease: FrameLease,
+    frame_index: u64,
+    timestamp_ns: u64,
+}
+
+impl Frame for Published {
     fn bytes(&self) -> &[u8] {
-        FrameLease::bytes(self)
+        self.lease.bytes()
     }
 
     fn sequence(&self) -> u64 {
-        self.frame_index()
+        // The ring numbers frames by the loop's sequence.
+        self.lease.frame_index()
     }
+
+    fn frame_index(&self) -> u64 {
+        self.frame_index
+    }
+
+    fn timestamp_ns(&self) -> u64 {
+        self.timestamp_ns
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Keeps the loop at `--fps` without drifting: deadlines advance by the interval, and a loop that
@@ -142,7 +167,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     // Bind before the (slower) GL start-up, so a port in use fails at once.
     let bound = server::bind(&config.transport)?;
     let mut renderer = Renderer::new(&config.render)?;
-    let hub = Arc::new(Hub::<FrameLease>::new(config.render.pbo_count));
+    let hub = Arc::new(Hub::<Published>::new(config.render.pbo_count));
     {
         // The signal thread sets the flag the loop checks and shuts the hub down, which wakes
         // the GL thread wherever it waits on clients.
@@ -188,7 +213,7 @@ pub fn stream(
     config: &ServeConfig,
     renderer: &mut Renderer,
     bound: Bound,
-    hub: Arc<Hub<FrameLease>>,
+    hub: Arc<Hub<Published>>,
     stop: &AtomicBool,
     on_ready: impl FnOnce(Option<&str>) -> Result<()>,
 ) -> Result<StreamReport> {
@@ -206,6 +231,8 @@ pub fn stream(
             policy: config.policy,
             width_px: config.render.width_px,
             height_px: config.render.height_px,
+            format: config.render.format,
+            top_down: config.render.flip,
             send_timeout: config.send_timeout,
             max_clients: config.max_clients,
         },
@@ -213,9 +240,11 @@ pub fn stream(
     )?;
     on_ready(server.announcement())?;
     log::info!(
-        "streaming {}x{} RGBA8, {:?} header, {} PBOs, {:?} policy",
+        "streaming {}x{} {}{}, {:?} header, {} PBOs, {:?} policy",
         config.render.width_px,
         config.render.height_px,
+        config.render.format.name(),
+        if config.render.flip { " top-down" } else { "" },
         config.header,
         config.render.pbo_count,
         config.policy
@@ -231,6 +260,13 @@ pub fn stream(
     let mut sequence: u64 = 0;
     let mut epoch_start: u64 = 0;
     let mut epoch = None;
+    // Render timestamps of the frames in flight, by sequence; at most 16 PBOs are in flight.
+    let mut stamps = [0u64; 16];
+    let published = |lease: FrameLease, stamps: &[u64; 16], epoch_start: u64| Published {
+        frame_index: lease.frame_index() - epoch_start,
+        timestamp_ns: stamps[(lease.frame_index() % 16) as usize],
+        lease,
+    };
     loop {
         if config.frames.is_some_and(|limit| sequence >= limit) || stopped() {
             break;
@@ -250,21 +286,22 @@ pub fn stream(
         }
         let t0 = Instant::now();
         started.get_or_insert(t0);
+        stamps[(sequence % 16) as usize] = unix_ns();
         renderer.render(sequence - epoch_start);
         let t1 = Instant::now();
         if let Some(old) = renderer.ring.choose_slot()? {
             hub.retract_through(old);
         }
         let t2 = Instant::now();
-        let ring = &mut renderer.ring;
-        ring.submit(&renderer.target, sequence)?;
+        renderer.submit(sequence)?;
         let t3 = Instant::now();
+        let ring = &mut renderer.ring;
         sequence += 1;
         if ring.in_flight() == ring.capacity()
             && let Some(lease) = ring.complete_oldest()?
         {
             let t4 = Instant::now();
-            hub.publish(current, lease);
+            hub.publish(current, published(lease, &stamps, epoch_start));
             stages.wait_and_map += t4 - t3;
             stages.publish += t4.elapsed();
         }
@@ -286,7 +323,7 @@ pub fn stream(
         // --frames reached (or the only reader left): the frames still in flight go out too.
         if let Some(epoch) = epoch {
             while let Some(lease) = renderer.ring.complete_oldest()? {
-                hub.publish(epoch, lease);
+                hub.publish(epoch, published(lease, &stamps, epoch_start));
             }
         }
         hub.finish();

@@ -1,5 +1,6 @@
 //! `glstream snapshot`: render chosen frame indices through the streaming pipeline and write them
-//! as PNGs (rows top-down), for screenshot regression tests in CI.
+//! as PNGs (rows top-down), for screenshot regression tests in CI. Other formats become the
+//! matching PNG: RGB, 8-bit grey, or 16-bit grey for depth.
 
 use std::io::IsTerminal;
 use std::ops::Range;
@@ -56,6 +57,7 @@ pub fn frame_file(dir: &Path, frame_index: u64) -> PathBuf {
 pub fn run(args: &SnapshotArgs) -> Result<()> {
     let options = args.render.validate()?;
     let (width_px, height_px) = (options.width_px, options.height_px);
+    let (format, top_down) = (options.format, options.flip);
     if let Some(range) = &args.frames {
         std::fs::create_dir_all(&args.output)
             .with_context(|| format!("cannot create {}", args.output.display()))?;
@@ -72,7 +74,7 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
         let mut written = 0;
         renderer.render_range(range.clone(), |lease| {
             let path = frame_file(&args.output, lease.frame_index());
-            capture::save_png(&path, width_px, height_px, lease.bytes())?;
+            capture::save_frame_png(&path, width_px, height_px, format, lease.bytes(), top_down)?;
             written += 1;
             match &progress {
                 Some(bar) => bar.inc(1),
@@ -94,7 +96,14 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
     let frame_index = args.frame.unwrap_or(0);
     let mut renderer = Renderer::new(&options)?;
     renderer.render_range([frame_index], |lease| {
-        capture::save_png(&args.output, width_px, height_px, lease.bytes())
+        capture::save_frame_png(
+            &args.output,
+            width_px,
+            height_px,
+            format,
+            lease.bytes(),
+            top_down,
+        )
     })?;
     log::info!("wrote frame {frame_index} to {}", args.output.display());
     Ok(())

@@ -977,3 +977,265 @@ mod consumers {
         }
     }
 }
+
+mod formats {
+    //! Pixel formats, GPU flip, depth, the glstream header and pattern verification end to end.
+
+    use super::*;
+
+    /// The payloads of `frames` frames from `glstream --stdout --header raw ARGS`.
+    fn raw_frames(args: &[&str], frames: usize, bytes_per_frame: usize) -> Vec<Vec<u8>> {
+        let count = frames.to_string();
+        let all = [
+            &[
+                "--stdout", "--header", "raw", "--width", W, "--height", H, "--frames", &count,
+            ][..],
+            args,
+        ]
+        .concat();
+        let output = run(&all);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            output.stdout.len(),
+            frames * bytes_per_frame,
+            "byte count for {args:?}"
+        );
+        output
+            .stdout
+            .chunks(bytes_per_frame)
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    const PIXELS: usize = 98 * 66;
+
+    #[test]
+    fn every_format_has_its_byte_count_and_derives_from_rgba() {
+        let rgba = raw_frames(&[], 2, PIXELS * 4);
+        let bgra = raw_frames(&["--format", "bgra8"], 2, PIXELS * 4);
+        let rgb = raw_frames(&["--format", "rgb8"], 2, PIXELS * 3);
+        let gray = raw_frames(&["--format", "gray8"], 2, PIXELS);
+        raw_frames(&["--format", "depth32f"], 2, PIXELS * 4);
+        for i in 0..2 {
+            for (p, px) in rgba[i].chunks(4).enumerate() {
+                assert_eq!(&bgra[i][p * 4..p * 4 + 4], &[px[2], px[1], px[0], px[3]]);
+                assert_eq!(&rgb[i][p * 3..p * 3 + 3], &px[..3]);
+                let luma = 0.2126 * px[0] as f32 + 0.7152 * px[1] as f32 + 0.0722 * px[2] as f32;
+                assert!(
+                    (gray[i][p] as f32 - luma).abs() <= 1.0,
+                    "gray {} vs luma {luma}",
+                    gray[i][p]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn blender_headers_carry_the_format_length() {
+        let output = run(&[
+            "--stdout", "--format", "gray8", "--width", W, "--height", H, "--frames", "1",
+        ]);
+        assert!(output.status.success());
+        assert_eq!(&output.stdout[..8], &(PIXELS as u64).to_le_bytes());
+        assert_eq!(output.stdout.len(), 12 + PIXELS);
+    }
+
+    #[test]
+    fn flip_reverses_rows_on_the_gpu() {
+        for (format, bpp) in [("rgba8", 4), ("gray8", 1)] {
+            let bottom_up = raw_frames(&["--format", format], 1, PIXELS * bpp).remove(0);
+            let top_down = raw_frames(&["--format", format, "--flip"], 1, PIXELS * bpp).remove(0);
+            let stride = 98 * bpp;
+            let reversed: Vec<u8> = bottom_up.chunks(stride).rev().flatten().copied().collect();
+            assert!(
+                top_down == reversed,
+                "{format}: --flip must be the rows reversed"
+            );
+        }
+        // And row 0 of a flipped frame is the top of the picture: the light end of the gradient.
+        let top_down = raw_frames(&["--flip"], 1, PIXELS * 4).remove(0);
+        let last_row = (66 - 1) * 98 * 4;
+        assert!(
+            top_down[2] > top_down[last_row + 2],
+            "row 0 must be the top"
+        );
+    }
+
+    #[test]
+    fn depth_is_in_unit_range_with_background_at_one() {
+        let depth = raw_frames(&["--format", "depth32f"], 1, PIXELS * 4).remove(0);
+        let values: Vec<f32> = depth
+            .chunks(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert!(
+            values.iter().all(|d| (0.0..=1.0).contains(d)),
+            "depth outside [0, 1]"
+        );
+        assert_eq!(values[0], 1.0, "the background corner is at the far plane");
+        let nearer = values.iter().filter(|&&d| d < 1.0).count();
+        assert!(
+            nearer > PIXELS / 20,
+            "the cube must write depth ({nearer} pixels)"
+        );
+    }
+
+    #[test]
+    fn glstream_header_describes_each_frame() {
+        let output = run(&[
+            "--stdout", "--header", "glstream", "--format", "rgb8", "--flip", "--width", W,
+            "--height", H, "--frames", "3",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let frame_len = 56 + PIXELS * 3;
+        assert_eq!(output.stdout.len(), 3 * frame_len);
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let mut last_stamp = 0;
+        for (i, frame) in output.stdout.chunks(frame_len).enumerate() {
+            let u32_at = |at: usize| u32::from_le_bytes(frame[at..at + 4].try_into().unwrap());
+            let u64_at = |at: usize| u64::from_le_bytes(frame[at..at + 8].try_into().unwrap());
+            assert_eq!(&frame[0..4], b"GLST");
+            assert_eq!(&frame[4..8], &[1, 0, 56, 0], "version 1, 56 bytes");
+            assert_eq!((u32_at(8), u32_at(12)), (98, 66));
+            assert_eq!(u32_at(16), 3, "rgb8");
+            assert_eq!(u32_at(20), 1, "top-down flag");
+            assert_eq!(u32_at(24), 98 * 3, "stride");
+            assert_eq!(u64_at(32), i as u64, "frame index");
+            let stamp = u64_at(40);
+            assert!(stamp >= last_stamp && stamp <= now_ns && now_ns - stamp < 600_000_000_000);
+            last_stamp = stamp;
+            assert_eq!(u64_at(48), (PIXELS * 3) as u64);
+        }
+    }
+
+    #[test]
+    fn recv_verifies_the_pattern_and_catches_a_non_pattern_stream() {
+        let server = Server::start(&[
+            "--scene", "pattern", "--width", "160", "--height", "120", "--policy", "lossless",
+        ]);
+        let addr = server.addr.to_string();
+        let output = run(&[
+            "recv",
+            "--connect",
+            &addr,
+            "--frames",
+            "40",
+            "--verify-pattern",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stdout)
+                .contains("pattern: frames 0..=39 in order, 0 dropped"),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        drop(server);
+        // With the glstream header and --flip, recv uses the header's index and orientation.
+        let server = Server::start(&[
+            "--scene", "pattern", "--width", "160", "--height", "120", "--policy", "lossless",
+            "--header", "glstream", "--flip",
+        ]);
+        let addr = server.addr.to_string();
+        let output = run(&[
+            "recv",
+            "--connect",
+            &addr,
+            "--header",
+            "glstream",
+            "--frames",
+            "10",
+            "--verify-pattern",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        drop(server);
+        let server = Server::start(&["--width", "160", "--height", "120"]);
+        let addr = server.addr.to_string();
+        assert_clean_failure(
+            &run(&[
+                "recv",
+                "--connect",
+                &addr,
+                "--frames",
+                "3",
+                "--verify-pattern",
+            ]),
+            "not a pattern frame",
+        );
+    }
+
+    #[test]
+    fn snapshots_of_other_formats_are_pngs_of_the_matching_kind() {
+        let dir = scratch("format-snapshots");
+        for (format, color) in [
+            ("gray8", image::ColorType::L8),
+            ("rgb8", image::ColorType::Rgb8),
+            ("depth32f", image::ColorType::L16),
+            ("bgra8", image::ColorType::Rgba8),
+        ] {
+            let out = dir.join(format!("{format}.png"));
+            let output = run(&[
+                "snapshot",
+                "--format",
+                format,
+                "--width",
+                W,
+                "--height",
+                H,
+                "-o",
+                path_str(&out),
+            ]);
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(image::open(&out).unwrap().color(), color, "{format}");
+        }
+        // bgra8 is written back as RGBA, so it matches the plain snapshot.
+        let plain = dir.join("rgba8.png");
+        run(&[
+            "snapshot",
+            "--width",
+            W,
+            "--height",
+            H,
+            "-o",
+            path_str(&plain),
+        ]);
+        let a = image::open(&plain).unwrap().to_rgba8();
+        let b = image::open(dir.join("bgra8.png")).unwrap().to_rgba8();
+        assert!(a == b);
+        // --flip is undone by nobody: the GPU already wrote rows top-down, so the PNG matches.
+        let flipped = dir.join("flipped.png");
+        run(&[
+            "snapshot",
+            "--flip",
+            "--width",
+            W,
+            "--height",
+            H,
+            "-o",
+            path_str(&flipped),
+        ]);
+        assert!(image::open(&flipped).unwrap().to_rgba8() == a);
+    }
+}

@@ -11,6 +11,7 @@
 
 pub mod context;
 pub mod objects;
+pub mod output;
 pub mod readback;
 
 use thiserror::Error;

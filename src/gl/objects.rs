@@ -462,13 +462,14 @@ impl Drop for EmptyVertexArray {
     }
 }
 
-/// The offscreen target every frame is rendered into: an FBO with an RGBA8 colour renderbuffer
-/// and a 24-bit depth renderbuffer, exactly `width_px` × `height_px`.
+/// The offscreen target every frame is rendered into: an FBO with an RGBA8 colour texture and a
+/// 32-bit float depth texture, exactly `width_px` × `height_px`. Textures rather than
+/// renderbuffers, so the output pass ([`super::output::OutputPass`]) can sample colour and depth.
 pub struct RenderTarget {
     gl: Rc<glow::Context>,
     fbo: glow::Framebuffer,
-    color: glow::Renderbuffer,
-    depth: glow::Renderbuffer,
+    color: glow::Texture,
+    depth: glow::Texture,
     width_px: u32,
     height_px: u32,
 }
@@ -490,17 +491,13 @@ impl RenderTarget {
         }
         // SAFETY: context current; every handle is owned by the returned value, which deletes
         // them in `Drop` (also on the incomplete-framebuffer path, via `target` going out of
-        // scope).
+        // scope); the textures get no initial data (PixelUnpackData::Slice(None)).
         unsafe {
             let fbo = gl
                 .create_framebuffer()
                 .map_err(create_error("framebuffer"))?;
-            let color = gl
-                .create_renderbuffer()
-                .map_err(create_error("renderbuffer"))?;
-            let depth = gl
-                .create_renderbuffer()
-                .map_err(create_error("renderbuffer"))?;
+            let color = gl.create_texture().map_err(create_error("texture"))?;
+            let depth = gl.create_texture().map_err(create_error("texture"))?;
             let target = Self {
                 gl: Rc::clone(gl),
                 fbo,
@@ -510,25 +507,46 @@ impl RenderTarget {
                 height_px,
             };
             gl.bind_framebuffer(glow::FRAMEBUFFER, Some(fbo));
-            for (rb, format, attachment) in [
-                (color, glow::RGBA8, glow::COLOR_ATTACHMENT0),
-                (depth, glow::DEPTH_COMPONENT24, glow::DEPTH_ATTACHMENT),
+            for (texture, internal, format, kind, attachment) in [
+                (
+                    color,
+                    glow::RGBA8,
+                    glow::RGBA,
+                    glow::UNSIGNED_BYTE,
+                    glow::COLOR_ATTACHMENT0,
+                ),
+                (
+                    depth,
+                    glow::DEPTH_COMPONENT32F,
+                    glow::DEPTH_COMPONENT,
+                    glow::FLOAT,
+                    glow::DEPTH_ATTACHMENT,
+                ),
             ] {
-                gl.bind_renderbuffer(glow::RENDERBUFFER, Some(rb));
-                gl.renderbuffer_storage(
-                    glow::RENDERBUFFER,
-                    format,
+                gl.bind_texture(glow::TEXTURE_2D, Some(texture));
+                gl.tex_image_2d(
+                    glow::TEXTURE_2D,
+                    0,
+                    internal as i32,
                     width_px as i32,
                     height_px as i32,
+                    0,
+                    format,
+                    kind,
+                    glow::PixelUnpackData::Slice(None),
                 );
-                gl.framebuffer_renderbuffer(
+                for parameter in [glow::TEXTURE_MIN_FILTER, glow::TEXTURE_MAG_FILTER] {
+                    gl.tex_parameter_i32(glow::TEXTURE_2D, parameter, glow::NEAREST as i32);
+                }
+                gl.framebuffer_texture_2d(
                     glow::FRAMEBUFFER,
                     attachment,
-                    glow::RENDERBUFFER,
-                    Some(rb),
+                    glow::TEXTURE_2D,
+                    Some(texture),
+                    0,
                 );
             }
-            gl.bind_renderbuffer(glow::RENDERBUFFER, None);
+            gl.bind_texture(glow::TEXTURE_2D, None);
             let status = gl.check_framebuffer_status(glow::FRAMEBUFFER);
             if status != glow::FRAMEBUFFER_COMPLETE {
                 return Err(GlError::Framebuffer(status));
@@ -547,11 +565,6 @@ impl RenderTarget {
         self.height_px
     }
 
-    /// Bytes of one RGBA8 frame, rows tightly packed.
-    pub fn frame_bytes(&self) -> usize {
-        self.width_px as usize * self.height_px as usize * 4
-    }
-
     /// Binds the target for drawing and reading, sets the viewport and clears colour and depth.
     pub fn begin(&self, clear: [f32; 4]) {
         // SAFETY: context current; the framebuffer is alive and complete (checked in `new`).
@@ -566,8 +579,27 @@ impl RenderTarget {
         }
     }
 
-    /// Binds the target for reading (the readback ring calls this before `glReadPixels`).
-    pub(super) fn bind_read(&self) {
+    /// Binds the colour texture to unit 0 and the depth texture to unit 1 for sampling.
+    pub(super) fn bind_textures(&self) {
+        // SAFETY: context current; both textures are alive while `self` is.
+        unsafe {
+            self.gl.active_texture(glow::TEXTURE0);
+            self.gl.bind_texture(glow::TEXTURE_2D, Some(self.color));
+            self.gl.active_texture(glow::TEXTURE1);
+            self.gl.bind_texture(glow::TEXTURE_2D, Some(self.depth));
+            self.gl.active_texture(glow::TEXTURE0);
+        }
+    }
+}
+
+/// Something `glReadPixels` can read a frame from.
+pub trait ReadSource {
+    /// Binds the framebuffer and colour attachment to read from.
+    fn bind_read(&self);
+}
+
+impl ReadSource for RenderTarget {
+    fn bind_read(&self) {
         // SAFETY: context current; the framebuffer is alive.
         unsafe {
             self.gl
@@ -582,8 +614,8 @@ impl Drop for RenderTarget {
         // SAFETY: we own all three handles.
         unsafe {
             self.gl.delete_framebuffer(self.fbo);
-            self.gl.delete_renderbuffer(self.color);
-            self.gl.delete_renderbuffer(self.depth);
+            self.gl.delete_texture(self.color);
+            self.gl.delete_texture(self.depth);
         }
     }
 }

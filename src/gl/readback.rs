@@ -25,7 +25,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use glow::HasContext;
 
 use super::GlError;
-use super::objects::{Buffer, RenderTarget};
+use super::objects::{Buffer, ReadSource};
+use super::output::read_params;
+use crate::format::Format;
 
 /// How long one `glClientWaitSync` call blocks before we look again; the wait as a whole has no
 /// limit because a readback always completes unless the driver is lost.
@@ -82,7 +84,8 @@ unsafe impl Send for FrameLease {}
 unsafe impl Sync for FrameLease {}
 
 impl FrameLease {
-    /// The frame's pixels: RGBA8, rows bottom-up, tightly packed.
+    /// The frame's pixels in the ring's format, rows tightly packed, bottom-up unless the output
+    /// pass flipped them.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is the mapped range of a buffer that the ring keeps mapped and
         // unwritten for as long as this lease lives (module invariant).
@@ -122,8 +125,8 @@ struct Slot {
     leases: Arc<LeaseCount>,
 }
 
-/// A ring of pixel-pack buffers, each one frame of RGBA8: k in flight, plus spares for frames
-/// leased out.
+/// A ring of pixel-pack buffers, each one frame in the delivered format: k in flight, plus
+/// spares for frames leased out.
 pub struct PboRing {
     gl: Rc<glow::Context>,
     slots: Vec<Slot>,
@@ -138,22 +141,25 @@ pub struct PboRing {
     /// The slot chosen by `choose_slot` for the next `submit`.
     chosen: Option<usize>,
     frame_bytes: i32,
+    format: Format,
     width_px: u32,
     height_px: u32,
 }
 
 impl PboRing {
-    /// Allocates `count` buffers for frames of `target`'s size.
+    /// Allocates `count` buffers for `format` frames of `width_px` × `height_px`.
     pub fn new(
         gl: &Rc<glow::Context>,
-        target: &RenderTarget,
+        width_px: u32,
+        height_px: u32,
+        format: Format,
         count: usize,
     ) -> Result<Self, GlError> {
         assert!(count >= 1, "a PBO ring needs at least one buffer");
-        let frame_bytes = i32::try_from(target.frame_bytes()).map_err(|_| {
+        let bytes = format.frame_bytes(width_px, height_px);
+        let frame_bytes = i32::try_from(bytes).map_err(|_| {
             GlError::Readback(format!(
-                "a frame of {} bytes is too large",
-                target.frame_bytes()
+                "a frame of {bytes} bytes is more than a GL buffer can hold"
             ))
         })?;
         let mut ring = Self {
@@ -165,8 +171,9 @@ impl PboRing {
             next: 0,
             chosen: None,
             frame_bytes,
-            width_px: target.width_px(),
-            height_px: target.height_px(),
+            format,
+            width_px,
+            height_px,
         };
         for _ in 0..count {
             ring.add_slot()?;
@@ -216,7 +223,7 @@ impl PboRing {
     }
 
     fn frame_len(&self) -> usize {
-        self.width_px as usize * self.height_px as usize * 4
+        self.frame_bytes as usize
     }
 
     /// Picks the buffer the next `submit` reads into: a free one if there is one (round robin),
@@ -252,7 +259,7 @@ impl PboRing {
 
     /// Reads the current contents of `target` into the chosen slot (see `choose_slot`) and fences
     /// it. Waits first for every lease on that slot to be dropped. The ring must not be full.
-    pub fn submit(&mut self, target: &RenderTarget, frame_index: u64) -> Result<(), GlError> {
+    pub fn submit(&mut self, source: &dyn ReadSource, frame_index: u64) -> Result<(), GlError> {
         if self.pending.len() == self.in_flight_limit {
             return Err(GlError::Readback(
                 "every pixel-pack buffer is in flight; complete one first".into(),
@@ -267,21 +274,22 @@ impl PboRing {
         };
         self.reclaim(index);
         let slot = &mut self.slots[index];
-        target.bind_read();
-        // SAFETY: context current; the buffer is alive, unmapped (just reclaimed) and large
-        // enough for width*height*4 bytes at offset 0, and pack alignment 4 adds no row padding
-        // to RGBA8 rows.
+        source.bind_read();
+        let (format, kind) = read_params(self.format);
+        // SAFETY: context current; the buffer is alive, unmapped (just reclaimed) and holds
+        // width × height × bytes-per-pixel bytes at offset 0, which is exactly what this read
+        // writes because pack alignment 1 adds no row padding.
         let fence = unsafe {
             self.gl
                 .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
-            self.gl.pixel_store_i32(glow::PACK_ALIGNMENT, 4);
+            self.gl.pixel_store_i32(glow::PACK_ALIGNMENT, 1);
             self.gl.read_pixels(
                 0,
                 0,
                 self.width_px as i32,
                 self.height_px as i32,
-                glow::RGBA,
-                glow::UNSIGNED_BYTE,
+                format,
+                kind,
                 glow::PixelPackData::BufferOffset(0),
             );
             self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);

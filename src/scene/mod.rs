@@ -25,9 +25,8 @@ use crate::gl::objects::RenderTarget;
 pub use cube::CubeScene;
 pub use model::GltfScene;
 pub use pattern::PatternScene;
-// The binary never decodes its own pattern; this is the scene module's API for consumers and
-// tests (which include pattern_code.rs by path, the crate having no library target).
-#[allow(unused_imports)]
+// `recv --verify-pattern` decodes with it; the tests include pattern_code.rs by path (the crate
+// has no library target).
 pub use pattern_code::decode_pattern;
 pub use shader::ShaderScene;
 

@@ -58,9 +58,8 @@ fn centre(index: u32, count: u32, length: u32) -> u32 {
 /// index modulo 2³², or `None` when the buffer has the wrong length, is smaller than
 /// [`MIN_WIDTH_PX`] × [`MIN_HEIGHT_PX`], or is not a valid pattern frame (a bar of the wrong
 /// colour, a cell neither black nor white, or a cell that disagrees with its inverted copy).
-// The binary itself never decodes; this is for the tests and for consumers, which is why it is
-// public and kept free of GL.
-#[allow(dead_code)]
+// Kept free of GL: `glstream recv --verify-pattern` and the tests (which include this file by
+// path) decode with it.
 pub fn decode_pattern(rgba_bottom_up: &[u8], width_px: u32, height_px: u32) -> Option<u64> {
     if width_px < MIN_WIDTH_PX || height_px < MIN_HEIGHT_PX {
         return None;

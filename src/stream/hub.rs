@@ -28,6 +28,10 @@ pub trait Frame: Clone + Send + Sync + 'static {
     fn bytes(&self) -> &[u8];
     /// The frame's sequence number (monotonic over the process).
     fn sequence(&self) -> u64;
+    /// The scene's frame index (restarts at 0 when a client finds the server idle).
+    fn frame_index(&self) -> u64;
+    /// When the frame was rendered, nanoseconds since the Unix epoch.
+    fn timestamp_ns(&self) -> u64;
 }
 
 /// What a client that cannot keep up gets.
@@ -377,6 +381,12 @@ mod tests {
         }
         fn sequence(&self) -> u64 {
             self.0
+        }
+        fn frame_index(&self) -> u64 {
+            self.0
+        }
+        fn timestamp_ns(&self) -> u64 {
+            0
         }
     }
 

@@ -1,19 +1,48 @@
-//! Wire headers, byte for byte what a Blender game-engine producer sends.
+//! Wire headers: byte for byte what a Blender game-engine producer sends, and a richer,
+//! versioned header for new consumers.
 //!
 //! Blender's producer writes, per frame, `struct.pack("L", len(data)) + struct.pack("H", height)
 //! + struct.pack("H", width) + data` in native byte order. On 64-bit Linux and macOS "L" is 8
 //! bytes; on Windows it is 4, hence [`HeaderMode::Blender32`]. `raw` sends no header at all, for
-//! ffmpeg's rawvideo demuxer and GStreamer's rawvideoparse. Everything is little-endian, written
-//! with explicit `to_le_bytes`, and the encoded size is asserted against the size constant.
+//! ffmpeg's rawvideo demuxer and GStreamer's rawvideoparse. [`HeaderMode::Glstream`] carries
+//! everything a consumer might want (layout in [`GLSTREAM_HEADER_LEN`]'s documentation).
+//!
+//! Everything is little-endian, written with explicit `to_le_bytes`, the encoded size is asserted
+//! against the size constant, and decoding checks the length before anything else.
 
 use thiserror::Error;
 
-/// The longest header any mode writes.
-pub const MAX_HEADER_LEN: usize = 12;
+use crate::format::Format;
+
 /// `--header blender`: u64 length, u16 height, u16 width.
 pub const BLENDER_HEADER_LEN: usize = 12;
 /// `--header blender32`: u32 length, u16 height, u16 width.
 pub const BLENDER32_HEADER_LEN: usize = 8;
+/// `--header glstream`, version 1, 56 bytes, all little-endian:
+///
+/// | offset | type | field |
+/// |---|---|---|
+/// | 0 | `[u8; 4]` | magic `GLST` |
+/// | 4 | u16 | version (1) |
+/// | 6 | u16 | header length in bytes (56) |
+/// | 8 | u32 | width in pixels |
+/// | 12 | u32 | height in pixels |
+/// | 16 | u32 | format: 1 rgba8, 2 bgra8, 3 rgb8, 4 gray8, 5 depth32f |
+/// | 20 | u32 | flags: bit 0 set = rows top-down (`--flip`), else bottom-up |
+/// | 24 | u32 | stride: bytes per row (rows are tightly packed) |
+/// | 28 | u32 | reserved, 0 |
+/// | 32 | u64 | frame index (restarts at 0 when a client finds the server idle) |
+/// | 40 | u64 | render timestamp, nanoseconds since the Unix epoch |
+/// | 48 | u64 | payload length in bytes (stride × height) |
+pub const GLSTREAM_HEADER_LEN: usize = 56;
+/// The longest header any mode writes.
+pub const MAX_HEADER_LEN: usize = GLSTREAM_HEADER_LEN;
+/// First four bytes of a `glstream` header.
+pub const GLSTREAM_MAGIC: [u8; 4] = *b"GLST";
+/// The `glstream` header version this build writes and reads.
+pub const GLSTREAM_VERSION: u16 = 1;
+/// Flag bit: rows are top-down.
+const FLAG_TOP_DOWN: u32 = 1;
 
 /// Which header precedes each frame's payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,6 +53,8 @@ pub enum HeaderMode {
     Blender32,
     /// No header: the bare pixels, for ffmpeg `-f rawvideo` or GStreamer `rawvideoparse`.
     Raw,
+    /// 56 bytes: magic, version, size, format, flags, stride, frame index, timestamp, length.
+    Glstream,
 }
 
 impl HeaderMode {
@@ -33,30 +64,57 @@ impl HeaderMode {
             HeaderMode::Blender => BLENDER_HEADER_LEN,
             HeaderMode::Blender32 => BLENDER32_HEADER_LEN,
             HeaderMode::Raw => 0,
+            HeaderMode::Glstream => GLSTREAM_HEADER_LEN,
         }
     }
 
-    /// Checks that frames of this size can be described by this header.
-    pub fn check_size(self, width_px: u32, height_px: u32) -> Result<(), ProtocolError> {
+    /// Checks that frames of this size and format can be described by this header.
+    pub fn check_size(
+        self,
+        width_px: u32,
+        height_px: u32,
+        format: Format,
+    ) -> Result<(), ProtocolError> {
         let info = FrameInfo {
             width_px,
             height_px,
-            payload_len: width_px as u64 * height_px as u64 * 4,
+            format,
+            top_down: false,
+            frame_index: 0,
+            timestamp_ns: 0,
         };
         let mut scratch = [0u8; MAX_HEADER_LEN];
         encode(self, &info, &mut scratch).map(|_| ())
     }
 }
 
-/// What a header describes.
+/// Everything a header may describe about one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameInfo {
     /// Width in pixels.
     pub width_px: u32,
     /// Height in pixels.
     pub height_px: u32,
-    /// Bytes of payload that follow the header.
-    pub payload_len: u64,
+    /// Pixel format.
+    pub format: Format,
+    /// Rows top-down (`--flip`) rather than bottom-up.
+    pub top_down: bool,
+    /// The scene's frame index.
+    pub frame_index: u64,
+    /// When the frame was rendered, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+}
+
+impl FrameInfo {
+    /// Bytes per row.
+    pub fn stride_bytes(&self) -> u64 {
+        self.width_px as u64 * self.format.bytes_per_pixel() as u64
+    }
+
+    /// Bytes of payload after the header.
+    pub fn payload_len(&self) -> u64 {
+        self.stride_bytes() * self.height_px as u64
+    }
 }
 
 /// Why a header cannot be written or read.
@@ -64,7 +122,7 @@ pub struct FrameInfo {
 pub enum ProtocolError {
     /// Width or height does not fit the header's u16 field.
     #[error(
-        "{what} {value} does not fit the {mode:?} header's 16-bit field (at most 65535); use --header raw"
+        "{what} {value} does not fit the {mode:?} header's 16-bit field (at most 65535); use --header raw or glstream"
     )]
     DimensionTooLarge {
         /// "width" or "height".
@@ -87,9 +145,9 @@ pub enum ProtocolError {
         /// Bytes available.
         got: usize,
     },
-    /// The length field disagrees with width × height × 4.
+    /// The length field disagrees with the dimensions and format.
     #[error(
-        "header says {payload_len} bytes for {width_px}x{height_px} RGBA8 (expected {expected})"
+        "header says {payload_len} bytes for {width_px}x{height_px} {format} (expected {expected})"
     )]
     LengthMismatch {
         /// Length field.
@@ -98,8 +156,32 @@ pub enum ProtocolError {
         width_px: u32,
         /// Height field.
         height_px: u32,
-        /// width × height × 4.
+        /// The format's name.
+        format: &'static str,
+        /// width × height × bytes per pixel.
         expected: u64,
+    },
+    /// A `glstream` header that does not start with `GLST`.
+    #[error("not a glstream header (magic {0:02x?}, expected \"GLST\")")]
+    BadMagic([u8; 4]),
+    /// A `glstream` header of a version this build does not read.
+    #[error("glstream header version {0} is not supported (this build reads version 1)")]
+    UnsupportedVersion(u16),
+    /// A `glstream` header whose size field is not 56.
+    #[error("glstream header says it is {0} bytes long (version 1 is 56)")]
+    BadHeaderLength(u16),
+    /// A `glstream` header with an unknown format code.
+    #[error("unknown pixel format code {0}")]
+    UnknownFormat(u32),
+    /// A `glstream` header whose stride is not width × bytes per pixel.
+    #[error("stride {stride} is not {width_px} pixels of {format}")]
+    BadStride {
+        /// Stride field.
+        stride: u32,
+        /// Width field.
+        width_px: u32,
+        /// The format's name.
+        format: &'static str,
     },
     /// Raw mode has no header to decode.
     #[error("raw mode has no header")]
@@ -116,35 +198,88 @@ pub fn encode(
     info: &FrameInfo,
     out: &mut [u8; MAX_HEADER_LEN],
 ) -> Result<usize, ProtocolError> {
-    if mode == HeaderMode::Raw {
-        return Ok(0);
-    }
-    let height = dimension(mode, "height", info.height_px)?.to_le_bytes();
-    let width = dimension(mode, "width", info.width_px)?.to_le_bytes();
+    let payload_len = info.payload_len();
     let written = match mode {
+        HeaderMode::Raw => 0,
         HeaderMode::Blender => {
-            out[0..8].copy_from_slice(&info.payload_len.to_le_bytes());
-            out[8..10].copy_from_slice(&height);
-            out[10..12].copy_from_slice(&width);
+            let height = dimension(mode, "height", info.height_px)?;
+            let width = dimension(mode, "width", info.width_px)?;
+            out[0..8].copy_from_slice(&payload_len.to_le_bytes());
+            out[8..10].copy_from_slice(&height.to_le_bytes());
+            out[10..12].copy_from_slice(&width.to_le_bytes());
             12
         }
         HeaderMode::Blender32 => {
-            let len = u32::try_from(info.payload_len)
-                .map_err(|_| ProtocolError::LengthTooLarge(info.payload_len))?;
+            let height = dimension(mode, "height", info.height_px)?;
+            let width = dimension(mode, "width", info.width_px)?;
+            let len = u32::try_from(payload_len)
+                .map_err(|_| ProtocolError::LengthTooLarge(payload_len))?;
             out[0..4].copy_from_slice(&len.to_le_bytes());
-            out[4..6].copy_from_slice(&height);
-            out[6..8].copy_from_slice(&width);
+            out[4..6].copy_from_slice(&height.to_le_bytes());
+            out[6..8].copy_from_slice(&width.to_le_bytes());
             8
         }
-        HeaderMode::Raw => unreachable!("handled above"),
+        HeaderMode::Glstream => {
+            // A stride over u32 would need a row of more than 4 GiB: no GL target is that wide.
+            let stride = u32::try_from(info.stride_bytes())
+                .map_err(|_| ProtocolError::LengthTooLarge(payload_len))?;
+            let flags = if info.top_down { FLAG_TOP_DOWN } else { 0 };
+            out[0..4].copy_from_slice(&GLSTREAM_MAGIC);
+            out[4..6].copy_from_slice(&GLSTREAM_VERSION.to_le_bytes());
+            out[6..8].copy_from_slice(&(GLSTREAM_HEADER_LEN as u16).to_le_bytes());
+            out[8..12].copy_from_slice(&info.width_px.to_le_bytes());
+            out[12..16].copy_from_slice(&info.height_px.to_le_bytes());
+            out[16..20].copy_from_slice(&info.format.code().to_le_bytes());
+            out[20..24].copy_from_slice(&flags.to_le_bytes());
+            out[24..28].copy_from_slice(&stride.to_le_bytes());
+            out[28..32].copy_from_slice(&0u32.to_le_bytes());
+            out[32..40].copy_from_slice(&info.frame_index.to_le_bytes());
+            out[40..48].copy_from_slice(&info.timestamp_ns.to_le_bytes());
+            out[48..56].copy_from_slice(&payload_len.to_le_bytes());
+            GLSTREAM_HEADER_LEN
+        }
     };
     assert_eq!(written, mode.len());
     Ok(written)
 }
 
-/// Reads a header from the start of `bytes`, checking the length before anything else and the
-/// length field against the dimensions after.
-pub fn decode(mode: HeaderMode, bytes: &[u8]) -> Result<FrameInfo, ProtocolError> {
+/// What a header told. The Blender headers carry no format, orientation, index or time: the
+/// format is the one the consumer expects, and the rest are `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// Width in pixels.
+    pub width_px: u32,
+    /// Height in pixels.
+    pub height_px: u32,
+    /// Pixel format (from the header, or the expected one).
+    pub format: Format,
+    /// Payload bytes that follow.
+    pub payload_len: u64,
+    /// Rows top-down, when the header says.
+    pub top_down: Option<bool>,
+    /// The frame index, when the header says.
+    pub frame_index: Option<u64>,
+    /// The render timestamp, when the header says.
+    pub timestamp_ns: Option<u64>,
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// Reads a header from the start of `bytes`. `expected` is the format a Blender or raw stream is
+/// known to carry; a glstream header names its own.
+pub fn decode(mode: HeaderMode, bytes: &[u8], expected: Format) -> Result<Decoded, ProtocolError> {
     let need = mode.len();
     if mode == HeaderMode::Raw {
         return Err(ProtocolError::NoHeader);
@@ -155,44 +290,92 @@ pub fn decode(mode: HeaderMode, bytes: &[u8]) -> Result<FrameInfo, ProtocolError
             got: bytes.len(),
         });
     }
-    let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]) as u32;
-    let info = match mode {
-        HeaderMode::Blender => FrameInfo {
-            payload_len: u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes")),
-            height_px: u16_at(8),
-            width_px: u16_at(10),
-        },
-        HeaderMode::Blender32 => FrameInfo {
-            payload_len: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as u64,
-            height_px: u16_at(4),
-            width_px: u16_at(6),
-        },
+    let decoded = match mode {
+        HeaderMode::Blender | HeaderMode::Blender32 => {
+            let (payload_len, at) = if mode == HeaderMode::Blender {
+                (u64_at(bytes, 0), 8)
+            } else {
+                (u32_at(bytes, 0) as u64, 4)
+            };
+            Decoded {
+                payload_len,
+                height_px: u16_at(bytes, at) as u32,
+                width_px: u16_at(bytes, at + 2) as u32,
+                format: expected,
+                top_down: None,
+                frame_index: None,
+                timestamp_ns: None,
+            }
+        }
+        HeaderMode::Glstream => {
+            let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+            if magic != GLSTREAM_MAGIC {
+                return Err(ProtocolError::BadMagic(magic));
+            }
+            let version = u16_at(bytes, 4);
+            if version != GLSTREAM_VERSION {
+                return Err(ProtocolError::UnsupportedVersion(version));
+            }
+            let header_len = u16_at(bytes, 6);
+            if header_len as usize != GLSTREAM_HEADER_LEN {
+                return Err(ProtocolError::BadHeaderLength(header_len));
+            }
+            let code = u32_at(bytes, 16);
+            let format = Format::from_code(code).ok_or(ProtocolError::UnknownFormat(code))?;
+            let width_px = u32_at(bytes, 8);
+            let stride = u32_at(bytes, 24);
+            if stride as u64 != width_px as u64 * format.bytes_per_pixel() as u64 {
+                return Err(ProtocolError::BadStride {
+                    stride,
+                    width_px,
+                    format: format.name(),
+                });
+            }
+            Decoded {
+                width_px,
+                height_px: u32_at(bytes, 12),
+                format,
+                payload_len: u64_at(bytes, 48),
+                top_down: Some(u32_at(bytes, 20) & FLAG_TOP_DOWN != 0),
+                frame_index: Some(u64_at(bytes, 32)),
+                timestamp_ns: Some(u64_at(bytes, 40)),
+            }
+        }
         HeaderMode::Raw => unreachable!("handled above"),
     };
-    let expected = info.width_px as u64 * info.height_px as u64 * 4;
-    if info.payload_len != expected {
+    let expected_len = decoded
+        .format
+        .frame_bytes(decoded.width_px, decoded.height_px);
+    if decoded.payload_len != expected_len {
         return Err(ProtocolError::LengthMismatch {
-            payload_len: info.payload_len,
-            width_px: info.width_px,
-            height_px: info.height_px,
-            expected,
+            payload_len: decoded.payload_len,
+            width_px: decoded.width_px,
+            height_px: decoded.height_px,
+            format: decoded.format.name(),
+            expected: expected_len,
         });
     }
-    Ok(info)
+    Ok(decoded)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn encoded(mode: HeaderMode, width_px: u32, height_px: u32) -> Vec<u8> {
-        let info = FrameInfo {
+    fn info(width_px: u32, height_px: u32, format: Format) -> FrameInfo {
+        FrameInfo {
             width_px,
             height_px,
-            payload_len: width_px as u64 * height_px as u64 * 4,
-        };
+            format,
+            top_down: false,
+            frame_index: 0,
+            timestamp_ns: 0,
+        }
+    }
+
+    fn encoded(mode: HeaderMode, info: &FrameInfo) -> Vec<u8> {
         let mut out = [0u8; MAX_HEADER_LEN];
-        let n = encode(mode, &info, &mut out).unwrap();
+        let n = encode(mode, info, &mut out).unwrap();
         out[..n].to_vec()
     }
 
@@ -201,29 +384,144 @@ mod tests {
         // python3 -c 'import struct; print(list(struct.pack("L", 800*600*4)
         //   + struct.pack("H", 600) + struct.pack("H", 800)))'  on 64-bit Linux:
         let python = [0x00, 0x4c, 0x1d, 0x00, 0, 0, 0, 0, 0x58, 0x02, 0x20, 0x03];
-        assert_eq!(encoded(HeaderMode::Blender, 800, 600), python);
+        assert_eq!(
+            encoded(HeaderMode::Blender, &info(800, 600, Format::Rgba8)),
+            python
+        );
     }
 
     #[test]
     fn blender32_header_matches_python_struct_layout_on_windows() {
         // struct.pack("<I", 1920*1080*4) + struct.pack("<H", 1080) + struct.pack("<H", 1920):
         let python = [0x00, 0x90, 0x7e, 0x00, 0x38, 0x04, 0x80, 0x07];
-        assert_eq!(encoded(HeaderMode::Blender32, 1920, 1080), python);
+        assert_eq!(
+            encoded(HeaderMode::Blender32, &info(1920, 1080, Format::Rgba8)),
+            python
+        );
+    }
+
+    #[test]
+    fn blender_length_follows_the_format() {
+        // One byte per pixel: 800*600 = 480000 = 0x0753_00.
+        let header = encoded(HeaderMode::Blender, &info(800, 600, Format::Gray8));
+        assert_eq!(&header[..8], &480_000u64.to_le_bytes());
+        let decoded = decode(HeaderMode::Blender, &header, Format::Gray8).unwrap();
+        assert_eq!(decoded.payload_len, 480_000);
+        assert!(decode(HeaderMode::Blender, &header, Format::Rgba8).is_err());
     }
 
     #[test]
     fn raw_header_is_empty() {
-        assert!(encoded(HeaderMode::Raw, 800, 600).is_empty());
-        assert_eq!(decode(HeaderMode::Raw, &[]), Err(ProtocolError::NoHeader));
+        assert!(encoded(HeaderMode::Raw, &info(800, 600, Format::Rgba8)).is_empty());
+        assert_eq!(
+            decode(HeaderMode::Raw, &[], Format::Rgba8),
+            Err(ProtocolError::NoHeader)
+        );
+    }
+
+    #[test]
+    fn glstream_header_layout_is_documented_bytes() {
+        let frame = FrameInfo {
+            width_px: 3,
+            height_px: 2,
+            format: Format::Rgb8,
+            top_down: true,
+            frame_index: 7,
+            timestamp_ns: 0x0102_0304_0506_0708,
+        };
+        let h = encoded(HeaderMode::Glstream, &frame);
+        assert_eq!(h.len(), 56);
+        assert_eq!(&h[0..4], b"GLST");
+        assert_eq!(&h[4..8], &[1, 0, 56, 0]);
+        assert_eq!(&h[8..16], &[3, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(&h[16..24], &[3, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&h[24..32], &[9, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&h[32..40], &7u64.to_le_bytes());
+        assert_eq!(&h[40..48], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(&h[48..56], &18u64.to_le_bytes());
+    }
+
+    #[test]
+    fn glstream_header_round_trips_every_format() {
+        for format in [
+            Format::Rgba8,
+            Format::Bgra8,
+            Format::Rgb8,
+            Format::Gray8,
+            Format::Depth32f,
+        ] {
+            let frame = FrameInfo {
+                width_px: 70_000,
+                height_px: 5,
+                format,
+                top_down: format == Format::Gray8,
+                frame_index: u64::MAX,
+                timestamp_ns: 1_700_000_000_000_000_000,
+            };
+            let d = decode(
+                HeaderMode::Glstream,
+                &encoded(HeaderMode::Glstream, &frame),
+                Format::Rgba8,
+            )
+            .unwrap();
+            assert_eq!((d.width_px, d.height_px, d.format), (70_000, 5, format));
+            assert_eq!(d.payload_len, frame.payload_len());
+            assert_eq!(d.top_down, Some(frame.top_down));
+            assert_eq!(d.frame_index, Some(u64::MAX));
+            assert_eq!(d.timestamp_ns, Some(frame.timestamp_ns));
+        }
+    }
+
+    #[test]
+    fn glstream_header_rejects_bad_magic_version_and_lengths() {
+        let good = encoded(HeaderMode::Glstream, &info(4, 4, Format::Rgba8));
+        let decode_with = |patch: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = good.clone();
+            patch(&mut bytes);
+            decode(HeaderMode::Glstream, &bytes, Format::Rgba8)
+        };
+        assert_eq!(
+            decode_with(&|b| b[0] = b'X'),
+            Err(ProtocolError::BadMagic(*b"XLST"))
+        );
+        assert_eq!(
+            decode_with(&|b| b[4] = 2),
+            Err(ProtocolError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            decode_with(&|b| b[6] = 64),
+            Err(ProtocolError::BadHeaderLength(64))
+        );
+        assert_eq!(
+            decode_with(&|b| b[16] = 9),
+            Err(ProtocolError::UnknownFormat(9))
+        );
+        assert!(matches!(
+            decode_with(&|b| b[24] = 15),
+            Err(ProtocolError::BadStride { .. })
+        ));
+        assert!(matches!(
+            decode_with(&|b| b[48] = 65),
+            Err(ProtocolError::LengthMismatch { .. })
+        ));
+        assert_eq!(
+            decode(HeaderMode::Glstream, &good[..55], Format::Rgba8),
+            Err(ProtocolError::Truncated { need: 56, got: 55 })
+        );
     }
 
     #[test]
     fn headers_round_trip() {
         for mode in [HeaderMode::Blender, HeaderMode::Blender32] {
             for (w, h) in [(1, 1), (800, 600), (65535, 3), (4096, 4096)] {
-                let info = decode(mode, &encoded(mode, w, h)).unwrap();
-                assert_eq!((info.width_px, info.height_px), (w, h));
-                assert_eq!(info.payload_len, w as u64 * h as u64 * 4);
+                let d = decode(
+                    mode,
+                    &encoded(mode, &info(w, h, Format::Rgba8)),
+                    Format::Rgba8,
+                )
+                .unwrap();
+                assert_eq!((d.width_px, d.height_px), (w, h));
+                assert_eq!(d.payload_len, w as u64 * h as u64 * 4);
             }
         }
     }
@@ -231,7 +529,7 @@ mod tests {
     #[test]
     fn oversized_dimensions_are_refused() {
         assert!(matches!(
-            HeaderMode::Blender.check_size(70000, 10),
+            HeaderMode::Blender.check_size(70000, 10, Format::Rgba8),
             Err(ProtocolError::DimensionTooLarge {
                 what: "width",
                 value: 70000,
@@ -239,53 +537,67 @@ mod tests {
             })
         ));
         assert!(matches!(
-            HeaderMode::Blender32.check_size(10, 65536),
+            HeaderMode::Blender32.check_size(10, 65536, Format::Rgba8),
             Err(ProtocolError::DimensionTooLarge { what: "height", .. })
         ));
         assert_eq!(
-            HeaderMode::Blender32.check_size(65535, 65535),
+            HeaderMode::Blender32.check_size(65535, 65535, Format::Rgba8),
             Err(ProtocolError::LengthTooLarge(65535 * 65535 * 4))
         );
-        assert!(HeaderMode::Raw.check_size(70000, 70000).is_ok());
+        assert!(
+            HeaderMode::Blender32
+                .check_size(65535, 65535, Format::Gray8)
+                .is_ok()
+        );
+        assert!(
+            HeaderMode::Raw
+                .check_size(70000, 70000, Format::Rgba8)
+                .is_ok()
+        );
+        assert!(
+            HeaderMode::Glstream
+                .check_size(70000, 70000, Format::Rgba8)
+                .is_ok()
+        );
     }
 
     #[test]
     fn decode_rejects_short_and_inconsistent_input() {
         assert_eq!(
-            decode(HeaderMode::Blender, &[0; 11]),
+            decode(HeaderMode::Blender, &[0; 11], Format::Rgba8),
             Err(ProtocolError::Truncated { need: 12, got: 11 })
         );
-        let mut bad = encoded(HeaderMode::Blender, 4, 4);
+        let mut bad = encoded(HeaderMode::Blender, &info(4, 4, Format::Rgba8));
         bad[0] += 1;
         assert!(matches!(
-            decode(HeaderMode::Blender, &bad),
+            decode(HeaderMode::Blender, &bad, Format::Rgba8),
             Err(ProtocolError::LengthMismatch { .. })
         ));
     }
 
     proptest::proptest! {
         #[test]
-        fn decode_takes_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32)) {
-            for mode in [HeaderMode::Blender, HeaderMode::Blender32, HeaderMode::Raw] {
-                if let Ok(info) = decode(mode, &bytes) {
-                    proptest::prop_assert_eq!(
-                        info.payload_len,
-                        info.width_px as u64 * info.height_px as u64 * 4
-                    );
+        fn decode_takes_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            for mode in [HeaderMode::Blender, HeaderMode::Blender32, HeaderMode::Raw, HeaderMode::Glstream] {
+                if let Ok(d) = decode(mode, &bytes, Format::Rgba8) {
+                    proptest::prop_assert_eq!(d.payload_len, d.format.frame_bytes(d.width_px, d.height_px));
                 }
             }
         }
 
         #[test]
-        fn truncated_headers_are_reported(width in 0u32..=65535, height in 0u32..=65535, keep in 0usize..12) {
-            let mut out = [0u8; MAX_HEADER_LEN];
-            let info = FrameInfo { width_px: width, height_px: height, payload_len: width as u64 * height as u64 * 4 };
-            let n = encode(HeaderMode::Blender, &info, &mut out).unwrap();
-            proptest::prop_assert_eq!(decode(HeaderMode::Blender, &out[..n]), Ok(info));
-            proptest::prop_assert_eq!(
-                decode(HeaderMode::Blender, &out[..keep]),
-                Err(ProtocolError::Truncated { need: 12, got: keep })
-            );
+        fn truncated_headers_are_reported(width in 0u32..=65535, height in 0u32..=65535, keep in 0usize..56) {
+            for mode in [HeaderMode::Blender, HeaderMode::Glstream] {
+                let frame = info(width, height, Format::Rgba8);
+                let bytes = encoded(mode, &frame);
+                let d = decode(mode, &bytes, Format::Rgba8).unwrap();
+                proptest::prop_assert_eq!((d.width_px, d.height_px, d.payload_len), (width, height, frame.payload_len()));
+                let keep = keep.min(bytes.len() - 1);
+                proptest::prop_assert_eq!(
+                    decode(mode, &bytes[..keep], Format::Rgba8),
+                    Err(ProtocolError::Truncated { need: mode.len(), got: keep })
+                );
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use super::hub::{ClientId, Frame, Hub, Policy};
 use super::protocol::{FrameInfo, HeaderMode, MAX_HEADER_LEN, ProtocolError, encode};
+use crate::format::Format;
 
 /// Fatal server errors (per-client failures are logged, never returned).
 #[derive(Debug, Error)]
@@ -90,6 +91,10 @@ pub struct ServeOptions {
     pub width_px: u32,
     /// Frame height in pixels.
     pub height_px: u32,
+    /// Pixel format of the payloads.
+    pub format: Format,
+    /// Rows top-down (`--flip`).
+    pub top_down: bool,
     /// A write that makes no progress for this long drops the client.
     pub send_timeout: Duration,
     /// Connections beyond this many are refused.
@@ -234,8 +239,25 @@ struct Shared<F> {
     hub: Arc<Hub<F>>,
     stats: Arc<Stats>,
     options: ServeOptions,
-    header: [u8; MAX_HEADER_LEN],
-    header_len: usize,
+}
+
+impl<F> Shared<F> {
+    /// The header for one frame. Size and format were checked when the server started, so
+    /// encoding cannot fail here.
+    fn header(&self, frame: &F, out: &mut [u8; MAX_HEADER_LEN]) -> usize
+    where
+        F: Frame,
+    {
+        let info = FrameInfo {
+            width_px: self.options.width_px,
+            height_px: self.options.height_px,
+            format: self.options.format,
+            top_down: self.options.top_down,
+            frame_index: frame.frame_index(),
+            timestamp_ns: frame.timestamp_ns(),
+        };
+        encode(self.options.header, &info, out).unwrap_or(0)
+    }
 }
 
 /// A running transport. Dropping it removes a Unix socket file it created.
@@ -253,19 +275,13 @@ impl Server {
         options: ServeOptions,
         stats: Arc<Stats>,
     ) -> Result<Self, ServerError> {
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let info = FrameInfo {
-            width_px: options.width_px,
-            height_px: options.height_px,
-            payload_len: options.width_px as u64 * options.height_px as u64 * 4,
-        };
-        let header_len = encode(options.header, &info, &mut header)?;
+        options
+            .header
+            .check_size(options.width_px, options.height_px, options.format)?;
         let shared = Arc::new(Shared {
             hub,
             stats,
             options,
-            header,
-            header_len,
         });
         let closed = Arc::new(AtomicBool::new(false));
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
@@ -438,12 +454,13 @@ fn connect_loop<F: Frame>(shared: &Arc<Shared<F>>, addr: &str) {
 /// The writer loop of one client; returns when the client fails or the stream ends.
 fn serve_client<F: Frame>(shared: &Shared<F>, id: ClientId, mut conn: Conn, peer: &str) {
     let hub = &shared.hub;
-    let header = &shared.header[..shared.header_len];
+    let mut header = [0u8; MAX_HEADER_LEN];
     let mut failure = None;
     while let Some(frame) = hub.next_frame(id) {
         let sequence = frame.sequence();
+        let header_len = shared.header(&frame, &mut header);
         let started = Instant::now();
-        let result = write_frame(&mut conn, header, frame.bytes());
+        let result = write_frame(&mut conn, &header[..header_len], frame.bytes());
         drop(frame);
         shared
             .stats
