@@ -611,70 +611,14 @@ mod compare {
 }
 
 mod golden {
-    //! Every built-in scene at two frame indices against approved images in tests/golden/.
-    //! A missing golden fails; `GLSTREAM_BLESS=1` writes it (a person reviews it before commit).
+    //! Every built-in scene at two frame indices against approved images in tests/golden/
+    //! (the other scenes' goldens are in scenes/mod.rs). A missing golden fails;
+    //! `GLSTREAM_BLESS=1` writes it (a person reviews it before commit).
 
-    use super::*;
-    use std::path::Path;
-
-    const SIZE: (&str, &str) = ("160", "120");
+    use super::util::check_golden;
 
     fn check(scene: &str, frame: u64) {
-        let name = format!("{scene}_{frame:04}");
-        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.png"));
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("golden");
-        std::fs::create_dir_all(&out).unwrap();
-        let actual = out.join(format!("{name}.actual.png"));
-        let frame_arg = frame.to_string();
-        let output = run(&[
-            "snapshot",
-            "--width",
-            SIZE.0,
-            "--height",
-            SIZE.1,
-            "--frame",
-            &frame_arg,
-            "-o",
-            path_str(&actual),
-        ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if !golden.exists() {
-            if std::env::var("GLSTREAM_BLESS").as_deref() == Ok("1") {
-                std::fs::copy(&actual, &golden).unwrap();
-                eprintln!(
-                    "wrote new golden {} — review it before committing",
-                    golden.display()
-                );
-                return;
-            }
-            panic!(
-                "missing golden {}: create it with `GLSTREAM_BLESS=1 cargo test --release golden`, \
-                 look at it, and commit it",
-                golden.display()
-            );
-        }
-        // Tolerance absorbs rounding differences between rasterizers; a frame off by one
-        // rotation step is far outside it (see the compare tests).
-        let output = run(&[
-            "compare",
-            path_str(&golden),
-            path_str(&actual),
-            "--tolerance",
-            "2",
-            "--max-outliers",
-            "0.5%",
-        ]);
-        assert!(
-            output.status.success(),
-            "{name} does not match its golden: {}{} (actual and diff under {})",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-            out.display()
-        );
+        check_golden(scene, scene, frame);
     }
 
     #[test]

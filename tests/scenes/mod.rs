@@ -296,46 +296,8 @@ mod golden {
 
     use super::*;
 
-    const SIZE: (&str, &str) = ("160", "120");
-
     fn check(name: &str, scene: &str, frame: u64) {
-        let name = format!("{name}_{frame:04}");
-        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.png"));
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("golden");
-        std::fs::create_dir_all(&out).unwrap();
-        let actual = out.join(format!("{name}.actual.png"));
-        snapshot(scene, frame, SIZE, &actual);
-        if !golden.exists() {
-            if std::env::var("GLSTREAM_BLESS").as_deref() == Ok("1") {
-                std::fs::copy(&actual, &golden).unwrap();
-                eprintln!(
-                    "wrote new golden {} — review it before committing",
-                    golden.display()
-                );
-                return;
-            }
-            panic!(
-                "missing golden {}: create it with `GLSTREAM_BLESS=1 cargo test --release golden`, \
-                 look at it, and commit it",
-                golden.display()
-            );
-        }
-        let output = run(&[
-            "compare",
-            path_str(&golden),
-            path_str(&actual),
-            "--tolerance",
-            "2",
-            "--max-outliers",
-            "0.5%",
-        ]);
-        assert!(
-            output.status.success(),
-            "{name} does not match its golden: {}{} (actual and diff under {})",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-            out.display()
-        );
+        crate::util::check_golden(name, scene, frame);
     }
 
     #[test]

@@ -256,3 +256,60 @@ pub fn distinct_bytes(bytes: &[u8]) -> usize {
     }
     seen.iter().filter(|&&s| s).count()
 }
+
+/// Renders `glstream snapshot --scene SCENE --frame FRAME` at 160×120 and compares it with
+/// tests/golden/NAME_FFFF.png (tolerance 2, at most 0.5% outliers: enough for rounding between
+/// rasterizers, far too little for a frame off by one step). A missing golden fails, unless
+/// `GLSTREAM_BLESS=1`, which writes it for a person to review. The actual image and, on a
+/// mismatch, the diff stay under Cargo's target temp dir.
+pub fn check_golden(name: &str, scene: &str, frame: u64) {
+    use std::path::Path;
+    let name = format!("{name}_{frame:04}");
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.png"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("golden");
+    std::fs::create_dir_all(&out).unwrap();
+    let actual = out.join(format!("{name}.actual.png"));
+    let actual_str = actual.to_str().expect("utf-8 temp path");
+    let frame = frame.to_string();
+    let output = run(&[
+        "snapshot", "--scene", scene, "--width", "160", "--height", "120", "--frame", &frame, "-o",
+        actual_str,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if !golden.exists() {
+        if std::env::var("GLSTREAM_BLESS").as_deref() == Ok("1") {
+            std::fs::copy(&actual, &golden).unwrap();
+            eprintln!(
+                "wrote new golden {} — review it before committing",
+                golden.display()
+            );
+            return;
+        }
+        panic!(
+            "missing golden {}: create it with `GLSTREAM_BLESS=1 cargo test --release golden`, \
+             look at it, and commit it",
+            golden.display()
+        );
+    }
+    let golden_str = golden.to_str().expect("utf-8 path");
+    let output = run(&[
+        "compare",
+        golden_str,
+        actual_str,
+        "--tolerance",
+        "2",
+        "--max-outliers",
+        "0.5%",
+    ]);
+    assert!(
+        output.status.success(),
+        "{name} does not match its golden: {}{} (actual and diff under {})",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        out.display()
+    );
+}
