@@ -266,6 +266,53 @@ impl Drop for Buffer {
     }
 }
 
+/// Uploads interleaved float `vertices` into `vbo` (and `indices` into an element buffer) and
+/// makes a vertex array describing them; `layout` lists (attribute location, component count)
+/// in the order they are interleaved. The caller owns the buffers and the returned array.
+fn vertex_array(
+    gl: &glow::Context,
+    vbo: &Buffer,
+    vertices: &[f32],
+    elements: Option<(&Buffer, &[u32])>,
+    layout: &[(u32, i32)],
+) -> Result<glow::VertexArray, GlError> {
+    let floats_per_vertex: i32 = layout.iter().map(|(_, n)| n).sum();
+    let stride_bytes = floats_per_vertex * 4;
+    // SAFETY: context current; the data pointers and lengths come from slices, and every
+    // attribute offset stays inside one vertex's stride. The element buffer binding is VAO
+    // state, so it is bound while the VAO is and left bound to it.
+    unsafe {
+        let vao = gl
+            .create_vertex_array()
+            .map_err(create_error("vertex array"))?;
+        gl.bind_vertex_array(Some(vao));
+        gl.bind_buffer(glow::ARRAY_BUFFER, Some(vbo.raw));
+        let bytes: Vec<u8> = vertices.iter().flat_map(|f| f.to_le_bytes()).collect();
+        gl.buffer_data_u8_slice(glow::ARRAY_BUFFER, &bytes, glow::STATIC_DRAW);
+        if let Some((ebo, indices)) = elements {
+            gl.bind_buffer(glow::ELEMENT_ARRAY_BUFFER, Some(ebo.raw));
+            let index_bytes: Vec<u8> = indices.iter().flat_map(|i| i.to_le_bytes()).collect();
+            gl.buffer_data_u8_slice(glow::ELEMENT_ARRAY_BUFFER, &index_bytes, glow::STATIC_DRAW);
+        }
+        let mut offset_bytes = 0;
+        for &(location, components) in layout {
+            gl.enable_vertex_attrib_array(location);
+            gl.vertex_attrib_pointer_f32(
+                location,
+                components,
+                glow::FLOAT,
+                false,
+                stride_bytes,
+                offset_bytes,
+            );
+            offset_bytes += components * 4;
+        }
+        gl.bind_vertex_array(None);
+        gl.bind_buffer(glow::ARRAY_BUFFER, None);
+        Ok(vao)
+    }
+}
+
 /// Interleaved float vertices in a vertex array, drawn as triangles.
 pub struct Mesh {
     gl: Rc<glow::Context>,
@@ -282,40 +329,14 @@ impl Mesh {
         layout: &[(u32, i32)],
     ) -> Result<Self, GlError> {
         let floats_per_vertex: i32 = layout.iter().map(|(_, n)| n).sum();
-        let stride_bytes = floats_per_vertex * 4;
         let vbo = Buffer::new(gl)?;
-        // SAFETY: context current; the data pointer and length come from one slice, and every
-        // attribute offset stays inside one vertex's stride.
-        unsafe {
-            let vao = gl
-                .create_vertex_array()
-                .map_err(create_error("vertex array"))?;
-            gl.bind_vertex_array(Some(vao));
-            gl.bind_buffer(glow::ARRAY_BUFFER, Some(vbo.raw));
-            let bytes: Vec<u8> = vertices.iter().flat_map(|f| f.to_le_bytes()).collect();
-            gl.buffer_data_u8_slice(glow::ARRAY_BUFFER, &bytes, glow::STATIC_DRAW);
-            let mut offset_bytes = 0;
-            for &(location, components) in layout {
-                gl.enable_vertex_attrib_array(location);
-                gl.vertex_attrib_pointer_f32(
-                    location,
-                    components,
-                    glow::FLOAT,
-                    false,
-                    stride_bytes,
-                    offset_bytes,
-                );
-                offset_bytes += components * 4;
-            }
-            gl.bind_vertex_array(None);
-            gl.bind_buffer(glow::ARRAY_BUFFER, None);
-            Ok(Self {
-                gl: Rc::clone(gl),
-                vao,
-                _vbo: vbo,
-                vertex_count: vertices.len() as i32 / floats_per_vertex.max(1),
-            })
-        }
+        let vao = vertex_array(gl, &vbo, vertices, None, layout)?;
+        Ok(Self {
+            gl: Rc::clone(gl),
+            vao,
+            _vbo: vbo,
+            vertex_count: vertices.len() as i32 / floats_per_vertex.max(1),
+        })
     }
 
     /// Draws every vertex as triangles with the bound program.
@@ -363,47 +384,16 @@ impl IndexedMesh {
                 message: format!("index {bad} is out of range for {vertex_count} vertices"),
             });
         }
-        let stride_bytes = floats_per_vertex * 4;
         let vbo = Buffer::new(gl)?;
         let ebo = Buffer::new(gl)?;
-        // SAFETY: context current; the data pointers and lengths come from slices, every
-        // attribute offset stays inside one vertex's stride, and every index was checked above
-        // to name an uploaded vertex. The element buffer binding is VAO state, so it is bound
-        // while the VAO is and left bound to it.
-        unsafe {
-            let vao = gl
-                .create_vertex_array()
-                .map_err(create_error("vertex array"))?;
-            gl.bind_vertex_array(Some(vao));
-            gl.bind_buffer(glow::ARRAY_BUFFER, Some(vbo.raw));
-            let bytes: Vec<u8> = vertices.iter().flat_map(|f| f.to_le_bytes()).collect();
-            gl.buffer_data_u8_slice(glow::ARRAY_BUFFER, &bytes, glow::STATIC_DRAW);
-            gl.bind_buffer(glow::ELEMENT_ARRAY_BUFFER, Some(ebo.raw));
-            let index_bytes: Vec<u8> = indices.iter().flat_map(|i| i.to_le_bytes()).collect();
-            gl.buffer_data_u8_slice(glow::ELEMENT_ARRAY_BUFFER, &index_bytes, glow::STATIC_DRAW);
-            let mut offset_bytes = 0;
-            for &(location, components) in layout {
-                gl.enable_vertex_attrib_array(location);
-                gl.vertex_attrib_pointer_f32(
-                    location,
-                    components,
-                    glow::FLOAT,
-                    false,
-                    stride_bytes,
-                    offset_bytes,
-                );
-                offset_bytes += components * 4;
-            }
-            gl.bind_vertex_array(None);
-            gl.bind_buffer(glow::ARRAY_BUFFER, None);
-            Ok(Self {
-                gl: Rc::clone(gl),
-                vao,
-                _vbo: vbo,
-                _ebo: ebo,
-                index_count: indices.len() as i32,
-            })
-        }
+        let vao = vertex_array(gl, &vbo, vertices, Some((&ebo, indices)), layout)?;
+        Ok(Self {
+            gl: Rc::clone(gl),
+            vao,
+            _vbo: vbo,
+            _ebo: ebo,
+            index_count: indices.len() as i32,
+        })
     }
 
     /// Draws every index as triangles with the bound program.
