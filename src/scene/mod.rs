@@ -143,8 +143,36 @@ pub fn build(
         SceneSource::Cube => Ok(Box::new(CubeScene::new(context, options, aspect)?)),
         SceneSource::Pattern => Ok(Box::new(PatternScene::new(context)?)),
         SceneSource::Shader(path) => Ok(Box::new(ShaderScene::new(context, options, path)?)),
-        SceneSource::Gltf(path) => Ok(Box::new(GltfScene::new(context, path, aspect)?)),
+        SceneSource::Gltf(path) => Ok(Box::new(contain_panics(path, || {
+            GltfScene::new(context, path, aspect)
+        })?)),
     }
+}
+
+/// Runs a loader of untrusted files, turning a panic inside a parsing crate into an error that
+/// names the file. The gltf crate validates a document's structure but may still index out of
+/// bounds on, say, an accessor that runs past its buffer; a user's file must not crash us. The
+/// default panic message is suppressed while the loader runs (nothing else is running yet: the
+/// scene is built before any server thread starts).
+fn contain_panics<T>(
+    path: &std::path::Path,
+    load: impl FnOnce() -> Result<T, SceneError>,
+) -> Result<T, SceneError> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load));
+    std::panic::set_hook(previous);
+    result.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the loader failed".into());
+        Err(SceneError::CorruptGltf {
+            path: path.to_path_buf(),
+            message,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -174,6 +202,13 @@ mod tests {
             Ok(SceneSource::Gltf(PathBuf::from("m.glb")))
         );
         let refused = parse("teapot").unwrap_err();
+        let contained =
+            super::contain_panics(std::path::Path::new("bad.glb"), || -> Result<(), _> {
+                panic!("index out of bounds")
+            });
+        assert!(
+            matches!(contained, Err(super::SceneError::CorruptGltf { ref message, .. }) if message == "index out of bounds")
+        );
         assert!(refused.contains("unknown scene 'teapot'"), "{refused}");
         assert!(parse("model.obj").is_err());
     }
