@@ -273,6 +273,29 @@ mod input {
     }
 
     #[test]
+    fn no_egl_device_says_what_to_install() {
+        // glvnd with no vendor library: what a machine without Mesa's EGL looks like.
+        for args in [
+            &["--port", "0"][..],
+            &["devices"],
+            &["snapshot", "-o", "x.png"],
+        ] {
+            let output = util::glstream()
+                .args(args)
+                .env(
+                    "__EGL_VENDOR_LIBRARY_FILENAMES",
+                    "/nonexistent/egl_vendor.json",
+                )
+                .output()
+                .unwrap();
+            assert_clean_failure(
+                &output,
+                "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri",
+            );
+        }
+    }
+
+    #[test]
     fn bad_device_index_is_refused() {
         assert_clean_failure(&run(&["--port", "0", "--device", "99"]), "EGL device 99");
     }
