@@ -698,10 +698,12 @@ mod consumers {
             "320",
             "--height",
             "240",
+            // Paced at a rate any reader keeps up with even on a loaded machine: the point is
+            // that the stalled client does not slow the others, not how fast they are.
             "--fps",
-            "20",
+            "10",
             "--frames",
-            "60",
+            "40",
             "--send-timeout",
             "3",
         ]);
@@ -717,12 +719,12 @@ mod consumers {
         // one it joined at to the last, none skipped (a contiguous tail of the longest list).
         let longest = lists.iter().max_by_key(|l| l.len()).unwrap();
         assert!(
-            longest.len() >= 55,
-            "a reader got only {} of 60 frames",
+            longest.len() >= 37,
+            "a reader got only {} of 40 frames",
             longest.len()
         );
         for list in &lists {
-            assert!(list.len() >= 50, "a reader got only {} frames", list.len());
+            assert!(list.len() >= 33, "a reader got only {} frames", list.len());
             assert_eq!(
                 list[..],
                 longest[longest.len() - list.len()..],
