@@ -33,7 +33,7 @@ pub struct Renderer {
     scene: Box<dyn Scene>,
     /// The FBO frames are drawn into.
     pub target: RenderTarget,
-    _context: HeadlessContext,
+    context: HeadlessContext,
 }
 
 impl Renderer {
@@ -63,13 +63,24 @@ impl Renderer {
             ring,
             scene,
             target,
-            _context: context,
+            context,
         })
     }
 
     /// Draws frame `frame_index` into the render target.
     pub fn render(&mut self, frame_index: u64) {
         self.scene.render(frame_index, &self.target);
+    }
+
+    /// The context's GL strings (GL_RENDERER names the driver in bench reports).
+    pub fn context_info(&self) -> &crate::gl::context::ContextInfo {
+        self.context.info()
+    }
+
+    /// Blocks until every GL command issued so far has executed (`glFinish`), so a render-only
+    /// timing measures the rasterizer and not just the command submission.
+    pub fn finish(&self) {
+        crate::gl::objects::finish(self.context.gl());
     }
 
     /// Renders every frame index in `frames` through the ring and hands each finished frame to

@@ -590,6 +590,13 @@ impl Drop for RenderTarget {
     }
 }
 
+/// Blocks until every GL command issued so far has executed (`glFinish`). Only for measuring:
+/// the frame loop itself waits on fences, never on the whole pipeline.
+pub fn finish(gl: &glow::Context) {
+    // SAFETY: context current (module invariant); glFinish has no arguments.
+    unsafe { gl.finish() }
+}
+
 /// Fixed-function state the scenes switch between passes.
 pub fn set_depth_test(gl: &glow::Context, enabled: bool) {
     // SAFETY: context current (module invariant); plain state toggles.
