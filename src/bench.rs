@@ -131,6 +131,9 @@ struct Sample {
     frames: u64,
     /// Resident memory at the start and the end of the measured window.
     rss_kib: (u64, u64),
+    /// CPU milliseconds per frame: this process (GL thread, llvmpipe's threads, writers), and
+    /// the consumer process (e2e only).
+    cpu_ms: (f64, Option<f64>),
 }
 
 /// Validated bench options.
@@ -245,6 +248,7 @@ fn render_only(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Samp
         renderer.finish();
     }
     let rss_start = rss_kib();
+    let cpu_start = CpuTime::now();
     let allocs_start = Snapshot::now();
     let started = Instant::now();
     let (mut render, mut finish) = (Duration::ZERO, Duration::ZERO);
@@ -267,6 +271,7 @@ fn render_only(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Samp
         allocations,
         frames,
         rss_kib: (rss_start, rss_kib()),
+        cpu_ms: (CpuTime::now().since(cpu_start).own_ms / frames as f64, None),
     })
 }
 
@@ -279,7 +284,8 @@ fn readback(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Sample>
         if frame == warmup {
             times = [Duration::ZERO; 3];
             let rss = rss_kib();
-            window = Some((Instant::now(), Snapshot::now(), rss));
+            let cpu = CpuTime::now();
+            window = Some((Instant::now(), Snapshot::now(), rss, cpu));
         }
         let t0 = Instant::now();
         renderer.render(frame);
@@ -298,7 +304,7 @@ fn readback(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Sample>
     let t = Instant::now();
     while renderer.ring.complete_oldest()?.is_some() {}
     times[2] += t.elapsed();
-    let (started, allocs_start, rss_start) =
+    let (started, allocs_start, rss_start, cpu_start) =
         window.context("no frame was measured (warm-up covers the run)")?;
     let elapsed = started.elapsed();
     let allocations = Snapshot::now().since(allocs_start).allocations;
@@ -312,6 +318,7 @@ fn readback(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Sample>
         allocations,
         frames,
         rss_kib: (rss_start, rss_kib()),
+        cpu_ms: (CpuTime::now().since(cpu_start).own_ms / frames as f64, None),
     })
 }
 
@@ -391,14 +398,18 @@ fn end_to_end(
         }));
         Ok(())
     };
-    let mut window: Option<(Instant, Snapshot, Progress, u64)> = None;
+    let mut window: Option<(Instant, Snapshot, Progress, u64, CpuTime)> = None;
     let mut allocs_end = None;
     let on_frame = |progress: &Progress| {
-        if progress.frames == warmup {
-            // RSS first: reading /proc allocates, and that must not count against the loop.
+        // The window also waits for the first frame sent: until then the accept thread may still
+        // be logging the client and spawning its writer, which allocates once, not per frame.
+        if window.is_none() && progress.frames >= warmup && progress.send > Duration::ZERO {
+            // RSS and CPU first: reading /proc allocates, which must not count against the loop.
             let rss = rss_kib();
-            window = Some((Instant::now(), Snapshot::now(), *progress, rss));
-        } else if progress.frames == total {
+            let cpu = CpuTime::now();
+            window = Some((Instant::now(), Snapshot::now(), *progress, rss, cpu));
+        }
+        if progress.frames == total {
             allocs_end = Some(Snapshot::now());
         }
     };
@@ -437,8 +448,12 @@ fn end_to_end(
     if report.frames != total {
         bail!("streamed {} frames, expected {total}", report.frames);
     }
-    let (started, allocs_start, at_start, rss_start) =
+    let (started, allocs_start, at_start, rss_start, cpu_start) =
         window.context("no frame was measured (warm-up covers the run)")?;
+    let frames = total - at_start.frames;
+    if frames == 0 {
+        bail!("no frame was measured: the first frame was sent only at the end");
+    }
     let allocations = allocs_end
         .context("the last frame was not seen")?
         .since(allocs_start)
@@ -455,12 +470,19 @@ fn end_to_end(
     ] {
         stage_ms[slot] = Some(per_frame_ms(now.saturating_sub(then), frames));
     }
+    // The consumer's CPU time covers its whole life (warm-up frames included), so it is divided
+    // by every frame it read.
+    let cpu = CpuTime::now().since(cpu_start);
     Ok(Sample {
         fps: fps(frames, ended - started),
         stage_ms,
         allocations,
         frames,
         rss_kib: (rss_start, rss_kib()),
+        cpu_ms: (
+            cpu.own_ms / frames as f64,
+            Some(cpu.children_ms / total as f64),
+        ),
     })
 }
 
@@ -485,6 +507,42 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time used so far by this process and by its children that have been waited for, from
+/// /proc/self/stat (utime, stime, cutime, cstime), in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTime {
+    own_ms: f64,
+    children_ms: f64,
+}
+
+impl CpuTime {
+    /// Clock ticks per second of /proc's times: USER_HZ, 100 on every Linux this runs on.
+    const TICKS_PER_SECOND: f64 = 100.0;
+
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // The command name may hold spaces; the fields after it are space-separated numbers,
+        // starting with field 3 (state): utime is field 14, so index 11 here.
+        let fields: Vec<f64> = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.split(' ').map(|f| f.parse().unwrap_or(0.0)).collect())
+            .unwrap_or_default();
+        let field = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+        let ms = 1e3 / Self::TICKS_PER_SECOND;
+        Self {
+            own_ms: (field(11) + field(12)) * ms,
+            children_ms: (field(13) + field(14)) * ms,
+        }
+    }
+
+    fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            own_ms: self.own_ms - earlier.own_ms,
+            children_ms: self.children_ms - earlier.children_ms,
+        }
+    }
+}
+
 fn median(values: impl IntoIterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.into_iter().collect();
     values.sort_by(f64::total_cmp);
@@ -503,6 +561,8 @@ struct ConfigSummary {
     stage_ms: [Option<f64>; STAGES.len()],
     allocs_per_frame: f64,
     rss_kib: (u64, u64),
+    /// Median CPU ms per frame: this process, and the consumer (e2e).
+    cpu_ms: (f64, Option<f64>),
 }
 
 struct Summary {
@@ -541,6 +601,12 @@ impl Summary {
                     fps_runs: runs.iter().map(|s| s.fps).collect(),
                     stage_ms,
                     allocs_per_frame: allocations as f64 / frames.max(1) as f64,
+                    cpu_ms: (
+                        median(runs.iter().map(|s| s.cpu_ms.0)),
+                        runs.iter()
+                            .any(|s| s.cpu_ms.1.is_some())
+                            .then(|| median(runs.iter().filter_map(|s| s.cpu_ms.1))),
+                    ),
                     rss_kib: (
                         runs.iter().map(|s| s.rss_kib.0).min().unwrap_or(0),
                         runs.iter().map(|s| s.rss_kib.1).max().unwrap_or(0),
@@ -602,7 +668,7 @@ impl Summary {
         for stage in STAGES {
             let _ = write!(out, " {stage:>8}");
         }
-        let _ = writeln!(out, " {:>8}", "allocs/f");
+        let _ = writeln!(out, " {:>8} {:>8} {:>8}", "cpu", "recv cpu", "allocs/f");
         for c in &self.configs {
             let pbos = match c.config.mode {
                 Mode::Render => "-".to_string(),
@@ -627,7 +693,12 @@ impl Summary {
                     }
                 }
             }
-            let _ = writeln!(out, " {:>8}", c.allocs_per_frame);
+            let recv_cpu = c.cpu_ms.1.map_or("-".to_string(), |ms| format!("{ms:.2}"));
+            let _ = writeln!(
+                out,
+                " {:>8.2} {recv_cpu:>8} {:>8}",
+                c.cpu_ms.0, c.allocs_per_frame
+            );
         }
         let render = self.best(|m| m == Mode::Render).map_or(0.0, |c| c.fps);
         let readback = self.best(|m| m == Mode::Readback);
@@ -701,7 +772,7 @@ impl Summary {
             let runs: Vec<String> = c.fps_runs.iter().map(|f| format!("{f:.2}")).collect();
             let _ = write!(
                 out,
-                "{{\"mode\":{},\"pbo_count\":{},\"transport\":{},\"fps\":{:.2},\"fps_runs\":[{}],\"allocs_per_frame\":{},\"rss_kib_start\":{},\"rss_kib_end\":{},\"ms\":{{",
+                "{{\"mode\":{},\"pbo_count\":{},\"transport\":{},\"fps\":{:.2},\"fps_runs\":[{}],\"allocs_per_frame\":{},\"rss_kib_start\":{},\"rss_kib_end\":{},\"cpu_ms\":{:.3},\"consumer_cpu_ms\":{},\"ms\":{{",
                 json_string(c.config.mode_name()),
                 c.config.pbo_count,
                 json_string(c.config.transport_name()),
@@ -709,7 +780,11 @@ impl Summary {
                 runs.join(","),
                 c.allocs_per_frame,
                 c.rss_kib.0,
-                c.rss_kib.1
+                c.rss_kib.1,
+                c.cpu_ms.0,
+                c.cpu_ms
+                    .1
+                    .map_or("null".to_string(), |ms| format!("{ms:.3}")),
             );
             let stages: Vec<String> = STAGES
                 .iter()
