@@ -208,9 +208,17 @@ pub fn stream(
     mut on_frame: impl FnMut(&Progress),
 ) -> Result<StreamReport> {
     // With the latest policy a slow client may keep a frame while the renderer moves on: allow a
-    // spare buffer per client rather than wait. Lossless clients are waited for by design.
-    if config.policy == Policy::Latest {
-        renderer.ring.set_spare_limit(config.max_clients);
+    // spare buffer per client rather than wait. Lossless clients are waited for by design, but
+    // with no spare the buffer just published is always the next one reused (every other one is
+    // in flight), so each frame's send ran alone, between two readbacks; one spare lets the
+    // writers send frame N from its mapping while the GL thread reads frame N + 1. It is used
+    // at once, so it is allocated now rather than mid-stream.
+    match config.policy {
+        Policy::Latest => renderer.ring.set_spare_limit(config.max_clients),
+        Policy::Lossless => {
+            renderer.ring.set_spare_limit(1);
+            renderer.ring.allocate_spares()?;
+        }
     }
     let stats = Arc::new(Stats::default());
     let server = Server::start(

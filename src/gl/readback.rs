@@ -200,6 +200,15 @@ impl PboRing {
         self.spare_limit = spares;
     }
 
+    /// Allocates every spare the allowance permits now rather than on demand, for a loop that
+    /// will need them and must not allocate once it runs (a lossless stream).
+    pub fn allocate_spares(&mut self) -> Result<(), GlError> {
+        while self.slots.len() < self.in_flight_limit + self.spare_limit {
+            self.add_slot()?;
+        }
+        Ok(())
+    }
+
     /// Buffers allocated so far (k plus the spares that were needed).
     pub fn buffer_count(&self) -> usize {
         self.slots.len()
