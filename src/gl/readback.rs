@@ -16,7 +16,8 @@
 //!   readback baseline). Buffers whose frames are leased out do not count against k: with a
 //!   spare allowance (`set_spare_limit`) the ring allocates another buffer rather than wait for a
 //!   slow lease holder, so a stalled consumer pins one buffer instead of stalling the renderer.
-//!   Memory stays bounded by (k + spares) frames; spares are allocated on demand, once.
+//!   Memory stays bounded by (k + spares) frames; spares are allocated on demand, once, or up
+//!   front with `allocate_spares` where a loop must not allocate once it runs.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
