@@ -51,6 +51,8 @@ pub enum Command {
     Snapshot(crate::snapshot::SnapshotArgs),
     /// Compare two PNGs with a per-pixel tolerance and an outlier bound (exit 0/1, 2 on error).
     Compare(crate::compare::CompareArgs),
+    /// Measure render, readback and end-to-end fps per stage, for 1/2/3 PBOs, TCP and Unix.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options of every job that renders: size, device, ring, scene.
@@ -179,7 +181,7 @@ pub struct ServeArgs {
 }
 
 /// Largest PBO ring we accept; more buffers than this only cost memory.
-const MAX_PBO_COUNT: usize = 16;
+pub const MAX_PBO_COUNT: usize = 16;
 
 /// Validated serve configuration.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! glstream: parse the command line, run the chosen job, turn errors into one line and an exit
 //! code. Everything else lives in the modules below.
 
+mod alloc_count;
+mod bench;
 mod capture;
 mod cli;
 mod compare;
@@ -19,6 +21,10 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Command};
+
+/// Counts allocations so `bench` can show the frame loop makes none.
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 fn init_logging(verbose: u8, quiet: u8) {
     let level = match (verbose, quiet) {
@@ -60,6 +66,7 @@ fn run(command: Option<Command>, serve: cli::ServeArgs) -> Result<()> {
         Some(Command::Devices) => devices(),
         Some(Command::Recv(args)) => recv::run(&args),
         Some(Command::Snapshot(args)) => snapshot::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
         // Handled in main: compare has exit codes of its own.
         Some(Command::Compare(_)) => unreachable!("compare is dispatched before run"),
         None => serve::run(&serve.validate()?),

@@ -41,7 +41,7 @@ pub struct Renderer {
     scene: Box<dyn Scene>,
     /// The FBO frames are drawn into.
     pub target: RenderTarget,
-    _context: HeadlessContext,
+    context: HeadlessContext,
 }
 
 impl Renderer {
@@ -86,7 +86,7 @@ impl Renderer {
             output,
             scene,
             target,
-            _context: context,
+            context,
         })
     }
 
@@ -105,6 +105,17 @@ impl Renderer {
             None => &self.target,
         };
         self.ring.submit(source, sequence)
+    }
+
+    /// The context's GL strings (GL_RENDERER names the driver in bench reports).
+    pub fn context_info(&self) -> &crate::gl::context::ContextInfo {
+        self.context.info()
+    }
+
+    /// Blocks until every GL command issued so far has executed (`glFinish`), so a render-only
+    /// timing measures the rasterizer and not just the command submission.
+    pub fn finish(&self) {
+        crate::gl::objects::finish(self.context.gl());
     }
 
     /// Renders every frame index in `frames` through the ring and hands each finished frame to

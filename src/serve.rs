@@ -143,6 +143,18 @@ pub struct StageTimes {
     pub publish: Duration,
 }
 
+/// Where a streaming run stands after a frame, for callers that sample mid-run (`bench` starts
+/// its steady-state window after warm-up).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Frames rendered so far.
+    pub frames: u64,
+    /// GL-thread time per stage so far.
+    pub stages: StageTimes,
+    /// Writer time in vectored writes so far, summed over writers.
+    pub send: Duration,
+}
+
 /// What one streaming run did.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamReport {
@@ -183,14 +195,15 @@ pub fn run(config: &ServeConfig) -> Result<()> {
             })
             .context("cannot start the signal thread")?;
     }
-    let report = stream(config, &mut renderer, bound, hub, &stop, |line| {
+    let on_ready = |line: Option<&str>| {
         if let Some(line) = line {
             // The one line on stdout: scripts and tests read the port from it when --port is 0.
             println!("{line}");
             let _ = std::io::stdout().flush();
         }
         Ok(())
-    })?;
+    };
+    let report = stream(config, &mut renderer, bound, hub, &stop, on_ready, |_| {})?;
     let seconds = report.elapsed.as_secs_f64().max(1e-9);
     log::info!(
         "streamed {} frames in {seconds:.2} s ({:.1} fps, {:.1} MB sent)",
@@ -208,7 +221,8 @@ pub fn run(config: &ServeConfig) -> Result<()> {
 
 /// Streams frames from `renderer` over the bound transport until `--frames` is reached, `stop`
 /// is set, or (stdout) the reader leaves. `on_ready` gets the transport's announcement line once
-/// clients can connect.
+/// clients can connect; `on_frame` sees the run's progress after every frame (it must not
+/// allocate if the loop is to stay allocation-free).
 pub fn stream(
     config: &ServeConfig,
     renderer: &mut Renderer,
@@ -216,11 +230,20 @@ pub fn stream(
     hub: Arc<Hub<Published>>,
     stop: &AtomicBool,
     on_ready: impl FnOnce(Option<&str>) -> Result<()>,
+    mut on_frame: impl FnMut(&Progress),
 ) -> Result<StreamReport> {
     // With the latest policy a slow client may keep a frame while the renderer moves on: allow a
-    // spare buffer per client rather than wait. Lossless clients are waited for by design.
-    if config.policy == Policy::Latest {
-        renderer.ring.set_spare_limit(config.max_clients);
+    // spare buffer per client rather than wait. Lossless clients are waited for by design, but
+    // with no spare the buffer just published is always the next one reused (every other one is
+    // in flight), so each frame's send ran alone, between two readbacks; one spare lets the
+    // writers send frame N from its mapping while the GL thread reads frame N + 1. It is used
+    // at once, so it is allocated now rather than mid-stream.
+    match config.policy {
+        Policy::Latest => renderer.ring.set_spare_limit(config.max_clients),
+        Policy::Lossless => {
+            renderer.ring.set_spare_limit(1);
+            renderer.ring.allocate_spares()?;
+        }
     }
     let stats = Arc::new(Stats::default());
     let server = Server::start(
@@ -309,6 +332,11 @@ pub fn stream(
         stages.retract += t2 - t1;
         stages.readback += t3 - t2;
         stats_log.frame(&stats, || hub.client_count());
+        on_frame(&Progress {
+            frames: sequence,
+            stages,
+            send: Duration::from_nanos(stats.send_ns.load(Ordering::Relaxed)),
+        });
         pacer.wait();
     }
 

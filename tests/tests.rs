@@ -1208,3 +1208,99 @@ mod formats {
         assert!(image::open(&flipped).unwrap().to_rgba8() == a);
     }
 }
+
+/// `glstream bench`: every configuration runs, the JSON last line is well-formed, and the measured
+/// frames allocate nothing. Speed is measured by the bench, never asserted here.
+mod bench {
+    use super::*;
+
+    fn bench(extra: &[&str]) -> serde_json::Value {
+        let args = [
+            &[
+                "bench",
+                "--width",
+                "96",
+                "--height",
+                "64",
+                "--frames",
+                "20",
+                "--warmup",
+                "3",
+                "--repeats",
+                "1",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let out = run(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "bench failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.lines().last().expect("bench printed nothing");
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+    }
+
+    #[test]
+    fn every_configuration_runs_and_the_frame_loop_does_not_allocate() {
+        let report = bench(&[]);
+        assert_eq!(report["allocs_per_frame"], 0, "{report}");
+        assert_eq!(report["allocations"], 0, "{report}");
+        for key in ["render_fps", "readback_fps", "e2e_fps"] {
+            assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+        }
+        let configs = report["configs"].as_array().unwrap();
+        let has = |mode: &str, pbos: u64, transport: &str| {
+            configs.iter().any(|c| {
+                c["mode"] == mode
+                    && (mode == "render" || c["pbo_count"] == pbos)
+                    && c["transport"] == transport
+            })
+        };
+        assert!(has("render", 1, "-"), "{report}");
+        for pbos in 1..=3 {
+            assert!(has("readback", pbos, "-"), "readback {pbos}: {report}");
+            for transport in ["tcp", "unix"] {
+                assert!(has("e2e", pbos, transport), "e2e {pbos} {transport}");
+            }
+        }
+        assert_eq!(configs.len(), 1 + 3 + 6);
+        for c in configs {
+            assert!(c["fps"].as_f64().unwrap() > 0.0, "{c}");
+            assert_eq!(c["allocs_per_frame"], 0, "{c}");
+            assert!(c["ms"]["render"].as_f64().is_some(), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_shader_scene_streams_without_allocating_too() {
+        let report = bench(&[
+            "--scene",
+            "tests/assets/waves.frag",
+            "--pbo-counts",
+            "2",
+            "--transports",
+            "unix",
+        ]);
+        assert_eq!(report["allocations"], 0, "{report}");
+        assert_eq!(report["configs"].as_array().unwrap().len(), 3);
+        assert!(report["e2e_fps"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn bad_bench_arguments_are_one_line() {
+        for (args, needle) in [
+            (&["bench", "--pbo-counts", "0"][..], "--pbo-counts 0"),
+            (&["bench", "--frames", "0"], "--frames 0"),
+            (&["bench", "--repeats", "0"], "--repeats 0"),
+            (
+                &["bench", "--transports", "carrier-pigeon"],
+                "carrier-pigeon",
+            ),
+        ] {
+            assert_clean_failure(&run(args), needle);
+        }
+    }
+}

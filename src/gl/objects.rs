@@ -35,7 +35,7 @@ fn short_log(log: &str) -> String {
     chosen.join("; ")
 }
 
-/// A linked shader program with the uniform locations looked up by name.
+/// A linked shader program; its uniforms are set through [`Uniform`] locations looked up once.
 pub struct Program {
     gl: Rc<glow::Context>,
     raw: glow::Program,
@@ -105,62 +105,64 @@ impl Program {
         unsafe { self.gl.use_program(Some(self.raw)) }
     }
 
-    fn location(&self, name: &str) -> Option<glow::UniformLocation> {
-        // SAFETY: context current (module invariant).
-        unsafe { self.gl.get_uniform_location(self.raw, name) }
+    /// Looks up a uniform once, so the per-frame setters need no name lookup: glow's
+    /// `get_uniform_location` builds a `CString` on every call, which would allocate per frame.
+    /// A uniform the compiler removed (or never declared) gives a location that sets nothing.
+    pub fn uniform(&self, name: &str) -> Uniform {
+        // SAFETY: context current (module invariant); the program is alive and linked.
+        Uniform(unsafe { self.gl.get_uniform_location(self.raw, name) })
     }
 
-    /// Sets a `mat4` uniform on this (bound) program; a uniform the compiler removed is ignored.
-    pub fn set_mat4(&self, name: &str, value: &Mat4) {
-        let location = self.location(name);
+    /// Sets a `mat4` uniform on this (bound) program.
+    pub fn set_mat4(&self, uniform: &Uniform, value: &Mat4) {
         // SAFETY: context current; the slice is 16 floats, as a mat4 needs.
         unsafe {
             self.gl
-                .uniform_matrix_4_f32_slice(location.as_ref(), false, &value.to_cols_array())
+                .uniform_matrix_4_f32_slice(uniform.0.as_ref(), false, &value.to_cols_array())
         }
     }
 
     /// Sets a `vec3` uniform on this (bound) program.
-    pub fn set_vec3(&self, name: &str, value: Vec3) {
-        let location = self.location(name);
+    pub fn set_vec3(&self, uniform: &Uniform, value: Vec3) {
         // SAFETY: context current (module invariant).
         unsafe {
             self.gl
-                .uniform_3_f32(location.as_ref(), value.x, value.y, value.z)
+                .uniform_3_f32(uniform.0.as_ref(), value.x, value.y, value.z)
         }
     }
 
     /// Sets an `int` (or sampler) uniform on this (bound) program.
-    pub fn set_i32(&self, name: &str, value: i32) {
-        let location = self.location(name);
+    pub fn set_i32(&self, uniform: &Uniform, value: i32) {
         // SAFETY: context current (module invariant).
-        unsafe { self.gl.uniform_1_i32(location.as_ref(), value) }
+        unsafe { self.gl.uniform_1_i32(uniform.0.as_ref(), value) }
     }
 
     /// Sets a `uint` uniform on this (bound) program.
-    pub fn set_u32(&self, name: &str, value: u32) {
-        let location = self.location(name);
+    pub fn set_u32(&self, uniform: &Uniform, value: u32) {
         // SAFETY: context current (module invariant).
-        unsafe { self.gl.uniform_1_u32(location.as_ref(), value) }
+        unsafe { self.gl.uniform_1_u32(uniform.0.as_ref(), value) }
     }
 
     /// Sets a `float` uniform on this (bound) program.
-    pub fn set_f32(&self, name: &str, value: f32) {
-        let location = self.location(name);
+    pub fn set_f32(&self, uniform: &Uniform, value: f32) {
         // SAFETY: context current (module invariant).
-        unsafe { self.gl.uniform_1_f32(location.as_ref(), value) }
+        unsafe { self.gl.uniform_1_f32(uniform.0.as_ref(), value) }
     }
 
     /// Sets a `vec4` uniform on this (bound) program.
-    pub fn set_vec4(&self, name: &str, value: Vec4) {
-        let location = self.location(name);
+    pub fn set_vec4(&self, uniform: &Uniform, value: Vec4) {
         // SAFETY: context current (module invariant).
         unsafe {
             self.gl
-                .uniform_4_f32(location.as_ref(), value.x, value.y, value.z, value.w)
+                .uniform_4_f32(uniform.0.as_ref(), value.x, value.y, value.z, value.w)
         }
     }
 }
+
+/// A uniform's location in one [`Program`], looked up once with [`Program::uniform`]. Use it
+/// only with the program that made it: a location means nothing in another program.
+#[derive(Debug, Clone)]
+pub struct Uniform(Option<glow::UniformLocation>);
 
 impl Drop for Program {
     fn drop(&mut self) {
@@ -608,6 +610,13 @@ impl Drop for RenderTarget {
             self.gl.delete_texture(self.depth);
         }
     }
+}
+
+/// Blocks until every GL command issued so far has executed (`glFinish`). Only for measuring:
+/// the frame loop itself waits on fences, never on the whole pipeline.
+pub fn finish(gl: &glow::Context) {
+    // SAFETY: context current (module invariant); glFinish has no arguments.
+    unsafe { gl.finish() }
 }
 
 /// Fixed-function state the scenes switch between passes.

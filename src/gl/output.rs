@@ -107,11 +107,14 @@ impl OutputPass {
             if status != glow::FRAMEBUFFER_COMPLETE {
                 return Err(GlError::Framebuffer(status));
             }
-            pass.program.bind();
-            pass.program.set_i32("u_color", 0);
-            pass.program.set_i32("u_depth", 1);
-            pass.program.set_i32("u_mode", pass.mode);
-            pass.program.set_i32("u_flip", i32::from(pass.flip));
+            // Set once here: nothing else uses this program, and looking uniforms up per frame
+            // would allocate.
+            let program = &pass.program;
+            program.bind();
+            program.set_i32(&program.uniform("u_color"), 0);
+            program.set_i32(&program.uniform("u_depth"), 1);
+            program.set_i32(&program.uniform("u_mode"), pass.mode);
+            program.set_i32(&program.uniform("u_flip"), i32::from(pass.flip));
             Ok(Some(pass))
         }
     }

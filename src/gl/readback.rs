@@ -16,7 +16,8 @@
 //!   readback baseline). Buffers whose frames are leased out do not count against k: with a
 //!   spare allowance (`set_spare_limit`) the ring allocates another buffer rather than wait for a
 //!   slow lease holder, so a stalled consumer pins one buffer instead of stalling the renderer.
-//!   Memory stays bounded by (k + spares) frames; spares are allocated on demand, once.
+//!   Memory stays bounded by (k + spares) frames; spares are allocated on demand, once, or up
+//!   front with `allocate_spares` where a loop must not allocate once it runs.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -205,6 +206,15 @@ impl PboRing {
     /// Allows up to `spares` buffers beyond k for frames still leased out (0: always wait).
     pub fn set_spare_limit(&mut self, spares: usize) {
         self.spare_limit = spares;
+    }
+
+    /// Allocates every spare the allowance permits now rather than on demand, for a loop that
+    /// will need them and must not allocate once it runs (a lossless stream).
+    pub fn allocate_spares(&mut self) -> Result<(), GlError> {
+        while self.slots.len() < self.in_flight_limit + self.spare_limit {
+            self.add_slot()?;
+        }
+        Ok(())
     }
 
     /// Buffers allocated so far (k plus the spares that were needed).

@@ -11,7 +11,8 @@ use glam::{Mat4, Vec3, camera};
 use super::{Scene, SceneError, SceneOptions};
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{
-    EmptyVertexArray, Mesh, Program, RenderTarget, Texture, set_cull_back_faces, set_depth_test,
+    EmptyVertexArray, Mesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces,
+    set_depth_test,
 };
 
 const BUILTIN_TEXTURE: &[u8] = include_bytes!("../../assets/crate.png");
@@ -26,6 +27,18 @@ pub struct CubeScene {
     mesh: Mesh,
     texture: Texture,
     view_projection: Mat4,
+    uniforms: CubeUniforms,
+}
+
+/// Uniform locations, looked up once so that a frame sets them without a name lookup (which
+/// allocates in glow).
+struct CubeUniforms {
+    bottom: Uniform,
+    top: Uniform,
+    model: Uniform,
+    view_projection: Uniform,
+    light_direction: Uniform,
+    texture: Uniform,
 }
 
 impl CubeScene {
@@ -71,6 +84,14 @@ impl CubeScene {
         let projection =
             camera::rh::proj::opengl::perspective(45f32.to_radians(), aspect, 0.1, 100.0);
         let view = camera::rh::view::look_at_mat4(Vec3::new(0.0, 0.6, 3.6), Vec3::ZERO, Vec3::Y);
+        let uniforms = CubeUniforms {
+            bottom: background.uniform("u_bottom"),
+            top: background.uniform("u_top"),
+            model: cube.uniform("u_model"),
+            view_projection: cube.uniform("u_view_projection"),
+            light_direction: cube.uniform("u_light_direction"),
+            texture: cube.uniform("u_texture"),
+        };
         Ok(Self {
             gl: Rc::clone(gl),
             background,
@@ -79,6 +100,7 @@ impl CubeScene {
             mesh,
             texture,
             view_projection: projection * view,
+            uniforms,
         })
     }
 }
@@ -89,11 +111,12 @@ impl Scene for CubeScene {
 
         set_depth_test(&self.gl, false);
         set_cull_back_faces(&self.gl, false);
+        let u = &self.uniforms;
         self.background.bind();
         self.background
-            .set_vec3("u_bottom", Vec3::new(0.05, 0.07, 0.20));
+            .set_vec3(&u.bottom, Vec3::new(0.05, 0.07, 0.20));
         self.background
-            .set_vec3("u_top", Vec3::new(0.55, 0.70, 0.90));
+            .set_vec3(&u.top, Vec3::new(0.55, 0.70, 0.90));
         self.fullscreen.draw(3);
 
         set_depth_test(&self.gl, true);
@@ -102,12 +125,12 @@ impl Scene for CubeScene {
         let axis = Vec3::new(0.4, 1.0, 0.2).normalize();
         let model = Mat4::from_axis_angle(axis, turn * TAU);
         self.cube.bind();
-        self.cube.set_mat4("u_model", &model);
+        self.cube.set_mat4(&u.model, &model);
         self.cube
-            .set_mat4("u_view_projection", &self.view_projection);
+            .set_mat4(&u.view_projection, &self.view_projection);
         self.cube
-            .set_vec3("u_light_direction", Vec3::new(-0.4, -0.7, -0.6));
-        self.cube.set_i32("u_texture", 0);
+            .set_vec3(&u.light_direction, Vec3::new(-0.4, -0.7, -0.6));
+        self.cube.set_i32(&u.texture, 0);
         self.texture.bind(0);
         self.mesh.draw();
     }

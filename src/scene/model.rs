@@ -25,7 +25,7 @@ use gltf::mesh::Mode;
 use super::{Scene, SceneError};
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{
-    EmptyVertexArray, IndexedMesh, Program, RenderTarget, Texture, set_cull_back_faces,
+    EmptyVertexArray, IndexedMesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces,
     set_depth_test,
 };
 
@@ -95,6 +95,21 @@ pub struct GltfScene {
     textures: Vec<Texture>,
     white: Texture,
     camera: CameraRig,
+    uniforms: GltfUniforms,
+}
+
+/// Uniform locations, looked up once so that a frame sets them without a name lookup (which
+/// allocates in glow).
+struct GltfUniforms {
+    bottom: Uniform,
+    top: Uniform,
+    view_projection: Uniform,
+    light_direction: Uniform,
+    base_color_texture: Uniform,
+    model: Uniform,
+    normal_matrix: Uniform,
+    base_color_factor: Uniform,
+    emissive: Uniform,
 }
 
 /// Bounds of the transformed positions seen so far.
@@ -236,8 +251,20 @@ impl GltfScene {
             Some((camera, world)) => own_camera(camera, world, aspect, &collected.bounds),
             None => framing_camera(&collected.bounds, aspect),
         };
+        let uniforms = GltfUniforms {
+            bottom: background.uniform("u_bottom"),
+            top: background.uniform("u_top"),
+            view_projection: program.uniform("u_view_projection"),
+            light_direction: program.uniform("u_light_direction"),
+            base_color_texture: program.uniform("u_base_color_texture"),
+            model: program.uniform("u_model"),
+            normal_matrix: program.uniform("u_normal_matrix"),
+            base_color_factor: program.uniform("u_base_color_factor"),
+            emissive: program.uniform("u_emissive"),
+        };
         Ok(Self {
             gl: Rc::clone(gl),
+            uniforms,
             background,
             fullscreen: EmptyVertexArray::new(gl)?,
             program,
@@ -601,11 +628,12 @@ impl Scene for GltfScene {
 
         set_depth_test(&self.gl, false);
         set_cull_back_faces(&self.gl, false);
+        let u = &self.uniforms;
         self.background.bind();
         self.background
-            .set_vec3("u_bottom", Vec3::new(0.10, 0.10, 0.12));
+            .set_vec3(&u.bottom, Vec3::new(0.10, 0.10, 0.12));
         self.background
-            .set_vec3("u_top", Vec3::new(0.45, 0.47, 0.52));
+            .set_vec3(&u.top, Vec3::new(0.45, 0.47, 0.52));
         self.fullscreen.draw(3);
 
         // Double-sided materials and mirrored nodes are common; the shader lights either face.
@@ -617,16 +645,14 @@ impl Scene for GltfScene {
             .normalize_or(Vec3::NEG_Y);
         self.program.bind();
         self.program
-            .set_mat4("u_view_projection", &(self.camera.projection() * view));
-        self.program.set_vec3("u_light_direction", light);
-        self.program.set_i32("u_base_color_texture", 0);
+            .set_mat4(&u.view_projection, &(self.camera.projection() * view));
+        self.program.set_vec3(&u.light_direction, light);
+        self.program.set_i32(&u.base_color_texture, 0);
         for draw in &self.draws {
-            self.program.set_mat4("u_model", &draw.model);
-            self.program
-                .set_mat4("u_normal_matrix", &draw.normal_matrix);
-            self.program
-                .set_vec4("u_base_color_factor", draw.base_color);
-            self.program.set_vec3("u_emissive", draw.emissive);
+            self.program.set_mat4(&u.model, &draw.model);
+            self.program.set_mat4(&u.normal_matrix, &draw.normal_matrix);
+            self.program.set_vec4(&u.base_color_factor, draw.base_color);
+            self.program.set_vec3(&u.emissive, draw.emissive);
             match draw.texture.and_then(|i| self.textures.get(i)) {
                 Some(texture) => texture.bind(0),
                 None => self.white.bind(0),

@@ -9,7 +9,7 @@ use super::pattern_code::grid_height_px;
 use super::{Scene, SceneError};
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{
-    EmptyVertexArray, Program, RenderTarget, set_cull_back_faces, set_depth_test,
+    EmptyVertexArray, Program, RenderTarget, Uniform, set_cull_back_faces, set_depth_test,
 };
 
 /// The pattern scene's GL objects.
@@ -17,6 +17,11 @@ pub struct PatternScene {
     gl: std::rc::Rc<glow::Context>,
     program: Program,
     fullscreen: EmptyVertexArray,
+    /// Locations of `u_frame`, `u_width_px`, `u_grid_height_px`, looked up once (a lookup by
+    /// name allocates in glow).
+    frame: Uniform,
+    width_px: Uniform,
+    grid_height_px: Uniform,
 }
 
 impl PatternScene {
@@ -32,6 +37,9 @@ impl PatternScene {
         )?;
         Ok(Self {
             gl: std::rc::Rc::clone(gl),
+            frame: program.uniform("u_frame"),
+            width_px: program.uniform("u_width_px"),
+            grid_height_px: program.uniform("u_grid_height_px"),
             program,
             fullscreen: EmptyVertexArray::new(gl)?,
         })
@@ -45,10 +53,11 @@ impl Scene for PatternScene {
         set_cull_back_faces(&self.gl, false);
         self.program.bind();
         // The pattern carries the index modulo 2^32; the truncation is the documented wrap.
-        self.program.set_u32("u_frame", frame_index as u32);
-        self.program.set_i32("u_width_px", target.width_px() as i32);
+        self.program.set_u32(&self.frame, frame_index as u32);
+        self.program
+            .set_i32(&self.width_px, target.width_px() as i32);
         self.program.set_i32(
-            "u_grid_height_px",
+            &self.grid_height_px,
             grid_height_px(target.height_px()) as i32,
         );
         self.fullscreen.draw(3);

@@ -16,7 +16,7 @@ use glam::Vec3;
 use super::{Scene, SceneError, SceneOptions};
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{
-    EmptyVertexArray, Program, RenderTarget, set_cull_back_faces, set_depth_test,
+    EmptyVertexArray, Program, RenderTarget, Uniform, set_cull_back_faces, set_depth_test,
 };
 
 /// The frame rate iTime assumes when the stream is not paced.
@@ -28,6 +28,15 @@ pub struct ShaderScene {
     program: Program,
     fullscreen: EmptyVertexArray,
     seconds_per_frame: f64,
+    uniforms: ShadertoyUniforms,
+}
+
+/// The prologue's uniforms, looked up once (a lookup by name allocates in glow).
+struct ShadertoyUniforms {
+    resolution: Uniform,
+    time: Uniform,
+    time_delta: Uniform,
+    frame: Uniform,
 }
 
 /// The fragment source the driver compiles: prologue, `#line 1`, the user's code, epilogue.
@@ -65,8 +74,15 @@ impl ShaderScene {
             .frame_rate
             .filter(|fps| fps.is_finite() && *fps > 0.0)
             .unwrap_or(DEFAULT_FPS);
+        let uniforms = ShadertoyUniforms {
+            resolution: program.uniform("iResolution"),
+            time: program.uniform("iTime"),
+            time_delta: program.uniform("iTimeDelta"),
+            frame: program.uniform("iFrame"),
+        };
         Ok(Self {
             gl: Rc::clone(gl),
+            uniforms,
             program,
             fullscreen: EmptyVertexArray::new(gl)?,
             seconds_per_frame: 1.0 / fps,
@@ -80,21 +96,22 @@ impl Scene for ShaderScene {
         set_depth_test(&self.gl, false);
         set_cull_back_faces(&self.gl, false);
         self.program.bind();
+        let u = &self.uniforms;
         self.program.set_vec3(
-            "iResolution",
+            &u.resolution,
             Vec3::new(target.width_px() as f32, target.height_px() as f32, 1.0),
         );
         // Computed in f64 and rounded once, so late frames keep their sub-frame precision as
         // long as f32 can hold the result.
         self.program.set_f32(
-            "iTime",
+            &u.time,
             (frame_index as f64 * self.seconds_per_frame) as f32,
         );
         self.program
-            .set_f32("iTimeDelta", self.seconds_per_frame as f32);
+            .set_f32(&u.time_delta, self.seconds_per_frame as f32);
         // GLSL's int is 32-bit; past 2^31 frames the count wraps rather than going negative.
         self.program
-            .set_i32("iFrame", (frame_index % (1 << 31)) as i32);
+            .set_i32(&u.frame, (frame_index % (1 << 31)) as i32);
         self.fullscreen.draw(3);
     }
 }
