@@ -264,3 +264,14 @@ impl HeadlessContext {
         renderbuffer.min(viewport).max(0) as u32
     }
 }
+
+impl Drop for HeadlessContext {
+    fn drop(&mut self) {
+        // EGL only defers eglDestroyContext for a context that is current, and ours always is:
+        // without this, every dropped context (bench builds one per configuration) kept its
+        // driver memory for the life of the process.
+        if let Err(e) = self._context.make_not_current_in_place() {
+            log::debug!("eglMakeCurrent(NO_CONTEXT) failed: {e}");
+        }
+    }
+}
