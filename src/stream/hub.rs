@@ -52,16 +52,20 @@ struct Client {
     policy: Policy,
     /// The lowest sequence number this client may still be sent.
     next_sequence: u64,
+    /// Whether its writer has taken a first frame.
+    started: bool,
     sent: u64,
     skipped: u64,
 }
 
 impl Client {
     /// Whether the next frame published must reach this client before it can be withdrawn:
-    /// always for lossless clients, and for a new latest client's first frame, so that a client
-    /// of an idle server sees frame 0 however late its writer thread gets to run.
+    /// always for lossless clients, and for a new latest client until its writer has taken its
+    /// first frame, so that a client of an idle server sees frame 0 however late its writer
+    /// thread gets to run. Only until it is *taken*, not sent: a new client that stalls in its
+    /// first write must not pin every frame published after it.
     fn takes_every_frame(&self) -> bool {
-        self.policy == Policy::Lossless || self.sent == 0
+        self.policy == Policy::Lossless || !self.started
     }
 }
 
@@ -134,6 +138,7 @@ impl<F: Frame> Hub<F> {
             id,
             policy,
             next_sequence,
+            started: false,
             sent: 0,
             skipped: 0,
         });
@@ -202,7 +207,9 @@ impl<F: Frame> Hub<F> {
     /// once) are released, so the hub holds as few buffers as possible.
     pub fn publish(&self, epoch: u64, frame: F) -> bool {
         let mut state = self.lock();
-        if state.epoch != epoch || state.clients.is_empty() {
+        // After a shutdown no writer may start another frame: a signal must not be followed by
+        // a frame that began after it.
+        if state.finished || state.epoch != epoch || state.clients.is_empty() {
             drop(state);
             drop(frame);
             return false;
@@ -283,14 +290,16 @@ impl<F: Frame> Hub<F> {
     pub fn next_frame(&self, id: ClientId) -> Option<F> {
         let mut state = self.lock();
         loop {
-            let client = state.clients.iter().find(|c| c.id == id)?;
+            let state_ref = &mut *state;
+            let client = state_ref.clients.iter_mut().find(|c| c.id == id)?;
             let next = client.next_sequence;
             let candidate = if client.takes_every_frame() {
-                state.published.iter().find(|f| f.sequence() >= next)
+                state_ref.published.iter().find(|f| f.sequence() >= next)
             } else {
-                state.published.back().filter(|f| f.sequence() >= next)
+                state_ref.published.back().filter(|f| f.sequence() >= next)
             };
             if let Some(frame) = candidate {
+                client.started = true;
                 return Some(frame.clone());
             }
             if state.finished {
@@ -457,6 +466,35 @@ mod tests {
         assert_eq!(hub.next_frame(id).unwrap().sequence(), 0);
         hub.sent(id, 0);
         assert_eq!(hub.next_frame(id).unwrap().sequence(), 2);
+    }
+
+    #[test]
+    fn a_new_client_stuck_in_its_first_write_pins_only_that_frame() {
+        let hub = Hub::new(4);
+        let id = hub.register(Policy::Latest);
+        let epoch = hub.wait_for_clients(&|| false).unwrap();
+        hub.publish(epoch, frame(0));
+        // The writer has taken frame 0 and is blocked writing it; it never calls `sent`.
+        let first = hub.next_frame(id).unwrap();
+        let later: Vec<TestFrame> = (1..20).map(frame).collect();
+        for f in &later {
+            hub.publish(epoch, f.clone());
+        }
+        // Only the newest stays published for it; the others are released, and a retract of
+        // an old frame does not wait for the stuck client.
+        assert!(later[..18].iter().all(|f| Arc::strong_count(&f.1) == 1));
+        hub.retract_through(18);
+        drop(first);
+    }
+
+    #[test]
+    fn nothing_is_published_after_shutdown() {
+        let hub = Hub::new(4);
+        let id = hub.register(Policy::Latest);
+        let epoch = hub.wait_for_clients(&|| false).unwrap();
+        hub.shutdown();
+        assert!(!hub.publish(epoch, frame(0)));
+        assert!(hub.next_frame(id).is_none());
     }
 
     #[test]
