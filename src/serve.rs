@@ -75,14 +75,22 @@ impl Pacer {
         self.deadline = Instant::now();
     }
 
-    fn wait(&mut self) {
+    /// Sleeps until the next deadline, in slices short enough that `stopped` (a signal) ends
+    /// the wait within 50 ms even at a very low --fps.
+    fn wait(&mut self, stopped: &dyn Fn() -> bool) {
         let Some(interval) = self.interval else {
             return;
         };
         self.deadline += interval;
         let now = Instant::now();
         if self.deadline > now {
-            std::thread::sleep(self.deadline - now);
+            while !stopped() {
+                let left = self.deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
         } else if now - self.deadline > interval {
             self.deadline = now;
         }
@@ -170,6 +178,8 @@ pub struct StreamReport {
     pub bytes_sent: u64,
     /// PBOs the ring allocated (k plus spares).
     pub buffers: usize,
+    /// Whether every writer finished (false when a stalled client outlived the shutdown grace).
+    pub drained: bool,
 }
 
 /// Runs the server until `--frames` is reached, a signal arrives, or (stdout) the reader leaves.
@@ -187,10 +197,16 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
+                let mut received = signals.forever();
+                if let Some(signal) = received.next() {
                     log::info!("signal {signal} received: stopping");
                     stop.store(true, Ordering::SeqCst);
                     hub.shutdown();
+                }
+                // A second signal means "now": no more waiting for writers.
+                if let Some(signal) = received.next() {
+                    log::warn!("second signal {signal}: exiting at once");
+                    std::process::exit(1);
                 }
             })
             .context("cannot start the signal thread")?;
@@ -204,6 +220,12 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         Ok(())
     };
     let report = stream(config, &mut renderer, bound, hub, &stop, on_ready, |_| {})?;
+    if !report.drained {
+        // A writer is still inside a write from a mapped buffer. Dropping the renderer would
+        // destroy the context and with it the mapping under that write; the process is about to
+        // exit, so the GL state is left to the exit instead.
+        std::mem::forget(renderer);
+    }
     let seconds = report.elapsed.as_secs_f64().max(1e-9);
     log::info!(
         "streamed {} frames in {seconds:.2} s ({:.1} fps, {:.1} MB sent)",
@@ -290,7 +312,7 @@ pub fn stream(
         timestamp_ns: stamps[(lease.frame_index() % 16) as usize],
         lease,
     };
-    loop {
+    'frames: loop {
         if config.frames.is_some_and(|limit| sequence >= limit) || stopped() {
             break;
         }
@@ -315,6 +337,13 @@ pub fn stream(
         if let Some(old) = renderer.ring.choose_slot()? {
             hub.retract_through(old);
         }
+        // The buffer may still be in a writer's hands (a lossless stream, or no spare left):
+        // wait for it in slices, so that a signal is never stuck behind a stalled reader.
+        while !renderer.ring.wait_chosen_slot(Duration::from_millis(50)) {
+            if stopped() {
+                break 'frames;
+            }
+        }
         let t2 = Instant::now();
         renderer.submit(sequence)?;
         let t3 = Instant::now();
@@ -337,26 +366,33 @@ pub fn stream(
             stages,
             send: Duration::from_nanos(stats.send_ns.load(Ordering::Relaxed)),
         });
-        pacer.wait();
+        pacer.wait(&stopped);
     }
 
-    if stop.load(Ordering::SeqCst) {
-        // A signal: stop at once, but let every writer finish the frame it is on (the signal
-        // thread has already shut the hub).
-        hub.shutdown();
-        if !hub.wait_drained(Some(SHUTDOWN_GRACE)) {
-            log::warn!("a client did not take its last frame in time; closing anyway");
-        }
-    } else {
-        // --frames reached (or the only reader left): the frames still in flight go out too.
+    let signalled = || stop.load(Ordering::SeqCst);
+    if !signalled() {
+        // --frames reached (or the only reader left): the frames still in flight go out too,
+        // unless a signal arrives meanwhile.
         if let Some(epoch) = epoch {
             while let Some(lease) = renderer.ring.complete_oldest()? {
                 hub.publish(epoch, published(lease, &stamps, epoch_start));
             }
         }
         hub.finish();
-        hub.wait_drained(None);
+        while !hub.wait_drained(Some(Duration::from_millis(50))) && !signalled() {}
     }
+    let drained = if signalled() {
+        // A signal: stop at once, but let every writer finish the frame it is on (the signal
+        // thread has already shut the hub).
+        hub.shutdown();
+        let drained = hub.wait_drained(Some(SHUTDOWN_GRACE));
+        if !drained {
+            log::warn!("a client did not take its last frame in time; closing anyway");
+        }
+        drained
+    } else {
+        true
+    };
     let report = StreamReport {
         frames: sequence,
         elapsed: started.map_or(Duration::ZERO, |t| t.elapsed()),
@@ -364,6 +400,7 @@ pub fn stream(
         send: Duration::from_nanos(stats.send_ns.load(Ordering::Relaxed)),
         bytes_sent: stats.bytes_sent.load(Ordering::Relaxed),
         buffers: renderer.ring.buffer_count(),
+        drained,
     };
     log::info!(
         "done after {sequence} frames ({} PBOs used)",

@@ -296,6 +296,45 @@ mod input {
     }
 
     #[test]
+    fn a_very_deep_gltf_hierarchy_does_not_crash() {
+        // A valid chain of 200,000 nested nodes: recursion would overflow the stack (an abort).
+        let dir = scratch("deep-gltf");
+        let n = 200_000;
+        let nodes: Vec<String> = (0..n)
+            .map(|i| {
+                if i + 1 < n {
+                    format!("{{\"children\":[{}]}}", i + 1)
+                } else {
+                    "{}".into()
+                }
+            })
+            .collect();
+        let json = format!(
+            "{{\"asset\":{{\"version\":\"2.0\"}},\"scene\":0,\"scenes\":[{{\"nodes\":[0]}}],\"nodes\":[{}]}}",
+            nodes.join(",")
+        );
+        let path = dir.join("deep.gltf");
+        std::fs::write(&path, json).unwrap();
+        let out = dir.join("deep.png");
+        let output = run(&[
+            "snapshot",
+            "--scene",
+            path_str(&path),
+            "--width",
+            W,
+            "--height",
+            H,
+            "-o",
+            path_str(&out),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
     fn bad_device_index_is_refused() {
         assert_clean_failure(&run(&["--port", "0", "--device", "99"]), "EGL device 99");
     }
@@ -910,6 +949,31 @@ mod consumers {
         assert_eq!(read_frames(&mut cursor, 4).len(), 4);
         // Logs stay on stderr.
         assert!(String::from_utf8_lossy(&output.stderr).contains("GL_RENDERER"));
+    }
+
+    #[test]
+    fn sigterm_does_not_wait_for_a_stalled_lossless_client() {
+        // The send timeout is two minutes; the stalled client holds a buffer the renderer needs.
+        // SIGTERM must not wait for either (the bound below is a quarter of that timeout, not a
+        // speed requirement).
+        let mut server = Server::start(&[
+            "--width",
+            "640",
+            "--height",
+            "480",
+            "--policy",
+            "lossless",
+            "--send-timeout",
+            "120",
+        ]);
+        let _stalled = stalled_client(server.addr);
+        thread::sleep(Duration::from_millis(500));
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(server.wait_at_most(Duration::from_secs(30)).success());
     }
 
     #[test]

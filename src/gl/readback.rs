@@ -58,6 +58,16 @@ impl LeaseCount {
         *self.count.lock().unwrap_or_else(PoisonError::into_inner) == 0
     }
 
+    /// Waits up to `timeout` for the count to reach zero; returns whether it did.
+    fn wait_zero_for(&self, timeout: std::time::Duration) -> bool {
+        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        let (count, _) = self
+            .released
+            .wait_timeout_while(count, timeout, |c| *c > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *count == 0
+    }
+
     fn wait_zero(&self) {
         let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
         let _zero = self
@@ -211,7 +221,7 @@ impl PboRing {
     /// Allocates every spare the allowance permits now rather than on demand, for a loop that
     /// will need them and must not allocate once it runs (a lossless stream).
     pub fn allocate_spares(&mut self) -> Result<(), GlError> {
-        while self.slots.len() < self.in_flight_limit + self.spare_limit {
+        while self.slots.len() < self.in_flight_limit.saturating_add(self.spare_limit) {
             self.add_slot()?;
         }
         Ok(())
@@ -248,7 +258,7 @@ impl PboRing {
         });
         let index = match free {
             Some(index) => index,
-            None if count < self.in_flight_limit + self.spare_limit => {
+            None if count < self.in_flight_limit.saturating_add(self.spare_limit) => {
                 let index = self.add_slot()?;
                 log::debug!("all {count} PBOs busy; allocated another");
                 index
@@ -265,6 +275,19 @@ impl PboRing {
         self.chosen = Some(index);
         let slot = &self.slots[index];
         Ok((slot.mapped && !slot.leases.is_zero()).then_some(slot.frame_index))
+    }
+
+    /// Waits up to `timeout` for the slot chosen by `choose_slot` to be free of leases, so that a
+    /// caller can give up (a signal) instead of blocking in `submit` behind a stalled reader.
+    /// Returns whether `submit` would now go ahead without waiting.
+    pub fn wait_chosen_slot(&self, timeout: std::time::Duration) -> bool {
+        match self.chosen {
+            Some(index) => {
+                let slot = &self.slots[index];
+                !slot.mapped || slot.leases.wait_zero_for(timeout)
+            }
+            None => true,
+        }
     }
 
     /// Reads the current contents of `target` into the chosen slot (see `choose_slot`) and fences

@@ -125,7 +125,12 @@ impl Server {
 
     /// Waits for the server to exit on its own (e.g. after --frames).
     pub fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + TIMEOUT;
+        self.wait_at_most(TIMEOUT)
+    }
+
+    /// Waits for the server to exit, failing the test after `limit`.
+    pub fn wait_at_most(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
