@@ -277,7 +277,9 @@ impl GltfScene {
 }
 
 impl<'a> Loader<'a> {
-    /// Collects `node` and its children; `parent` is the parent's world matrix.
+    /// Collects `node` and its descendants, depth first in document order; `parent` is the
+    /// parent's world matrix. The walk keeps its own stack: a valid file may nest nodes
+    /// thousands deep, and recursion would overflow the thread's stack (an abort, not an error).
     fn visit<'d>(
         &self,
         node: gltf::Node<'d>,
@@ -285,39 +287,42 @@ impl<'a> Loader<'a> {
         visited: &mut [bool],
         out: &mut Collected<'d>,
     ) -> Result<(), SceneError> {
-        // glTF forbids cycles and shared children, but a corrupt file may have them; walking one
-        // would never end.
-        match visited.get_mut(node.index()) {
-            Some(seen) if !*seen => *seen = true,
-            _ => {
+        let mut stack = vec![(node, parent)];
+        while let Some((node, parent)) = stack.pop() {
+            // glTF forbids cycles and shared children, but a corrupt file may have them;
+            // walking one would never end.
+            match visited.get_mut(node.index()) {
+                Some(seen) if !*seen => *seen = true,
+                _ => {
+                    log::warn!(
+                        "{}: node {} appears twice in the hierarchy; skipped the second time",
+                        self.path.display(),
+                        node.index()
+                    );
+                    continue;
+                }
+            }
+            let world = parent * Mat4::from_cols_array_2d(&node.transform().matrix());
+            if out.camera.is_none()
+                && let Some(camera) = node.camera()
+            {
+                out.camera = Some((camera, world));
+            }
+            if node.skin().is_some() {
                 log::warn!(
-                    "{}: node {} appears twice in the hierarchy; skipped the second time",
+                    "{}: node {}: skins are not supported; drawn in bind pose",
                     self.path.display(),
                     node.index()
                 );
-                return Ok(());
             }
-        }
-        let world = parent * Mat4::from_cols_array_2d(&node.transform().matrix());
-        if out.camera.is_none()
-            && let Some(camera) = node.camera()
-        {
-            out.camera = Some((camera, world));
-        }
-        if node.skin().is_some() {
-            log::warn!(
-                "{}: node {}: skins are not supported; drawn in bind pose",
-                self.path.display(),
-                node.index()
-            );
-        }
-        if let Some(mesh) = node.mesh() {
-            for primitive in mesh.primitives() {
-                self.primitive(&mesh, &primitive, world, out)?;
+            if let Some(mesh) = node.mesh() {
+                for primitive in mesh.primitives() {
+                    self.primitive(&mesh, &primitive, world, out)?;
+                }
             }
-        }
-        for child in node.children() {
-            self.visit(child, world, visited, out)?;
+            // Reversed, so that the first child is the next popped (document order).
+            let children: Vec<_> = node.children().collect();
+            stack.extend(children.into_iter().rev().map(|child| (child, world)));
         }
         Ok(())
     }
