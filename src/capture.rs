@@ -30,6 +30,10 @@ pub fn save_frame_png(
     top_down: bool,
 ) -> Result<()> {
     ensure!(
+        width_px > 0 && height_px > 0,
+        "cannot save an empty {width_px}x{height_px} frame"
+    );
+    ensure!(
         pixels.len() as u64 == format.frame_bytes(width_px, height_px),
         "{} bytes is not a {width_px}x{height_px} {} frame",
         pixels.len(),

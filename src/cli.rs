@@ -183,6 +183,18 @@ pub struct ServeArgs {
 /// Largest PBO ring we accept; more buffers than this only cost memory.
 pub const MAX_PBO_COUNT: usize = 16;
 
+/// Most clients one server takes; each may pin one frame-sized buffer.
+const MAX_CLIENTS: usize = 1024;
+
+/// Seconds as a Duration between 1 ms and a day, or an error naming the flag: what a pacing
+/// interval or a timeout can sensibly be (and what `Duration` and `Instant` arithmetic can hold).
+fn seconds(flag: &str, value: f64, what: &str) -> Result<Duration> {
+    if !(0.001..=86_400.0).contains(&value) {
+        bail!("{flag}: {what} of {value} s is out of range (1 ms to 1 day)");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
 /// Validated serve configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -221,11 +233,14 @@ impl ServeArgs {
         if self.frames == Some(0) {
             bail!("--frames 0: nothing to render; leave it out to stream until stopped");
         }
-        if self.max_clients == 0 {
-            bail!("--max-clients 0: nobody could connect");
+        if !(1..=MAX_CLIENTS).contains(&self.max_clients) {
+            bail!(
+                "--max-clients {}: must be between 1 and {MAX_CLIENTS}",
+                self.max_clients
+            );
         }
         let frame_interval = match self.fps {
-            Some(fps) => Some(Duration::from_secs_f64(1.0 / positive("--fps", fps)?)),
+            Some(fps) => Some(seconds("--fps", 1.0 / positive("--fps", fps)?, "a rate")?),
             None => None,
         };
         render.scene.frame_rate = self.fps;
@@ -249,7 +264,11 @@ impl ServeArgs {
             }),
             frames: self.frames,
             frame_interval,
-            send_timeout: Duration::from_secs_f64(positive("--send-timeout", self.send_timeout)?),
+            send_timeout: seconds(
+                "--send-timeout",
+                positive("--send-timeout", self.send_timeout)?,
+                "a time",
+            )?,
         })
     }
 }
@@ -295,6 +314,12 @@ mod tests {
         assert!(error(&["--fps", "NaN"]).starts_with("--fps NaN"));
         assert!(error(&["--frames", "0"]).starts_with("--frames 0"));
         assert!(error(&["--send-timeout=-1"]).starts_with("--send-timeout"));
+        assert!(error(&["--send-timeout", "1e30"]).starts_with("--send-timeout"));
+        assert!(error(&["--send-timeout", "1e-12"]).starts_with("--send-timeout"));
+        assert!(error(&["--fps", "1e-300"]).starts_with("--fps"));
+        assert!(error(&["--fps", "1e9"]).starts_with("--fps"));
+        assert!(error(&["--max-clients", "0"]).starts_with("--max-clients 0"));
+        assert!(error(&["--max-clients", "18446744073709551615"]).starts_with("--max-clients"));
     }
 
     #[test]

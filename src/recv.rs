@@ -255,8 +255,14 @@ pub fn run(args: &RecvArgs) -> Result<()> {
     if args.every == 0 {
         bail!("--every 0: must be at least 1");
     }
-    if args.header == HeaderMode::Raw && (args.width.is_none() || args.height.is_none()) {
-        bail!("--header raw carries no size: give --width and --height");
+    if args.header == HeaderMode::Raw {
+        let (Some(width_px), Some(height_px)) = (args.width, args.height) else {
+            bail!("--header raw carries no size: give --width and --height");
+        };
+        let bytes = args.format.frame_bytes(width_px, height_px);
+        if bytes == 0 || bytes > MAX_FRAME_BYTES {
+            bail!("--width {width_px} --height {height_px}: a frame must be 1 byte to 1 GiB");
+        }
     }
     if let Some(dir) = &args.save {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -366,6 +372,17 @@ mod tests {
         .unwrap();
         assert_eq!(seen, [(0, 3, 2, 7), (1, 3, 2, 9)]);
         assert_eq!(totals.bytes, stream.len() as u64);
+    }
+
+    #[test]
+    fn an_empty_frame_header_is_an_error() {
+        let error = receive(
+            &mut &frame(0, 5, 0)[..],
+            &args(HeaderMode::Blender),
+            |_, _| Ok(()),
+        )
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("empty frame"), "{error:#}");
     }
 
     #[test]

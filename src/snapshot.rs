@@ -39,7 +39,12 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
     let (start, end) = text.split_once("..").ok_or_else(bad)?;
     let start: u64 = start.trim().parse().map_err(|_| bad())?;
     let end: u64 = match end.strip_prefix('=') {
-        Some(inclusive) => inclusive.trim().parse::<u64>().map_err(|_| bad())? + 1,
+        Some(inclusive) => inclusive
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| bad())?
+            .checked_add(1)
+            .ok_or_else(bad)?,
         None => end.trim().parse().map_err(|_| bad())?,
     };
     if end <= start {
@@ -120,5 +125,6 @@ mod tests {
         assert!(parse_range("7..3").is_err());
         assert!(parse_range("5").is_err());
         assert!(parse_range("a..b").is_err());
+        assert!(parse_range("0..=18446744073709551615").is_err());
     }
 }

@@ -71,6 +71,16 @@ pub enum GlError {
         /// GL_MAX_RENDERBUFFER_SIZE / GL_MAX_TEXTURE_SIZE, whichever is smaller.
         max: u32,
     },
+    /// A texture image is larger than the driver takes.
+    #[error("a {width}x{height} texture exceeds this driver's largest ({max}x{max})")]
+    TextureTooLarge {
+        /// Image width in pixels.
+        width: u32,
+        /// Image height in pixels.
+        height: u32,
+        /// GL_MAX_TEXTURE_SIZE.
+        max: u32,
+    },
     /// A GL object could not be created (the driver's message).
     #[error("could not create GL {what}: {message}")]
     Create {

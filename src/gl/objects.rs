@@ -186,6 +186,11 @@ impl Texture {
         pixels: &[u8],
     ) -> Result<Self, GlError> {
         assert_eq!(pixels.len(), width as usize * height as usize * 4);
+        // SAFETY: context current; an integer query.
+        let max = unsafe { gl.get_parameter_i32(glow::MAX_TEXTURE_SIZE) }.max(0) as u32;
+        if width > max || height > max {
+            return Err(GlError::TextureTooLarge { width, height, max });
+        }
         // SAFETY: context current; `pixels` holds exactly width*height RGBA8 texels (asserted)
         // and the unpack alignment is set to 1 so no row padding is read.
         unsafe {

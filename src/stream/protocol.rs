@@ -183,6 +183,14 @@ pub enum ProtocolError {
         /// The format's name.
         format: &'static str,
     },
+    /// A header describing an empty frame (width or height 0): no producer sends one.
+    #[error("header says {width_px}x{height_px}: an empty frame")]
+    EmptyFrame {
+        /// Width field.
+        width_px: u32,
+        /// Height field.
+        height_px: u32,
+    },
     /// Raw mode has no header to decode.
     #[error("raw mode has no header")]
     NoHeader,
@@ -343,6 +351,12 @@ pub fn decode(mode: HeaderMode, bytes: &[u8], expected: Format) -> Result<Decode
         }
         HeaderMode::Raw => unreachable!("handled above"),
     };
+    if decoded.width_px == 0 || decoded.height_px == 0 {
+        return Err(ProtocolError::EmptyFrame {
+            width_px: decoded.width_px,
+            height_px: decoded.height_px,
+        });
+    }
     let expected_len = decoded
         .format
         .frame_bytes(decoded.width_px, decoded.height_px);
@@ -562,6 +576,27 @@ mod tests {
     }
 
     #[test]
+    fn decode_rejects_empty_frames() {
+        for mode in [
+            HeaderMode::Blender,
+            HeaderMode::Blender32,
+            HeaderMode::Glstream,
+        ] {
+            assert_eq!(
+                decode(
+                    mode,
+                    &encoded(mode, &info(0, 5, Format::Rgba8)),
+                    Format::Rgba8
+                ),
+                Err(ProtocolError::EmptyFrame {
+                    width_px: 0,
+                    height_px: 5
+                })
+            );
+        }
+    }
+
+    #[test]
     fn decode_rejects_short_and_inconsistent_input() {
         assert_eq!(
             decode(HeaderMode::Blender, &[0; 11], Format::Rgba8),
@@ -586,7 +621,7 @@ mod tests {
         }
 
         #[test]
-        fn truncated_headers_are_reported(width in 0u32..=65535, height in 0u32..=65535, keep in 0usize..56) {
+        fn truncated_headers_are_reported(width in 1u32..=65535, height in 1u32..=65535, keep in 0usize..56) {
             for mode in [HeaderMode::Blender, HeaderMode::Glstream] {
                 let frame = info(width, height, Format::Rgba8);
                 let bytes = encoded(mode, &frame);

@@ -429,6 +429,8 @@ fn connect_loop<F: Frame>(shared: &Arc<Shared<F>>, addr: &str) {
                 let conn = Conn::Tcp(stream);
                 if let Err(e) = conn.configure(shared.options.send_timeout) {
                     log::info!("{addr}: cannot configure socket: {e}");
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(LONGEST);
                     continue;
                 }
                 backoff = FIRST;
