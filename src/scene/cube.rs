@@ -8,11 +8,11 @@ use std::rc::Rc;
 
 use glam::{Mat4, Vec3, camera};
 
+use super::backdrop::Backdrop;
 use super::{Scene, SceneError, SceneOptions};
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{
-    EmptyVertexArray, Mesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces,
-    set_depth_test,
+    Mesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces, set_depth_test,
 };
 
 const BUILTIN_TEXTURE: &[u8] = include_bytes!("../../assets/crate.png");
@@ -21,8 +21,7 @@ const FRAMES_PER_TURN: u64 = 240;
 /// The default scene's GL objects and camera.
 pub struct CubeScene {
     gl: Rc<glow::Context>,
-    background: Program,
-    fullscreen: EmptyVertexArray,
+    backdrop: Backdrop,
     cube: Program,
     mesh: Mesh,
     texture: Texture,
@@ -33,8 +32,6 @@ pub struct CubeScene {
 /// Uniform locations, looked up once so that a frame sets them without a name lookup (which
 /// allocates in glow).
 struct CubeUniforms {
-    bottom: Uniform,
-    top: Uniform,
     model: Uniform,
     view_projection: Uniform,
     light_direction: Uniform,
@@ -50,12 +47,10 @@ impl CubeScene {
     ) -> Result<Self, SceneError> {
         let gl = context.gl();
         let header = context.glsl_header();
-        let background = Program::new(
-            gl,
-            "shaders/background",
-            header,
-            include_str!("../../shaders/background.vert"),
-            include_str!("../../shaders/background.frag"),
+        let backdrop = Backdrop::new(
+            context,
+            Vec3::new(0.05, 0.07, 0.20),
+            Vec3::new(0.55, 0.70, 0.90),
         )?;
         let cube = Program::new(
             gl,
@@ -85,8 +80,6 @@ impl CubeScene {
             camera::rh::proj::opengl::perspective(45f32.to_radians(), aspect, 0.1, 100.0);
         let view = camera::rh::view::look_at_mat4(Vec3::new(0.0, 0.6, 3.6), Vec3::ZERO, Vec3::Y);
         let uniforms = CubeUniforms {
-            bottom: background.uniform("u_bottom"),
-            top: background.uniform("u_top"),
             model: cube.uniform("u_model"),
             view_projection: cube.uniform("u_view_projection"),
             light_direction: cube.uniform("u_light_direction"),
@@ -94,8 +87,7 @@ impl CubeScene {
         };
         Ok(Self {
             gl: Rc::clone(gl),
-            background,
-            fullscreen: EmptyVertexArray::new(gl)?,
+            backdrop,
             cube,
             mesh,
             texture,
@@ -109,15 +101,8 @@ impl Scene for CubeScene {
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
         target.begin([0.0, 0.0, 0.0, 1.0]);
 
-        set_depth_test(&self.gl, false);
-        set_cull_back_faces(&self.gl, false);
+        self.backdrop.draw();
         let u = &self.uniforms;
-        self.background.bind();
-        self.background
-            .set_vec3(&u.bottom, Vec3::new(0.05, 0.07, 0.20));
-        self.background
-            .set_vec3(&u.top, Vec3::new(0.55, 0.70, 0.90));
-        self.fullscreen.draw(3);
 
         set_depth_test(&self.gl, true);
         set_cull_back_faces(&self.gl, true);

@@ -8,6 +8,7 @@
 //! extension says what it is (`.frag`/`.glsl` shader, `.gltf`/`.glb` model). Loading never panics
 //! on bad input: every failure is a [`SceneError`] that names the file.
 
+mod backdrop;
 mod cube;
 mod model;
 mod pattern;

@@ -22,12 +22,10 @@ use std::rc::Rc;
 use glam::{Mat3, Mat4, Vec3, Vec4, camera};
 use gltf::mesh::Mode;
 
+use super::backdrop::Backdrop;
 use super::{Scene, SceneError};
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{
-    EmptyVertexArray, IndexedMesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces,
-    set_depth_test,
-};
+use crate::gl::objects::{IndexedMesh, Program, RenderTarget, Texture, Uniform, set_depth_test};
 
 /// One turn of the orbiting camera, for models without a camera of their own.
 pub const FRAMES_PER_ORBIT: u64 = 360;
@@ -88,8 +86,7 @@ impl CameraRig {
 /// A loaded glTF scene's GL objects and camera.
 pub struct GltfScene {
     gl: Rc<glow::Context>,
-    background: Program,
-    fullscreen: EmptyVertexArray,
+    backdrop: Backdrop,
     program: Program,
     draws: Vec<Draw>,
     textures: Vec<Texture>,
@@ -101,8 +98,6 @@ pub struct GltfScene {
 /// Uniform locations, looked up once so that a frame sets them without a name lookup (which
 /// allocates in glow).
 struct GltfUniforms {
-    bottom: Uniform,
-    top: Uniform,
     view_projection: Uniform,
     light_direction: Uniform,
     base_color_texture: Uniform,
@@ -173,12 +168,10 @@ impl GltfScene {
             include_str!("../../shaders/gltf.vert"),
             include_str!("../../shaders/gltf.frag"),
         )?;
-        let background = Program::new(
-            gl,
-            "shaders/background",
-            header,
-            include_str!("../../shaders/background.vert"),
-            include_str!("../../shaders/background.frag"),
+        let backdrop = Backdrop::new(
+            context,
+            Vec3::new(0.10, 0.10, 0.12),
+            Vec3::new(0.45, 0.47, 0.52),
         )?;
 
         let bytes = std::fs::read(path).map_err(|source| SceneError::Read {
@@ -252,8 +245,6 @@ impl GltfScene {
             None => framing_camera(&collected.bounds, aspect),
         };
         let uniforms = GltfUniforms {
-            bottom: background.uniform("u_bottom"),
-            top: background.uniform("u_top"),
             view_projection: program.uniform("u_view_projection"),
             light_direction: program.uniform("u_light_direction"),
             base_color_texture: program.uniform("u_base_color_texture"),
@@ -265,8 +256,7 @@ impl GltfScene {
         Ok(Self {
             gl: Rc::clone(gl),
             uniforms,
-            background,
-            fullscreen: EmptyVertexArray::new(gl)?,
+            backdrop,
             program,
             draws: collected.draws,
             textures: collected.textures,
@@ -631,15 +621,8 @@ impl Scene for GltfScene {
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
         target.begin([0.0, 0.0, 0.0, 1.0]);
 
-        set_depth_test(&self.gl, false);
-        set_cull_back_faces(&self.gl, false);
+        self.backdrop.draw();
         let u = &self.uniforms;
-        self.background.bind();
-        self.background
-            .set_vec3(&u.bottom, Vec3::new(0.10, 0.10, 0.12));
-        self.background
-            .set_vec3(&u.top, Vec3::new(0.45, 0.47, 0.52));
-        self.fullscreen.draw(3);
 
         // Double-sided materials and mirrored nodes are common; the shader lights either face.
         set_depth_test(&self.gl, true);
