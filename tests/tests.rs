@@ -316,22 +316,7 @@ mod input {
         let path = dir.join("deep.gltf");
         std::fs::write(&path, json).unwrap();
         let out = dir.join("deep.png");
-        let output = run(&[
-            "snapshot",
-            "--scene",
-            path_str(&path),
-            "--width",
-            W,
-            "--height",
-            H,
-            "-o",
-            path_str(&out),
-        ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        snapshot_to(&out, &["--scene", path_str(&path)]);
     }
 
     #[test]
@@ -423,6 +408,23 @@ fn path_str(path: &std::path::Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
 
+/// Runs `glstream snapshot --width W --height H ARGS -o OUT` at the tests' small size and fails
+/// the test, with glstream's stderr, if it fails.
+fn snapshot_to(out: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let output = run(&[
+        &["snapshot", "--width", W, "--height", H][..],
+        args,
+        &["-o", path_str(out)],
+    ]
+    .concat());
+    assert!(
+        output.status.success(),
+        "snapshot {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 mod snapshots {
     //! `glstream snapshot`: deterministic PNGs that match the stream.
 
@@ -430,27 +432,7 @@ mod snapshots {
 
     fn snapshot(frame: u64, out: &std::path::Path, extra: &[&str]) {
         let frame = frame.to_string();
-        let args = [
-            &[
-                "snapshot",
-                "--width",
-                W,
-                "--height",
-                H,
-                "--frame",
-                &frame,
-                "-o",
-                path_str(out),
-            ][..],
-            extra,
-        ]
-        .concat();
-        let output = run(&args);
-        assert!(
-            output.status.success(),
-            "snapshot failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        snapshot_to(out, &[&["--frame", &frame][..], extra].concat());
     }
 
     #[test]
@@ -496,22 +478,7 @@ mod snapshots {
     fn a_range_writes_a_numbered_sequence_equal_to_single_snapshots() {
         let dir = scratch("snapshot-range");
         let seq = dir.join("seq");
-        let output = run(&[
-            "snapshot",
-            "--width",
-            W,
-            "--height",
-            H,
-            "--frames",
-            "3..=5",
-            "-o",
-            path_str(&seq),
-        ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = snapshot_to(&seq, &["--frames", "3..=5"]);
         let mut names: Vec<_> = std::fs::read_dir(&seq)
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -572,22 +539,7 @@ mod compare {
     fn fixtures(dir: &std::path::Path) {
         for (frame, name) in [("0", "zero.png"), ("30", "thirty.png")] {
             let out = dir.join(name);
-            let output = run(&[
-                "snapshot",
-                "--width",
-                W,
-                "--height",
-                H,
-                "--frame",
-                frame,
-                "-o",
-                path_str(&out),
-            ]);
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            snapshot_to(&out, &["--frame", frame]);
         }
         let mut nudged = image::open(dir.join("zero.png")).unwrap().to_rgba8();
         for x in 0..20 {
@@ -1225,50 +1177,18 @@ mod formats {
             ("bgra8", image::ColorType::Rgba8),
         ] {
             let out = dir.join(format!("{format}.png"));
-            let output = run(&[
-                "snapshot",
-                "--format",
-                format,
-                "--width",
-                W,
-                "--height",
-                H,
-                "-o",
-                path_str(&out),
-            ]);
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            snapshot_to(&out, &["--format", format]);
             assert_eq!(image::open(&out).unwrap().color(), color, "{format}");
         }
         // bgra8 is written back as RGBA, so it matches the plain snapshot.
         let plain = dir.join("rgba8.png");
-        run(&[
-            "snapshot",
-            "--width",
-            W,
-            "--height",
-            H,
-            "-o",
-            path_str(&plain),
-        ]);
+        snapshot_to(&plain, &[]);
         let a = image::open(&plain).unwrap().to_rgba8();
         let b = image::open(dir.join("bgra8.png")).unwrap().to_rgba8();
         assert!(a == b);
         // --flip is undone by nobody: the GPU already wrote rows top-down, so the PNG matches.
         let flipped = dir.join("flipped.png");
-        run(&[
-            "snapshot",
-            "--flip",
-            "--width",
-            W,
-            "--height",
-            H,
-            "-o",
-            path_str(&flipped),
-        ]);
+        snapshot_to(&flipped, &["--flip"]);
         assert!(image::open(&flipped).unwrap().to_rgba8() == a);
     }
 }
