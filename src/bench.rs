@@ -247,10 +247,7 @@ fn render_only(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Samp
         renderer.render(frame);
         renderer.finish();
     }
-    let rss_start = rss_kib();
-    let cpu_start = CpuTime::now();
-    let allocs_start = Snapshot::now();
-    let started = Instant::now();
+    let window = Window::open();
     let (mut render, mut finish) = (Duration::ZERO, Duration::ZERO);
     for frame in warmup..warmup + frames {
         let t0 = Instant::now();
@@ -260,19 +257,10 @@ fn render_only(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Samp
         render += t1 - t0;
         finish += t1.elapsed();
     }
-    let elapsed = started.elapsed();
-    let allocations = Snapshot::now().since(allocs_start).allocations;
     let mut stage_ms = [None; STAGES.len()];
     stage_ms[0] = Some(per_frame_ms(render, frames));
     stage_ms[1] = Some(per_frame_ms(finish, frames));
-    Ok(Sample {
-        fps: fps(frames, elapsed),
-        stage_ms,
-        allocations,
-        frames,
-        rss_kib: (rss_start, rss_kib()),
-        cpu_ms: (CpuTime::now().since(cpu_start).own_ms / frames as f64, None),
-    })
+    Ok(window.close(frames, stage_ms))
 }
 
 /// Render and read back through the ring, mapping each frame and dropping the lease at once.
@@ -283,9 +271,7 @@ fn readback(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Sample>
     for frame in 0..total {
         if frame == warmup {
             times = [Duration::ZERO; 3];
-            let rss = rss_kib();
-            let cpu = CpuTime::now();
-            window = Some((Instant::now(), Snapshot::now(), rss, cpu));
+            window = Some(Window::open());
         }
         let t0 = Instant::now();
         renderer.render(frame);
@@ -304,22 +290,12 @@ fn readback(renderer: &mut Renderer, warmup: u64, frames: u64) -> Result<Sample>
     let t = Instant::now();
     while renderer.ring.complete_oldest()?.is_some() {}
     times[2] += t.elapsed();
-    let (started, allocs_start, rss_start, cpu_start) =
-        window.context("no frame was measured (warm-up covers the run)")?;
-    let elapsed = started.elapsed();
-    let allocations = Snapshot::now().since(allocs_start).allocations;
+    let window = window.context("no frame was measured (warm-up covers the run)")?;
     let mut stage_ms = [None; STAGES.len()];
     stage_ms[0] = Some(per_frame_ms(times[0], frames));
     stage_ms[3] = Some(per_frame_ms(times[1], frames));
     stage_ms[4] = Some(per_frame_ms(times[2], frames));
-    Ok(Sample {
-        fps: fps(frames, elapsed),
-        stage_ms,
-        allocations,
-        frames,
-        rss_kib: (rss_start, rss_kib()),
-        cpu_ms: (CpuTime::now().since(cpu_start).own_ms / frames as f64, None),
-    })
+    Ok(window.close(frames, stage_ms))
 }
 
 /// Where a consumer connects, as `glstream recv` arguments.
@@ -399,16 +375,13 @@ fn end_to_end(
         }));
         Ok(())
     };
-    let mut window: Option<(Instant, Snapshot, Progress, u64, CpuTime)> = None;
+    let mut window: Option<(Window, Progress)> = None;
     let mut allocs_end = None;
     let on_frame = |progress: &Progress| {
         // The window also waits for the first frame sent: until then the accept thread may still
         // be logging the client and spawning its writer, which allocates once, not per frame.
         if window.is_none() && progress.frames >= warmup && progress.send > Duration::ZERO {
-            // RSS and CPU first: reading /proc allocates, which must not count against the loop.
-            let rss = rss_kib();
-            let cpu = CpuTime::now();
-            window = Some((Instant::now(), Snapshot::now(), *progress, rss, cpu));
+            window = Some((Window::open(), *progress));
         }
         if progress.frames == total {
             allocs_end = Some(Snapshot::now());
@@ -449,16 +422,12 @@ fn end_to_end(
     if report.frames != total {
         bail!("streamed {} frames, expected {total}", report.frames);
     }
-    let (started, allocs_start, at_start, rss_start, cpu_start) =
-        window.context("no frame was measured (warm-up covers the run)")?;
+    let (window, at_start) = window.context("no frame was measured (warm-up covers the run)")?;
     let frames = total - at_start.frames;
     if frames == 0 {
         bail!("no frame was measured: the first frame was sent only at the end");
     }
-    let allocations = allocs_end
-        .context("the last frame was not seen")?
-        .since(allocs_start)
-        .allocations;
+    let allocs_end = allocs_end.context("the last frame was not seen")?;
     let stages = &report.stages;
     let mut stage_ms = [None; STAGES.len()];
     for (slot, (now, then)) in [
@@ -473,18 +442,62 @@ fn end_to_end(
     }
     // The consumer's CPU time covers its whole life (warm-up frames included), so it is divided
     // by every frame it read.
-    let cpu = CpuTime::now().since(cpu_start);
-    Ok(Sample {
-        fps: fps(frames, ended - started),
-        stage_ms,
-        allocations,
-        frames,
-        rss_kib: (rss_start, rss_kib()),
-        cpu_ms: (
-            cpu.own_ms / frames as f64,
-            Some(cpu.children_ms / total as f64),
-        ),
-    })
+    let elapsed = ended - window.started;
+    Ok(window.sample(frames, elapsed, allocs_end, stage_ms, Some(total)))
+}
+
+/// The measured part of a run: when it began, and the allocation, memory and CPU counters then.
+struct Window {
+    started: Instant,
+    allocs: Snapshot,
+    rss_kib: u64,
+    cpu: CpuTime,
+}
+
+impl Window {
+    fn open() -> Self {
+        // RSS and CPU first: reading /proc allocates, which must not count against the loop.
+        let rss_kib = rss_kib();
+        let cpu = CpuTime::now();
+        let allocs = Snapshot::now();
+        Self {
+            started: Instant::now(),
+            allocs,
+            rss_kib,
+            cpu,
+        }
+    }
+
+    /// Closes the window now, for the modes with no consumer.
+    fn close(self, frames: u64, stage_ms: [Option<f64>; STAGES.len()]) -> Sample {
+        let elapsed = self.started.elapsed();
+        let allocs_end = Snapshot::now();
+        self.sample(frames, elapsed, allocs_end, stage_ms, None)
+    }
+
+    /// The figures for `frames` frames in `elapsed`; `consumer_frames` divides the consumer
+    /// process's CPU time, when there is one.
+    fn sample(
+        self,
+        frames: u64,
+        elapsed: Duration,
+        allocs_end: Snapshot,
+        stage_ms: [Option<f64>; STAGES.len()],
+        consumer_frames: Option<u64>,
+    ) -> Sample {
+        let cpu = CpuTime::now().since(self.cpu);
+        Sample {
+            fps: fps(frames, elapsed),
+            stage_ms,
+            allocations: allocs_end.since(self.allocs).allocations,
+            frames,
+            rss_kib: (self.rss_kib, rss_kib()),
+            cpu_ms: (
+                cpu.own_ms / frames as f64,
+                consumer_frames.map(|n| cpu.children_ms / n as f64),
+            ),
+        }
+    }
 }
 
 fn fps(frames: u64, elapsed: Duration) -> f64 {
