@@ -10,7 +10,9 @@ use std::net::{Shutdown, TcpListener};
 use std::thread;
 use std::time::Duration;
 
-use util::{Server, assert_clean_failure, distinct_bytes, read_blender_frame, read_frames, run};
+use util::{
+    Server, assert_clean_failure, distinct_bytes, read_blender_frame, read_frames, run, run_ok,
+};
 
 /// Small frames keep llvmpipe fast; odd sizes catch stride mistakes.
 const W: &str = "98";
@@ -347,7 +349,7 @@ mod commands {
         let dir = std::env::temp_dir().join(format!("glstream-recv-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let addr = server.addr.to_string();
-        let output = run(&[
+        let output = run_ok(&[
             "recv",
             "--connect",
             &addr,
@@ -358,11 +360,6 @@ mod commands {
             "--every",
             "2",
         ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         assert!(String::from_utf8_lossy(&output.stdout).contains("received 4 frames 98x66"));
         let mut saved: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -411,18 +408,14 @@ fn path_str(path: &std::path::Path) -> &str {
 /// Runs `glstream snapshot --width W --height H ARGS -o OUT` at the tests' small size and fails
 /// the test, with glstream's stderr, if it fails.
 fn snapshot_to(out: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let output = run(&[
-        &["snapshot", "--width", W, "--height", H][..],
-        args,
-        &["-o", path_str(out)],
-    ]
-    .concat());
-    assert!(
-        output.status.success(),
-        "snapshot {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    run_ok(
+        &[
+            &["snapshot", "--width", W, "--height", H][..],
+            args,
+            &["-o", path_str(out)],
+        ]
+        .concat(),
+    )
 }
 
 mod snapshots {
@@ -875,25 +868,15 @@ mod consumers {
         assert_clean_failure(&output, "another server is listening");
         drop(client);
         // recv reads Unix sockets too.
-        let output = run(&["recv", "--unix", path_str(&path), "--frames", "3"]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        run_ok(&["recv", "--unix", path_str(&path), "--frames", "3"]);
         drop(server);
     }
 
     #[test]
     fn stdout_carries_exactly_the_frames() {
-        let output = run(&[
+        let output = run_ok(&[
             "--stdout", "--header", "raw", "--width", W, "--height", H, "--frames", "5",
         ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         assert_eq!(output.stdout.len(), 5 * 98 * 66 * 4);
         let output = run(&["--stdout", "--width", W, "--height", H, "--frames", "4"]);
         assert_eq!(output.stdout.len(), 4 * (12 + 98 * 66 * 4));
@@ -978,12 +961,7 @@ mod formats {
             args,
         ]
         .concat();
-        let output = run(&all);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = run_ok(&all);
         assert_eq!(
             output.stdout.len(),
             frames * bytes_per_frame,
@@ -1021,10 +999,9 @@ mod formats {
 
     #[test]
     fn blender_headers_carry_the_format_length() {
-        let output = run(&[
+        let output = run_ok(&[
             "--stdout", "--format", "gray8", "--width", W, "--height", H, "--frames", "1",
         ]);
-        assert!(output.status.success());
         assert_eq!(&output.stdout[..8], &(PIXELS as u64).to_le_bytes());
         assert_eq!(output.stdout.len(), 12 + PIXELS);
     }
@@ -1071,15 +1048,10 @@ mod formats {
 
     #[test]
     fn glstream_header_describes_each_frame() {
-        let output = run(&[
+        let output = run_ok(&[
             "--stdout", "--header", "glstream", "--format", "rgb8", "--flip", "--width", W,
             "--height", H, "--frames", "3",
         ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         let frame_len = 56 + PIXELS * 3;
         assert_eq!(output.stdout.len(), 3 * frame_len);
         let now_ns = std::time::SystemTime::now()
@@ -1110,7 +1082,7 @@ mod formats {
             "--scene", "pattern", "--width", "160", "--height", "120", "--policy", "lossless",
         ]);
         let addr = server.addr.to_string();
-        let output = run(&[
+        let output = run_ok(&[
             "recv",
             "--connect",
             &addr,
@@ -1118,11 +1090,6 @@ mod formats {
             "40",
             "--verify-pattern",
         ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         assert!(
             String::from_utf8_lossy(&output.stdout)
                 .contains("pattern: frames 0..=39 in order, 0 dropped"),
@@ -1136,7 +1103,7 @@ mod formats {
             "--header", "glstream", "--flip",
         ]);
         let addr = server.addr.to_string();
-        let output = run(&[
+        run_ok(&[
             "recv",
             "--connect",
             &addr,
@@ -1146,11 +1113,6 @@ mod formats {
             "10",
             "--verify-pattern",
         ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         drop(server);
         let server = Server::start(&["--width", "160", "--height", "120"]);
         let addr = server.addr.to_string();

@@ -232,6 +232,18 @@ pub fn run(args: &[&str]) -> Output {
     }
 }
 
+/// Runs `glstream ARGS` like [`run`] and fails the test, with glstream's stderr, unless it
+/// succeeded.
+pub fn run_ok(args: &[&str]) -> Output {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "glstream {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Asserts a command failed the way bad input must: non-zero exit, no panic, and a stderr of
 /// one line (plus clap's "see --help" hint) containing `needle`.
 pub fn assert_clean_failure(output: &Output, needle: &str) {
