@@ -79,7 +79,11 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
-    use super::Snapshot;
+    use super::{Counting, Snapshot};
+
+    // The binary installs the counter in main.rs; the library's own test binary needs its own.
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
 
     #[test]
     fn a_box_is_counted() {

@@ -1,26 +1,12 @@
 //! glstream: parse the command line, run the chosen job, turn errors into one line and an exit
-//! code. Everything else lives in the modules below.
-
-mod alloc_count;
-mod bench;
-mod capture;
-mod cli;
-mod compare;
-mod format;
-mod gl;
-mod recv;
-mod render;
-mod scene;
-mod serve;
-mod snapshot;
-mod stream;
+//! code. The jobs live in the library (`glstream::cmd`).
 
 use std::process::ExitCode;
 
-use anyhow::Result;
 use clap::Parser;
 
-use cli::{Cli, Command};
+use glstream::alloc_count;
+use glstream::cli::Cli;
 
 /// Counts allocations so `bench` can show the frame loop makes none.
 #[global_allocator]
@@ -41,38 +27,6 @@ fn init_logging(verbose: u8, quiet: u8) {
         .init();
 }
 
-fn devices() -> Result<()> {
-    for device in gl::context::list_devices()? {
-        println!(
-            "{}: {}{}",
-            device.index,
-            if device.software {
-                "software"
-            } else {
-                "hardware"
-            },
-            device
-                .render_node
-                .map(|node| format!(" ({node})"))
-                .unwrap_or_default()
-        );
-        println!("   extensions: {}", device.extensions.join(" "));
-    }
-    Ok(())
-}
-
-fn run(command: Option<Command>, serve: cli::ServeArgs) -> Result<()> {
-    match command {
-        Some(Command::Devices) => devices(),
-        Some(Command::Recv(args)) => recv::run(&args),
-        Some(Command::Snapshot(args)) => snapshot::run(&args),
-        Some(Command::Bench(args)) => bench::run(&args),
-        // Handled in main: compare has exit codes of its own.
-        Some(Command::Compare(_)) => unreachable!("compare is dispatched before run"),
-        None => serve::run(&serve.validate()?),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -91,14 +45,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose, cli.quiet);
-    if let Some(Command::Compare(args)) = &cli.command {
-        return compare::run(args);
-    }
-    match run(cli.command, cli.serve) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("glstream: error: {e:#}");
-            ExitCode::FAILURE
+    match glstream::cmd::run(cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("glstream: error: {:#}", failure.error);
+            ExitCode::from(failure.status)
         }
     }
 }

@@ -12,7 +12,6 @@ mod backdrop;
 mod cube;
 mod model;
 mod pattern;
-mod pattern_code;
 mod shader;
 
 use std::path::{Path, PathBuf};
@@ -26,9 +25,6 @@ use crate::gl::objects::RenderTarget;
 pub use cube::CubeScene;
 pub use model::GltfScene;
 pub use pattern::PatternScene;
-// `recv --verify-pattern` decodes with it; the tests include pattern_code.rs by path (the crate
-// has no library target).
-pub use pattern_code::decode_pattern;
 pub use shader::ShaderScene;
 
 /// Why a scene could not be built. Messages name the file; the cause is the error's `source`,

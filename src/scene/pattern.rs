@@ -1,16 +1,16 @@
 //! The `pattern` scene: the frame index drawn as black and white cells under colour bars, so a
 //! receiver can check frame order and detect dropped frames by reading the picture alone
-//! ([`super::decode_pattern`]). The layout lives in [`super::pattern_code`].
+//! ([`crate::pattern_code::decode_pattern`]). The layout lives in [`crate::pattern_code`].
 //!
 //! The shader works in integer pixels of the render target, so the scene needs its size; it takes
 //! it from the target at every frame rather than from the aspect ratio it was built with.
 
-use super::pattern_code::grid_height_px;
 use super::{Scene, SceneError};
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{
     EmptyVertexArray, Program, RenderTarget, Uniform, set_cull_back_faces, set_depth_test,
 };
+use crate::pattern_code::grid_height_px;
 
 /// The pattern scene's GL objects.
 pub struct PatternScene {

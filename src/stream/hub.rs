@@ -35,7 +35,7 @@ pub trait Frame: Clone + Send + Sync + 'static {
 }
 
 /// What a client that cannot keep up gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
     /// Skip to the newest frame; never a torn frame, never more than one frame held per client.
     Latest,

@@ -45,7 +45,7 @@ pub const GLSTREAM_VERSION: u16 = 1;
 const FLAG_TOP_DOWN: u32 = 1;
 
 /// Which header precedes each frame's payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderMode {
     /// 12 bytes: u64 LE payload length, u16 LE height, u16 LE width (Python "L" on 64-bit Linux).
     Blender,
@@ -59,7 +59,7 @@ pub enum HeaderMode {
 
 impl HeaderMode {
     /// Bytes of header this mode writes before every payload.
-    pub fn len(self) -> usize {
+    pub fn header_len(self) -> usize {
         match self {
             HeaderMode::Blender => BLENDER_HEADER_LEN,
             HeaderMode::Blender32 => BLENDER32_HEADER_LEN,
@@ -247,7 +247,7 @@ pub fn encode(
             GLSTREAM_HEADER_LEN
         }
     };
-    assert_eq!(written, mode.len());
+    assert_eq!(written, mode.header_len());
     Ok(written)
 }
 
@@ -288,7 +288,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 /// Reads a header from the start of `bytes`. `expected` is the format a Blender or raw stream is
 /// known to carry; a glstream header names its own.
 pub fn decode(mode: HeaderMode, bytes: &[u8], expected: Format) -> Result<Decoded, ProtocolError> {
-    let need = mode.len();
+    let need = mode.header_len();
     if mode == HeaderMode::Raw {
         return Err(ProtocolError::NoHeader);
     }
@@ -630,7 +630,7 @@ mod tests {
                 let keep = keep.min(bytes.len() - 1);
                 proptest::prop_assert_eq!(
                     decode(mode, &bytes[..keep], Format::Rgba8),
-                    Err(ProtocolError::Truncated { need: mode.len(), got: keep })
+                    Err(ProtocolError::Truncated { need: mode.header_len(), got: keep })
                 );
             }
         }

@@ -7,14 +7,7 @@ use std::path::{Path, PathBuf};
 use super::util::{Server, assert_clean_failure, distinct_bytes, read_frames, run};
 use super::{H, W, path_str, scratch};
 
-// The crate has no library target, so the decoder is compiled into the tests from its source;
-// it is pure Rust with no crate-internal imports for exactly this reason. (Its own unit tests
-// come along and run here too.)
-#[allow(dead_code)]
-#[path = "../../src/scene/pattern_code.rs"]
-mod pattern_code;
-
-use pattern_code::decode_pattern;
+use glstream::pattern_code::decode_pattern;
 
 fn asset(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,69 +7,15 @@
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
 
 use crate::capture;
+use crate::cli::RecvArgs;
 use crate::format::Format;
-use crate::scene::decode_pattern;
+use crate::pattern_code::decode_pattern;
 use crate::stream::protocol::{self, HeaderMode};
-
-/// Options of `glstream recv`.
-#[derive(Debug, Args)]
-pub struct RecvArgs {
-    /// TCP server to read from, e.g. 127.0.0.1:9000.
-    #[arg(long, value_name = "HOST:PORT", required_unless_present = "unix")]
-    pub connect: Option<String>,
-
-    /// Unix domain socket to read from.
-    #[arg(long, value_name = "PATH", conflicts_with = "connect")]
-    pub unix: Option<PathBuf>,
-
-    /// Header the server sends.
-    #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
-    pub header: HeaderMode,
-
-    /// Pixel format the server sends (a glstream header names its own).
-    #[arg(long, value_enum, default_value_t = Format::Rgba8)]
-    pub format: Format,
-
-    /// The rows arrive top-down (the server runs with --flip); a glstream header says so itself.
-    #[arg(long)]
-    pub top_down: bool,
-
-    /// Frame width; needed with --header raw, checked against the headers otherwise.
-    #[arg(long)]
-    pub width: Option<u32>,
-
-    /// Frame height; needed with --header raw, checked against the headers otherwise.
-    #[arg(long)]
-    pub height: Option<u32>,
-
-    /// Stop after this many frames (default: until the server closes the stream).
-    #[arg(long)]
-    pub frames: Option<u64>,
-
-    /// Save frames as PNG (rows top-down) into this directory.
-    #[arg(long)]
-    pub save: Option<PathBuf>,
-
-    /// With --save, keep every K-th frame (frame 0, K, 2K, ...).
-    #[arg(long, default_value_t = 1)]
-    pub every: u64,
-
-    /// Read each frame's index from the `pattern` scene and fail on a frame that is not one, on
-    /// frames out of order, or on more than --max-drops missing frames.
-    #[arg(long)]
-    pub verify_pattern: bool,
-
-    /// With --verify-pattern, how many frames may be missing between those received.
-    #[arg(long, default_value_t = 0)]
-    pub max_drops: u64,
-}
 
 /// Reads exactly `buf.len()` bytes; `Ok(false)` if the stream ended before the first byte.
 fn read_full(stream: &mut dyn Read, buf: &mut [u8]) -> io::Result<bool> {
@@ -127,7 +73,7 @@ pub fn receive(
     mut each: impl FnMut(u64, &Received) -> Result<()>,
 ) -> Result<Totals> {
     let mut header = [0u8; protocol::MAX_HEADER_LEN];
-    let header = &mut header[..args.header.len()];
+    let header = &mut header[..args.header.header_len()];
     let mut payload = Vec::new();
     let mut frames: u64 = 0;
     let mut bytes: u64 = 0;

@@ -1,127 +1,17 @@
-//! Command-line parsing (clap derive) and validation into a typed configuration.
-//!
-//! Nothing here touches GL or sockets: every check that can be made from the arguments alone is
-//! made here, before any context is created, so bad input fails fast with one line.
+//! Options of the default action, serving the stream, and their validation.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::Args;
 
-use crate::format::Format;
+use super::{MAX_CLIENTS, RenderArgs, positive, seconds};
 use crate::render::RenderOptions;
-use crate::scene::{SceneOptions, SceneSource};
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::server::Transport;
-
-/// Headless OpenGL render-to-texture streamer: renders frames on an EGL device, reads them back
-/// through a ring of pixel-pack buffers and streams them over TCP in the byte format of a Blender
-/// game-engine producer.
-#[derive(Debug, Parser)]
-#[command(name = "glstream", version, max_term_width = 100)]
-pub struct Cli {
-    /// What to do instead of serving the stream.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
-    /// Serve options (the default action).
-    #[command(flatten)]
-    pub serve: ServeArgs,
-
-    /// More log output (-v debug, -vv trace). RUST_LOG, when set, takes precedence.
-    #[arg(short, long, action = ArgAction::Count, global = true)]
-    pub verbose: u8,
-
-    /// Less log output (-q warnings only, -qq errors only).
-    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
-    pub quiet: u8,
-}
-
-/// Subcommands beside the default serve action.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// List the EGL devices (index for --device, software or hardware, extensions).
-    Devices,
-    /// Read a stream as a consumer would: validate headers, report fps and MB/s, save PNGs.
-    Recv(crate::recv::RecvArgs),
-    /// Render frames through the streaming pipeline and write them as PNGs (rows top-down).
-    Snapshot(crate::snapshot::SnapshotArgs),
-    /// Compare two PNGs with a per-pixel tolerance and an outlier bound (exit 0/1, 2 on error).
-    Compare(crate::compare::CompareArgs),
-    /// Measure render, readback and end-to-end fps per stage, for 1/2/3 PBOs, TCP and Unix.
-    Bench(crate::bench::BenchArgs),
-}
-
-/// Options of every job that renders: size, device, ring, scene.
-#[derive(Debug, Args)]
-pub struct RenderArgs {
-    /// Frame width in pixels.
-    #[arg(long, default_value_t = 800)]
-    pub width: u32,
-
-    /// Frame height in pixels.
-    #[arg(long, default_value_t = 600)]
-    pub height: u32,
-
-    /// EGL device index (see `glstream devices`). Default: first hardware device, else software.
-    #[arg(long)]
-    pub device: Option<usize>,
-
-    /// Pixel-pack buffers in the readback ring; 1 is the synchronous baseline.
-    #[arg(long, default_value_t = 2)]
-    pub pbo_count: usize,
-
-    /// Pixel format of the frames: rgba8, bgra8, rgb8, gray8 (luma), depth32f (window-space
-    /// depth as little-endian f32, background 1.0).
-    #[arg(long, value_enum, default_value_t = Format::Rgba8)]
-    pub format: Format,
-
-    /// Rows top-down (flipped on the GPU) instead of OpenGL's bottom-up.
-    #[arg(long)]
-    pub flip: bool,
-
-    /// Scene to render: a built-in (cube, pattern), a Shadertoy-style shader (.frag, .glsl) or a
-    /// glTF 2.0 model (.gltf, .glb).
-    #[arg(long, default_value = "cube")]
-    pub scene: SceneSource,
-
-    /// Use this image file as the cube's texture instead of the built-in one.
-    #[arg(long)]
-    pub texture: Option<PathBuf>,
-}
-
-impl RenderArgs {
-    /// Checks sizes and ring length.
-    pub fn validate(&self) -> Result<RenderOptions> {
-        for (flag, value) in [("--width", self.width), ("--height", self.height)] {
-            if value == 0 {
-                bail!("{flag} 0: the frame must be at least 1 pixel");
-            }
-        }
-        if !(1..=MAX_PBO_COUNT).contains(&self.pbo_count) {
-            bail!(
-                "--pbo-count {}: must be between 1 and {MAX_PBO_COUNT}",
-                self.pbo_count
-            );
-        }
-        Ok(RenderOptions {
-            device: self.device,
-            width_px: self.width,
-            height_px: self.height,
-            pbo_count: self.pbo_count,
-            format: self.format,
-            flip: self.flip,
-            scene: SceneOptions {
-                source: self.scene.clone(),
-                texture: self.texture.clone(),
-                frame_rate: None,
-            },
-        })
-    }
-}
 
 /// Options of the default action: render and stream.
 #[derive(Debug, Args)]
@@ -180,21 +70,6 @@ pub struct ServeArgs {
     pub send_timeout: f64,
 }
 
-/// Largest PBO ring we accept; more buffers than this only cost memory.
-pub const MAX_PBO_COUNT: usize = 16;
-
-/// Most clients one server takes; each may pin one frame-sized buffer.
-const MAX_CLIENTS: usize = 1024;
-
-/// Seconds as a Duration between 1 ms and a day, or an error naming the flag: what a pacing
-/// interval or a timeout can sensibly be (and what `Duration` and `Instant` arithmetic can hold).
-fn seconds(flag: &str, value: f64, what: &str) -> Result<Duration> {
-    if !(0.001..=86_400.0).contains(&value) {
-        bail!("{flag}: {what} of {value} s is out of range (1 ms to 1 day)");
-    }
-    Ok(Duration::from_secs_f64(value))
-}
-
 /// Validated serve configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -214,14 +89,6 @@ pub struct ServeConfig {
     pub frame_interval: Option<Duration>,
     /// Per-client write timeout.
     pub send_timeout: Duration,
-}
-
-/// A finite number above zero, or an error naming the flag.
-pub fn positive(flag: &str, value: f64) -> Result<f64> {
-    if !(value.is_finite() && value > 0.0) {
-        bail!("{flag} {value}: must be a positive number");
-    }
-    Ok(value)
 }
 
 impl ServeArgs {
@@ -276,6 +143,8 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("glstream").chain(args.iter().copied())).unwrap()

@@ -3,55 +3,13 @@
 //! matching PNG: RGB, 8-bit grey, or 16-bit grey for depth.
 
 use std::io::IsTerminal;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
 
 use crate::capture;
-use crate::cli::RenderArgs;
+use crate::cli::SnapshotArgs;
 use crate::render::Renderer;
-
-/// Options of `glstream snapshot`.
-#[derive(Debug, Args)]
-pub struct SnapshotArgs {
-    /// Size, device, ring and scene, as for serving.
-    #[command(flatten)]
-    pub render: RenderArgs,
-
-    /// The frame index to render.
-    #[arg(long, conflicts_with = "frames")]
-    pub frame: Option<u64>,
-
-    /// A range of frame indices, `A..B` (B excluded) or `A..=B`; --output is then a directory.
-    #[arg(long, value_parser = parse_range)]
-    pub frames: Option<Range<u64>>,
-
-    /// The PNG to write, or with --frames the directory for frame_NNNNNN.png files.
-    #[arg(long, short)]
-    pub output: PathBuf,
-}
-
-/// Parses `A..B` or `A..=B` into a half-open range.
-fn parse_range(text: &str) -> Result<Range<u64>, String> {
-    let bad = || format!("'{text}' is not a range like 0..10 or 0..=9");
-    let (start, end) = text.split_once("..").ok_or_else(bad)?;
-    let start: u64 = start.trim().parse().map_err(|_| bad())?;
-    let end: u64 = match end.strip_prefix('=') {
-        Some(inclusive) => inclusive
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| bad())?
-            .checked_add(1)
-            .ok_or_else(bad)?,
-        None => end.trim().parse().map_err(|_| bad())?,
-    };
-    if end <= start {
-        return Err(format!("'{text}' is empty"));
-    }
-    Ok(start..end)
-}
 
 /// The file a frame of a range goes to.
 pub fn frame_file(dir: &Path, frame_index: u64) -> PathBuf {
@@ -112,19 +70,4 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
     })?;
     log::info!("wrote frame {frame_index} to {}", args.output.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges_parse_both_ways() {
-        assert_eq!(parse_range("3..7"), Ok(3..7));
-        assert_eq!(parse_range("3..=7"), Ok(3..8));
-        assert!(parse_range("7..3").is_err());
-        assert!(parse_range("5").is_err());
-        assert!(parse_range("a..b").is_err());
-        assert!(parse_range("0..=18446744073709551615").is_err());
-    }
 }

@@ -1,6 +1,6 @@
 //! The `pattern` scene's layout and its decoder: pure integer geometry with no GL, so the scene's
-//! shader, [`decode_pattern`] and the integration tests (which include this file by path) agree
-//! on every pixel.
+//! shader, [`decode_pattern`] (used by `recv`, which must not depend on the renderer) and the
+//! integration tests agree on every pixel.
 //!
 //! Layout, in OpenGL pixel coordinates (`x` from the left, `y` from the bottom):
 //! - The image is cut into [`COLUMNS`] columns: column `c` holds the pixels with

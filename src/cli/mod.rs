@@ -1,0 +1,201 @@
+//! Command-line parsing (clap derive) and validation into a typed configuration.
+//!
+//! Nothing here touches GL or sockets: every check that can be made from the arguments alone is
+//! made here, before any context is created, so bad input fails fast with one line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::builder::PossibleValue;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+mod bench;
+mod compare;
+mod recv;
+mod serve;
+mod snapshot;
+
+pub use bench::{BenchArgs, BenchTransport};
+pub use compare::{CompareArgs, Outliers};
+pub use recv::RecvArgs;
+pub use serve::{ServeArgs, ServeConfig};
+pub use snapshot::SnapshotArgs;
+
+use crate::format::Format;
+use crate::render::RenderOptions;
+use crate::scene::{SceneOptions, SceneSource};
+use crate::stream::hub::Policy;
+use crate::stream::protocol::HeaderMode;
+
+/// Headless OpenGL render-to-texture streamer: renders frames on an EGL device, reads them back
+/// through a ring of pixel-pack buffers and streams them over TCP in the byte format of a Blender
+/// game-engine producer.
+#[derive(Debug, Parser)]
+#[command(name = "glstream", version, max_term_width = 100)]
+pub struct Cli {
+    /// What to do instead of serving the stream.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Serve options (the default action).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// More log output (-v debug, -vv trace). RUST_LOG, when set, takes precedence.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only).
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+/// Subcommands beside the default serve action.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the EGL devices (index for --device, software or hardware, extensions).
+    Devices,
+    /// Read a stream as a consumer would: validate headers, report fps and MB/s, save PNGs.
+    Recv(RecvArgs),
+    /// Render frames through the streaming pipeline and write them as PNGs (rows top-down).
+    Snapshot(SnapshotArgs),
+    /// Compare two PNGs with a per-pixel tolerance and an outlier bound (exit 0/1, 2 on error).
+    Compare(CompareArgs),
+    /// Measure render, readback and end-to-end fps per stage, for 1/2/3 PBOs, TCP and Unix.
+    Bench(BenchArgs),
+}
+
+/// Options of every job that renders: size, device, ring, scene.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Frame width in pixels.
+    #[arg(long, default_value_t = 800)]
+    pub width: u32,
+
+    /// Frame height in pixels.
+    #[arg(long, default_value_t = 600)]
+    pub height: u32,
+
+    /// EGL device index (see `glstream devices`). Default: first hardware device, else software.
+    #[arg(long)]
+    pub device: Option<usize>,
+
+    /// Pixel-pack buffers in the readback ring; 1 is the synchronous baseline.
+    #[arg(long, default_value_t = 2)]
+    pub pbo_count: usize,
+
+    /// Pixel format of the frames: rgba8, bgra8, rgb8, gray8 (luma), depth32f (window-space
+    /// depth as little-endian f32, background 1.0).
+    #[arg(long, value_enum, default_value_t = Format::Rgba8)]
+    pub format: Format,
+
+    /// Rows top-down (flipped on the GPU) instead of OpenGL's bottom-up.
+    #[arg(long)]
+    pub flip: bool,
+
+    /// Scene to render: a built-in (cube, pattern), a Shadertoy-style shader (.frag, .glsl) or a
+    /// glTF 2.0 model (.gltf, .glb).
+    #[arg(long, default_value = "cube")]
+    pub scene: SceneSource,
+
+    /// Use this image file as the cube's texture instead of the built-in one.
+    #[arg(long)]
+    pub texture: Option<PathBuf>,
+}
+
+impl RenderArgs {
+    /// Checks sizes and ring length.
+    pub fn validate(&self) -> Result<RenderOptions> {
+        for (flag, value) in [("--width", self.width), ("--height", self.height)] {
+            if value == 0 {
+                bail!("{flag} 0: the frame must be at least 1 pixel");
+            }
+        }
+        if !(1..=MAX_PBO_COUNT).contains(&self.pbo_count) {
+            bail!(
+                "--pbo-count {}: must be between 1 and {MAX_PBO_COUNT}",
+                self.pbo_count
+            );
+        }
+        Ok(RenderOptions {
+            device: self.device,
+            width_px: self.width,
+            height_px: self.height,
+            pbo_count: self.pbo_count,
+            format: self.format,
+            flip: self.flip,
+            scene: SceneOptions {
+                source: self.scene.clone(),
+                texture: self.texture.clone(),
+                frame_rate: None,
+            },
+        })
+    }
+}
+
+// The stream types stay free of clap: their command-line names and help live here.
+impl ValueEnum for HeaderMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            HeaderMode::Blender,
+            HeaderMode::Blender32,
+            HeaderMode::Raw,
+            HeaderMode::Glstream,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            HeaderMode::Blender => PossibleValue::new("blender")
+                .help("12 bytes: u64 LE payload length, u16 LE height, u16 LE width (Python \"L\" on 64-bit Linux)"),
+            HeaderMode::Blender32 => PossibleValue::new("blender32")
+                .help("8 bytes: u32 LE payload length, u16 LE height, u16 LE width (Python \"L\" on Windows)"),
+            HeaderMode::Raw => PossibleValue::new("raw")
+                .help("No header: the bare pixels, for ffmpeg -f rawvideo or GStreamer rawvideoparse"),
+            HeaderMode::Glstream => PossibleValue::new("glstream").help(
+                "56 bytes: magic, version, size, format, flags, stride, frame index, timestamp, length",
+            ),
+        })
+    }
+}
+
+impl ValueEnum for Policy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Policy::Latest, Policy::Lossless]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Policy::Latest => PossibleValue::new("latest").help(
+                "Skip to the newest frame; never a torn frame, never more than one frame held per client",
+            ),
+            Policy::Lossless => PossibleValue::new("lossless").help(
+                "Every frame in order; the render loop waits for the slowest client (recordings)",
+            ),
+        })
+    }
+}
+
+/// Largest PBO ring we accept; more buffers than this only cost memory.
+pub const MAX_PBO_COUNT: usize = 16;
+
+/// Most clients one server takes; each may pin one frame-sized buffer.
+pub const MAX_CLIENTS: usize = 1024;
+
+/// Seconds as a Duration between 1 ms and a day, or an error naming the flag: what a pacing
+/// interval or a timeout can sensibly be (and what `Duration` and `Instant` arithmetic can hold).
+pub fn seconds(flag: &str, value: f64, what: &str) -> Result<Duration> {
+    if !(0.001..=86_400.0).contains(&value) {
+        bail!("{flag}: {what} of {value} s is out of range (1 ms to 1 day)");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// A finite number above zero, or an error naming the flag.
+pub fn positive(flag: &str, value: f64) -> Result<f64> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{flag} {value}: must be a positive number");
+    }
+    Ok(value)
+}

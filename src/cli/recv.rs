@@ -1,0 +1,61 @@
+//! Options of `glstream recv`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::format::Format;
+use crate::stream::protocol::HeaderMode;
+
+/// Options of `glstream recv`.
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// TCP server to read from, e.g. 127.0.0.1:9000.
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "unix")]
+    pub connect: Option<String>,
+
+    /// Unix domain socket to read from.
+    #[arg(long, value_name = "PATH", conflicts_with = "connect")]
+    pub unix: Option<PathBuf>,
+
+    /// Header the server sends.
+    #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
+    pub header: HeaderMode,
+
+    /// Pixel format the server sends (a glstream header names its own).
+    #[arg(long, value_enum, default_value_t = Format::Rgba8)]
+    pub format: Format,
+
+    /// The rows arrive top-down (the server runs with --flip); a glstream header says so itself.
+    #[arg(long)]
+    pub top_down: bool,
+
+    /// Frame width; needed with --header raw, checked against the headers otherwise.
+    #[arg(long)]
+    pub width: Option<u32>,
+
+    /// Frame height; needed with --header raw, checked against the headers otherwise.
+    #[arg(long)]
+    pub height: Option<u32>,
+
+    /// Stop after this many frames (default: until the server closes the stream).
+    #[arg(long)]
+    pub frames: Option<u64>,
+
+    /// Save frames as PNG (rows top-down) into this directory.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+
+    /// With --save, keep every K-th frame (frame 0, K, 2K, ...).
+    #[arg(long, default_value_t = 1)]
+    pub every: u64,
+
+    /// Read each frame's index from the `pattern` scene and fail on a frame that is not one, on
+    /// frames out of order, or on more than --max-drops missing frames.
+    #[arg(long)]
+    pub verify_pattern: bool,
+
+    /// With --verify-pattern, how many frames may be missing between those received.
+    #[arg(long, default_value_t = 0)]
+    pub max_drops: u64,
+}
