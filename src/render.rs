@@ -10,7 +10,7 @@ use crate::gl::GlError;
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{ReadSource, RenderTarget};
 use crate::gl::output::OutputPass;
-use crate::gl::readback::{FrameLease, PboRing};
+use crate::gl::readback::{FrameLease, FrameMeta, PboRing, Slot};
 use crate::scene::{self, Scene, SceneOptions};
 
 /// What a pipeline is built from.
@@ -32,31 +32,38 @@ pub struct RenderOptions {
     pub scene: SceneOptions,
 }
 
-/// A ready pipeline. Fields drop in declaration order, so every GL object goes before the
-/// context that owns it.
-pub struct Renderer {
+/// A ready pipeline on a context the caller owns. The ring's leases borrow that context, so
+/// the context outlives every frame handed out (see [`crate::gl::readback`]). Fields drop in
+/// declaration order.
+pub struct Renderer<'ctx> {
     /// The readback ring.
-    pub ring: PboRing,
+    pub ring: PboRing<'ctx>,
     output: Option<OutputPass>,
     scene: Box<dyn Scene>,
     /// The FBO frames are drawn into.
     pub target: RenderTarget,
-    context: HeadlessContext,
+    context: &'ctx HeadlessContext,
 }
 
-impl Renderer {
-    /// Creates the context and everything on it; logs GL_VERSION and GL_RENDERER.
-    pub fn new(options: &RenderOptions) -> Result<Self> {
-        let context = HeadlessContext::new(options.device)?;
-        let info = context.info();
-        log::debug!("GL_VENDOR {}", info.vendor);
-        log::info!(
-            "GL_VERSION {} | GL_RENDERER {} (EGL device {}{})",
-            info.version,
-            info.renderer,
-            info.device_index,
-            if info.software { ", software" } else { "" }
-        );
+/// Creates the headless context a [`Renderer`] draws on (device from `options`) and logs
+/// GL_VERSION and GL_RENDERER.
+pub fn context(options: &RenderOptions) -> Result<HeadlessContext> {
+    let context = HeadlessContext::new(options.device)?;
+    let info = context.info();
+    log::debug!("GL_VENDOR {}", info.vendor);
+    log::info!(
+        "GL_VERSION {} | GL_RENDERER {} (EGL device {}{})",
+        info.version,
+        info.renderer,
+        info.device_index,
+        if info.software { ", software" } else { "" }
+    );
+    Ok(context)
+}
+
+impl<'ctx> Renderer<'ctx> {
+    /// Builds the scene, render target, output pass and ring on `context`.
+    pub fn new(context: &'ctx HeadlessContext, options: &RenderOptions) -> Result<Self> {
         let gl = context.gl();
         let target = RenderTarget::new(
             gl,
@@ -65,7 +72,7 @@ impl Renderer {
             context.max_target_size(),
         )?;
         let aspect = options.width_px as f32 / options.height_px as f32;
-        let scene = scene::build(&context, &options.scene, aspect).context("building the scene")?;
+        let scene = scene::build(context, &options.scene, aspect).context("building the scene")?;
         let output = OutputPass::new(
             gl,
             context.glsl_header(),
@@ -75,7 +82,7 @@ impl Renderer {
             options.height_px,
         )?;
         let ring = PboRing::new(
-            gl,
+            context,
             options.width_px,
             options.height_px,
             options.format,
@@ -98,13 +105,21 @@ impl Renderer {
         }
     }
 
-    /// Starts the readback of the frame just rendered into the ring (see [`PboRing::submit`]).
-    pub fn submit(&mut self, sequence: u64) -> Result<(), GlError> {
+    /// The buffer the frame just rendered goes into, and where to read it from: submit the one
+    /// from the other ([`Slot::submit`]) once the slot is free.
+    pub fn acquire(&mut self) -> Result<(Slot<'_, 'ctx>, &dyn ReadSource), GlError> {
         let source: &dyn ReadSource = match &self.output {
             Some(output) => output,
             None => &self.target,
         };
-        self.ring.submit(source, sequence)
+        Ok((self.ring.acquire()?, source))
+    }
+
+    /// Starts the readback of the frame just rendered, waiting for the buffer if a lease still
+    /// pins it (for callers whose leases are all their own: snapshots, the bench).
+    pub fn submit(&mut self, meta: FrameMeta) -> Result<(), GlError> {
+        let (slot, source) = self.acquire()?;
+        slot.submit(source, meta)
     }
 
     /// The context's GL strings (GL_RENDERER names the driver in bench reports).
@@ -124,12 +139,16 @@ impl Renderer {
     pub fn render_range(
         &mut self,
         frames: impl IntoIterator<Item = u64>,
-        mut each: impl FnMut(&FrameLease) -> Result<()>,
+        mut each: impl FnMut(&FrameLease<'ctx>) -> Result<()>,
     ) -> Result<()> {
         for frame_index in frames {
             self.render(frame_index);
-            self.submit(frame_index)?;
-            if self.ring.in_flight() == self.ring.capacity()
+            self.submit(FrameMeta {
+                sequence: frame_index,
+                frame_index,
+                timestamp_ns: 0,
+            })?;
+            if self.ring.is_full()
                 && let Some(lease) = self.ring.complete_oldest()?
             {
                 each(&lease)?;

@@ -190,7 +190,7 @@ mod clients {
         let frames = read_frames(&mut server.connect(), 3);
         assert!(frames.iter().all(|f| f.width == 320 && f.height == 240));
         assert!(server.is_running());
-        assert!(server.wait_for_log("dropped"), "hang-ups are logged");
+        assert!(server.wait_for_log("left after"), "hang-ups are logged");
         let log = server.stderr();
         assert!(!log.contains("panicked"));
     }
@@ -1192,7 +1192,7 @@ mod bench {
     #[test]
     fn every_configuration_runs_and_the_frame_loop_does_not_allocate() {
         let report = bench(&[]);
-        assert_eq!(report["allocs_per_frame"], 0, "{report}");
+        assert_eq!(report["allocs_per_frame"].as_f64(), Some(0.0), "{report}");
         assert_eq!(report["allocations"], 0, "{report}");
         for key in ["render_fps", "readback_fps", "e2e_fps"] {
             assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
@@ -1215,7 +1215,7 @@ mod bench {
         assert_eq!(configs.len(), 1 + 3 + 6);
         for c in configs {
             assert!(c["fps"].as_f64().unwrap() > 0.0, "{c}");
-            assert_eq!(c["allocs_per_frame"], 0, "{c}");
+            assert_eq!(c["allocs_per_frame"].as_f64(), Some(0.0), "{c}");
             assert!(c["ms"]["render"].as_f64().is_some(), "{c}");
         }
     }

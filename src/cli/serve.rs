@@ -11,7 +11,7 @@ use super::{MAX_CLIENTS, RenderArgs, positive, seconds};
 use crate::render::RenderOptions;
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
-use crate::stream::server::Transport;
+use crate::stream::socket::Transport;
 
 /// Options of the default action: render and stream.
 #[derive(Debug, Args)]
@@ -24,23 +24,24 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
 
-    /// TCP port to listen on; 0 picks a free one (the "listening on" line says which).
-    #[arg(long, default_value_t = 9000)]
-    pub port: u16,
+    /// TCP port to listen on; 0 picks a free one (the "listening on" line says which). The
+    /// TCP listener runs when --port is given or no other output is [default: 9000].
+    #[arg(long)]
+    pub port: Option<u16>,
 
-    /// Listen on a Unix domain socket at PATH instead of TCP (a stale socket file is replaced,
-    /// a live one is not).
-    #[arg(long, value_name = "PATH", group = "transport")]
+    /// Also (or, without --port, only) listen on a Unix domain socket at PATH (a stale socket
+    /// file is replaced, a live one is not).
+    #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
 
-    /// Connect out to a consumer listening at HOST:PORT instead of listening (as a Blender game
-    /// script would); reconnect with backoff when it goes away.
-    #[arg(long, value_name = "HOST:PORT", group = "transport")]
+    /// Connect out to a consumer listening at HOST:PORT (as a Blender game script would);
+    /// reconnect with backoff when it goes away.
+    #[arg(long, value_name = "HOST:PORT")]
     pub connect: Option<String>,
 
     /// Write the stream to standard output (logs stay on stderr); with --header raw it pipes
-    /// straight into ffmpeg -f rawvideo.
-    #[arg(long, group = "transport")]
+    /// straight into ffmpeg -f rawvideo. The stream ends when the reader does.
+    #[arg(long)]
     pub stdout: bool,
 
     /// Refuse connections beyond this many clients.
@@ -65,24 +66,28 @@ pub struct ServeArgs {
     #[arg(long)]
     pub fps: Option<f64>,
 
-    /// Drop a client whose socket accepts nothing for this many seconds.
+    /// Drop a client that has not taken a whole frame within this many seconds.
     #[arg(long, default_value_t = 10.0)]
     pub send_timeout: f64,
 }
+
+/// The TCP port when none is given.
+pub const DEFAULT_PORT: u16 = 9000;
 
 /// Validated serve configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// The render pipeline.
     pub render: RenderOptions,
-    /// Where the stream goes.
-    pub transport: Transport,
+    /// Where the stream goes: one or more outputs, served side by side.
+    pub outputs: Vec<Transport>,
     /// Connections beyond this many are refused.
     pub max_clients: usize,
     /// Wire header.
     pub header: HeaderMode,
-    /// Slow-client policy.
-    pub policy: Policy,
+    /// Slow-client policy, when given; otherwise each output's own default (latest for
+    /// sockets, lossless for stdout).
+    pub policy: Option<Policy>,
     /// Frame limit.
     pub frames: Option<u64>,
     /// Time between frames when paced.
@@ -91,7 +96,43 @@ pub struct ServeConfig {
     pub send_timeout: Duration,
 }
 
+/// Checks that `addr` is HOST:PORT with a port from 1 to 65535. Whether the host resolves is
+/// only known later (a consumer's name may not resolve yet), so that is retried, not refused.
+fn check_connect_address(addr: &str) -> Result<()> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        bail!("--connect {addr}: expected HOST:PORT");
+    };
+    if host.is_empty() {
+        bail!("--connect {addr}: the host is missing (expected HOST:PORT)");
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(()),
+        _ => bail!("--connect {addr}: '{port}' is not a port (1 to 65535)"),
+    }
+}
+
 impl ServeArgs {
+    /// The outputs asked for, in a fixed order. The TCP listener runs when --port is given or
+    /// nothing else is, so `--unix PATH` alone serves only the socket file.
+    fn outputs(&self) -> Result<Vec<Transport>> {
+        let mut outputs = Vec::new();
+        if let Some(path) = &self.unix {
+            outputs.push(Transport::Unix(path.clone()));
+        }
+        if let Some(addr) = &self.connect {
+            check_connect_address(addr)?;
+            outputs.push(Transport::Connect(addr.clone()));
+        }
+        if self.stdout {
+            outputs.push(Transport::Stdout);
+        }
+        if self.port.is_some() || outputs.is_empty() {
+            let port = self.port.unwrap_or(DEFAULT_PORT);
+            outputs.insert(0, Transport::Tcp(SocketAddr::new(self.bind, port)));
+        }
+        Ok(outputs)
+    }
+
     /// Checks every option that can be checked without GL.
     pub fn validate(&self) -> Result<ServeConfig> {
         let mut render = self.render.validate()?;
@@ -113,22 +154,10 @@ impl ServeArgs {
         render.scene.frame_rate = self.fps;
         Ok(ServeConfig {
             render,
-            transport: if let Some(path) = &self.unix {
-                Transport::Unix(path.clone())
-            } else if let Some(addr) = &self.connect {
-                Transport::Connect(addr.clone())
-            } else if self.stdout {
-                Transport::Stdout
-            } else {
-                Transport::Tcp(SocketAddr::new(self.bind, self.port))
-            },
+            outputs: self.outputs()?,
             max_clients: self.max_clients,
             header: self.header,
-            policy: self.policy.unwrap_or(if self.stdout {
-                Policy::Lossless
-            } else {
-                Policy::Latest
-            }),
+            policy: self.policy,
             frames: self.frames,
             frame_interval,
             send_timeout: seconds(
@@ -162,13 +191,13 @@ mod tests {
             (800, 600)
         );
         assert_eq!(
-            config.transport,
-            Transport::Tcp("127.0.0.1:9000".parse().unwrap())
+            config.outputs,
+            [Transport::Tcp("127.0.0.1:9000".parse().unwrap())]
         );
         assert_eq!(config.max_clients, 32);
         assert_eq!(config.render.pbo_count, 2);
         assert_eq!(config.header, HeaderMode::Blender);
-        assert_eq!(config.policy, Policy::Latest);
+        assert_eq!(config.policy, None, "each output's own default");
         assert!(config.frame_interval.is_none());
     }
 
@@ -192,17 +221,38 @@ mod tests {
     }
 
     #[test]
-    fn transports_are_exclusive() {
+    fn outputs_run_side_by_side_and_tcp_only_when_asked_or_alone() {
         let config = parse(&["--unix", "/tmp/x.sock"]).serve.validate().unwrap();
-        assert_eq!(config.transport, Transport::Unix("/tmp/x.sock".into()));
+        assert_eq!(config.outputs, [Transport::Unix("/tmp/x.sock".into())]);
         let config = parse(&["--stdout"]).serve.validate().unwrap();
-        assert_eq!(config.transport, Transport::Stdout);
+        assert_eq!(config.outputs, [Transport::Stdout]);
+        let config = parse(&["--unix", "/tmp/x.sock", "--port", "0", "--stdout"])
+            .serve
+            .validate()
+            .unwrap();
         assert_eq!(
-            config.policy,
-            Policy::Lossless,
-            "a recording keeps every frame"
+            config.outputs,
+            [
+                Transport::Tcp("127.0.0.1:0".parse().unwrap()),
+                Transport::Unix("/tmp/x.sock".into()),
+                Transport::Stdout
+            ]
         );
-        assert!(Cli::try_parse_from(["glstream", "--stdout", "--connect", "127.0.0.1:1"]).is_err());
+    }
+
+    #[test]
+    fn connect_addresses_that_cannot_parse_are_refused() {
+        assert!(error(&["--connect", "garbage"]).contains("HOST:PORT"));
+        assert!(error(&["--connect", "127.0.0.1:99999"]).contains("not a port"));
+        assert!(error(&["--connect", "127.0.0.1:0"]).contains("not a port"));
+        assert!(error(&["--connect", ":9000"]).contains("host is missing"));
+        // A name that does not resolve yet is retried, not refused.
+        assert!(
+            parse(&["--connect", "consumer.invalid:9000"])
+                .serve
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -1,53 +1,54 @@
-//! The main job: render, read back, stream.
+//! The main job: render, read back, publish to the outputs.
 //!
-//! One frame's life: the scene draws frame N into the FBO; the frames still mapped in the PBO
-//! about to be reused are retracted from the hub; `glReadPixels` copies into that PBO and a fence
-//! follows; once k frames are in flight the oldest is waited on, mapped, and published to the
-//! writers, which send it from the mapping. At the end the ring drains so the last frames go out
-//! too. The GL context never leaves this thread; the writers never call GL.
+//! One frame's life: the scene draws frame N into the FBO; the ring picks the PBO it goes into
+//! and, if an earlier frame still pinned there is published, the hub withdraws it; `glReadPixels`
+//! copies into that PBO and a fence follows; once k frames are in flight the oldest is waited on,
+//! mapped, and published to the outputs, which send it from the mapping. At the end the ring
+//! drains so the last frames go out too. The GL context never leaves this thread; the outputs
+//! never call GL.
+//!
+//! The outputs run in a thread scope inside the renderer's borrow of the context, and every
+//! frame they hold borrows that context: on every way out of [`stream`] — the end, a signal, or
+//! an error returned with `?` — the scope's [`Closing`] guard shuts the hub, gives consumers a
+//! short grace to finish the frame they are on, then makes the rest give up, and the scope joins
+//! every output thread before the context can go.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
-
-use crate::cli::ServeConfig;
-use crate::gl::readback::FrameLease;
-use crate::render::Renderer;
-use crate::stream::hub::{Frame, Hub, Policy};
-use crate::stream::server::{self, Bound, ServeOptions, Server, Stats};
+use anyhow::{Context, Result, bail};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// A mapped frame as the writers get it: the lease, plus what the glstream header says about it.
-/// Cloning is a reference count and two copies, never an allocation.
-#[derive(Clone)]
-pub struct Published {
-    lease: FrameLease,
-    frame_index: u64,
-    timestamp_ns: u64,
-}
+use crate::cli::ServeConfig;
+use crate::gl::readback::{FrameLease, FrameMeta};
+use crate::render::{self, Renderer};
+use crate::stream::hub::{Frame, Policy};
+use crate::stream::output::{Feed, FrameShape, Output, Stats};
+use crate::stream::socket;
 
-impl Frame for Published {
+impl Frame for FrameLease<'_> {
     fn bytes(&self) -> &[u8] {
-        self.lease.bytes()
+        FrameLease::bytes(self)
     }
 
     fn sequence(&self) -> u64 {
-        // The ring numbers frames by the loop's sequence.
-        self.lease.frame_index()
+        self.meta().sequence
     }
 
     fn frame_index(&self) -> u64 {
-        self.frame_index
+        self.meta().frame_index
     }
 
     fn timestamp_ns(&self) -> u64 {
-        self.timestamp_ns
+        self.meta().timestamp_ns
     }
 }
+
+/// Every output of a stream, as the render loop sees them.
+pub type Outputs<'ctx> = Vec<Box<dyn Output<FrameLease<'ctx>>>>;
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
 fn unix_ns() -> u64 {
@@ -97,70 +98,62 @@ impl Pacer {
     }
 }
 
-/// Logs fps, MB/s and clients once a second.
-struct StatsLog {
-    started: Instant,
-    frames: u64,
-    bytes: u64,
+/// How long a shutdown waits for consumers to finish the frame they are on before they are made
+/// to give up.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
+
+/// After a signal, how long the process may take to exit before the signal thread ends it (a
+/// frame that takes longer to draw than that cannot be interrupted any other way).
+const SIGNAL_WATCHDOG: Duration = Duration::from_millis(950);
+
+/// The hidden test hook: `GLSTREAM_TEST_FAIL_AT_FRAME=N` makes the loop fail at frame N, so the
+/// tests can show that an error mid-stream is one clean line with outputs still connected.
+const FAIL_AT_ENV: &str = "GLSTREAM_TEST_FAIL_AT_FRAME";
+
+/// Points in one pass of the render loop, for observers that time the stages (`bench`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// A frame is about to be drawn.
+    Start,
+    /// Its draw calls are issued.
+    Rendered,
+    /// Its PBO is free (an earlier frame withdrawn from the outputs, or waited for).
+    Retracted,
+    /// `glReadPixels` into the PBO and its fence are issued.
+    Submitted,
+    /// The oldest frame in flight is mapped.
+    Mapped,
+    /// It is handed to the outputs.
+    Published,
 }
 
-impl StatsLog {
-    fn new(stats: &Stats) -> Self {
-        Self {
-            started: Instant::now(),
-            frames: 0,
-            bytes: stats.bytes_sent.load(Ordering::Relaxed),
-        }
-    }
-
-    fn frame(&mut self, stats: &Stats, clients: impl FnOnce() -> usize) {
-        self.frames += 1;
-        let elapsed = self.started.elapsed();
-        if elapsed < Duration::from_secs(1) {
-            return;
-        }
-        let bytes = stats.bytes_sent.load(Ordering::Relaxed);
-        let seconds = elapsed.as_secs_f64();
-        log::info!(
-            "{:.1} fps, {:.1} MB/s, {} clients",
-            self.frames as f64 / seconds,
-            (bytes - self.bytes) as f64 / seconds / 1e6,
-            clients()
-        );
-        self.started = Instant::now();
-        self.frames = 0;
-        self.bytes = bytes;
-    }
-}
-
-/// How long a signal-initiated shutdown waits for writers to finish the frame they are on.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
-
-/// Time spent in each stage of the render loop, summed over a run (for `bench`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StageTimes {
-    /// Issuing the scene's draw calls.
-    pub render: Duration,
-    /// Choosing a PBO and taking its frame back from the hub (waits for lossless clients).
-    pub retract: Duration,
-    /// `glReadPixels` into the PBO, including waiting for writers still reading that buffer.
-    pub readback: Duration,
-    /// Waiting on the oldest frame's fence and mapping it.
-    pub wait_and_map: Duration,
-    /// Handing the mapped frame to the writers.
-    pub publish: Duration,
-}
-
-/// Where a streaming run stands after a frame, for callers that sample mid-run (`bench` starts
-/// its steady-state window after warm-up).
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
+/// Where a streaming run stands after a frame.
+pub struct Progress<'a> {
     /// Frames rendered so far.
     pub frames: u64,
-    /// GL-thread time per stage so far.
-    pub stages: StageTimes,
-    /// Writer time in vectored writes so far, summed over writers.
-    pub send: Duration,
+    /// Delivery counters.
+    pub stats: &'a Stats,
+    /// Consumers connected now (takes the hub's lock: call it rarely).
+    pub clients: &'a dyn Fn() -> usize,
+}
+
+impl Progress<'_> {
+    /// Time sinks have spent sending so far, summed over sinks.
+    pub fn send(&self) -> Duration {
+        Duration::from_nanos(self.stats.send_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// Watches a stream from the GL thread. The production loop's observer logs once a second; the
+/// bench's times the stages. Nothing here may allocate per frame if the loop is to stay
+/// allocation-free.
+pub trait Observer {
+    /// The outputs are serving; `announcements` are their `listening on ...` lines.
+    fn ready(&mut self, announcements: &[String]) -> Result<()>;
+    /// A point in the frame's pass was reached.
+    fn mark(&mut self, _mark: Mark) {}
+    /// A frame went through the loop.
+    fn frame(&mut self, progress: &Progress<'_>);
 }
 
 /// What one streaming run did.
@@ -168,152 +161,290 @@ pub struct Progress {
 pub struct StreamReport {
     /// Frames rendered.
     pub frames: u64,
-    /// From the first frame rendered until the last was delivered.
-    pub elapsed: Duration,
-    /// GL-thread time per stage, summed.
-    pub stages: StageTimes,
-    /// Writer time in vectored writes, summed over all writers.
-    pub send: Duration,
-    /// Bytes written to all clients.
+    /// Time spent rendering for consumers (idle time excluded), until the last was delivered.
+    pub served: Duration,
+    /// Bytes delivered to all consumers.
     pub bytes_sent: u64,
-    /// PBOs the ring allocated (k plus spares).
-    pub buffers: usize,
-    /// Whether every writer finished (false when a stalled client outlived the shutdown grace).
+    /// PBOs the ring allocated beyond k.
+    pub spares: usize,
+    /// Whether every consumer finished (false when one had to be cut off at the end).
     pub drained: bool,
+}
+
+/// The observer of a served stream: prints the announcements and logs fps, MB/s and clients
+/// once a second.
+struct StatsLog {
+    started: Instant,
+    frames: u64,
+    bytes: u64,
+}
+
+impl StatsLog {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            frames: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl Observer for StatsLog {
+    fn ready(&mut self, announcements: &[String]) -> Result<()> {
+        // The lines on stdout: scripts and tests read the port from them when --port is 0. A
+        // closed or full stdout loses them but must not stop the server.
+        let mut stdout = std::io::stdout().lock();
+        for line in announcements {
+            if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+                log::warn!("cannot print \"{line}\" on standard output: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, progress: &Progress<'_>) {
+        self.frames += 1;
+        let elapsed = self.started.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let bytes = progress.stats.bytes_sent.load(Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        log::info!(
+            "{:.1} fps, {:.1} MB/s, {} clients",
+            self.frames as f64 / seconds,
+            bytes.saturating_sub(self.bytes) as f64 / seconds / 1e6,
+            (progress.clients)()
+        );
+        self.started = Instant::now();
+        self.frames = 0;
+        self.bytes = bytes;
+    }
+}
+
+/// Installs the SIGINT/SIGTERM handling for a served stream: the first signal sets `stop`; a
+/// second exits at once; and if the process is still running [`SIGNAL_WATCHDOG`] after the
+/// first (a draw call that takes seconds cannot be interrupted), it is ended there with the
+/// status a signal stop documents (0). Dropping the returned guard disarms the watchdog.
+fn watch_signals(stop: &Arc<AtomicBool>) -> Result<SignalWatch> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let done = Arc::new(AtomicBool::new(false));
+    let (stop, finished) = (Arc::clone(stop), Arc::clone(&done));
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Some(signal) = signals.forever().next() else {
+                return;
+            };
+            log::info!("signal {signal} received: stopping");
+            stop.store(true, Ordering::SeqCst);
+            let received = Instant::now();
+            while !finished.load(Ordering::SeqCst) {
+                if let Some(signal) = signals.pending().next() {
+                    log::warn!("second signal {signal}: exiting at once");
+                    std::process::exit(1);
+                }
+                if received.elapsed() >= SIGNAL_WATCHDOG {
+                    log::warn!(
+                        "still busy {} ms after the signal (a frame that takes that long to \
+                         draw cannot be interrupted); exiting now",
+                        SIGNAL_WATCHDOG.as_millis()
+                    );
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(SignalWatch { done })
+}
+
+/// Disarms the signal watchdog when the stream is over.
+struct SignalWatch {
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Runs the server until `--frames` is reached, a signal arrives, or (stdout) the reader leaves.
 pub fn run(config: &ServeConfig) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let watch = watch_signals(&stop)?;
     // Bind before the (slower) GL start-up, so a port in use fails at once.
-    let bound = server::bind(&config.transport)?;
-    let mut renderer = Renderer::new(&config.render)?;
-    let hub = Arc::new(Hub::<Published>::new(config.render.pbo_count));
-    {
-        // The signal thread sets the flag the loop checks and shuts the hub down, which wakes
-        // the GL thread wherever it waits on clients.
-        let (stop, hub) = (Arc::clone(&stop), Arc::clone(&hub));
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                let mut received = signals.forever();
-                if let Some(signal) = received.next() {
-                    log::info!("signal {signal} received: stopping");
-                    stop.store(true, Ordering::SeqCst);
-                    hub.shutdown();
-                }
-                // A second signal means "now": no more waiting for writers.
-                if let Some(signal) = received.next() {
-                    log::warn!("second signal {signal}: exiting at once");
-                    std::process::exit(1);
-                }
-            })
-            .context("cannot start the signal thread")?;
+    let mut outputs: Vec<socket::SocketOutput> = Vec::new();
+    for transport in &config.outputs {
+        outputs.push(socket::bind(transport, config.header)?);
     }
-    let on_ready = |line: Option<&str>| {
-        if let Some(line) = line {
-            // The one line on stdout: scripts and tests read the port from it when --port is 0.
-            println!("{line}");
-            let _ = std::io::stdout().flush();
-        }
-        Ok(())
-    };
-    let report = stream(config, &mut renderer, bound, hub, &stop, on_ready, |_| {})?;
-    if !report.drained {
-        // A writer is still inside a write from a mapped buffer. Dropping the renderer would
-        // destroy the context and with it the mapping under that write; the process is about to
-        // exit, so the GL state is left to the exit instead.
-        std::mem::forget(renderer);
-    }
-    let seconds = report.elapsed.as_secs_f64().max(1e-9);
+    let context = render::context(&config.render)?;
+    let mut renderer = Renderer::new(&context, &config.render)?;
+    let outputs: Outputs<'_> = outputs
+        .into_iter()
+        .map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>)
+        .collect();
+    let report = stream(config, &mut renderer, outputs, &stop, &mut StatsLog::new())?;
+    drop(watch);
+    let seconds = report.served.as_secs_f64().max(1e-9);
     log::info!(
-        "streamed {} frames in {seconds:.2} s ({:.1} fps, {:.1} MB sent)",
+        "streamed {} frames in {seconds:.2} s of serving ({:.1} fps, {:.1} MB sent)",
         report.frames,
         report.frames as f64 / seconds,
         report.bytes_sent as f64 / 1e6
     );
-    log::debug!(
-        "stage totals: {:?}, writers sending {:?}",
-        report.stages,
-        report.send
-    );
     Ok(())
 }
 
-/// Streams frames from `renderer` over the bound transport until `--frames` is reached, `stop`
-/// is set, or (stdout) the reader leaves. `on_ready` gets the transport's announcement line once
-/// clients can connect; `on_frame` sees the run's progress after every frame (it must not
-/// allocate if the loop is to stay allocation-free).
-pub fn stream(
+/// Shuts the stream down on every way out of the scope: the hub stops handing out frames,
+/// consumers get [`SHUTDOWN_GRACE`] to finish the frame they are on, and then the rest are made
+/// to give up, so the scope's join (and with it the end of the frames' borrow of the context)
+/// comes within the grace plus one wait slice.
+struct Closing<'a, F: Frame> {
+    feed: &'a Feed<F>,
+    drained: bool,
+}
+
+impl<F: Frame> Closing<'_, F> {
+    fn close(&mut self) -> bool {
+        let hub = &self.feed.hub;
+        hub.shutdown();
+        if !hub.wait_drained(Some(SHUTDOWN_GRACE)) {
+            log::warn!("a client did not take its last frame in time; closing anyway");
+            hub.abort();
+            self.drained = false;
+        }
+        self.drained
+    }
+}
+
+impl<F: Frame> Drop for Closing<'_, F> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Streams frames from `renderer` to `outputs` until `--frames` is reached, `stop` is set, or an
+/// output ends the stream (the stdout reader left). `observer` sees the outputs' announcements
+/// once they serve, and every frame.
+pub fn stream<'ctx>(
     config: &ServeConfig,
-    renderer: &mut Renderer,
-    bound: Bound,
-    hub: Arc<Hub<Published>>,
+    renderer: &mut Renderer<'ctx>,
+    outputs: Outputs<'ctx>,
     stop: &AtomicBool,
-    on_ready: impl FnOnce(Option<&str>) -> Result<()>,
-    mut on_frame: impl FnMut(&Progress),
+    observer: &mut impl Observer,
 ) -> Result<StreamReport> {
     // With the latest policy a slow client may keep a frame while the renderer moves on: allow a
     // spare buffer per client rather than wait. Lossless clients are waited for by design, but
     // with no spare the buffer just published is always the next one reused (every other one is
     // in flight), so each frame's send ran alone, between two readbacks; one spare lets the
-    // writers send frame N from its mapping while the GL thread reads frame N + 1. It is used
+    // outputs send frame N from its mapping while the GL thread reads frame N + 1. It is used
     // at once, so it is allocated now rather than mid-stream.
-    match config.policy {
-        Policy::Latest => renderer.ring.set_spare_limit(config.max_clients),
-        Policy::Lossless => {
+    let spare_limit = match config.policy {
+        Some(Policy::Lossless) => {
             renderer.ring.set_spare_limit(1);
             renderer.ring.allocate_spares()?;
+            1
+        }
+        _ => {
+            renderer.ring.set_spare_limit(config.max_clients);
+            config.max_clients
+        }
+    };
+    for transport in &config.outputs {
+        if let socket::Transport::Stdout = transport {
+            // A recording is lossless unless told otherwise; give it its spare too.
+            if config.policy.is_none() {
+                renderer.ring.allocate_spares()?;
+            }
         }
     }
-    let stats = Arc::new(Stats::default());
-    let server = Server::start(
-        bound,
-        Arc::clone(&hub),
-        ServeOptions {
-            header: config.header,
-            policy: config.policy,
-            width_px: config.render.width_px,
-            height_px: config.render.height_px,
-            format: config.render.format,
-            top_down: config.render.flip,
-            send_timeout: config.send_timeout,
-            max_clients: config.max_clients,
-        },
-        Arc::clone(&stats),
-    )?;
-    on_ready(server.announcement())?;
-    log::info!(
-        "streaming {}x{} {}{}, {:?} header, {} PBOs, {:?} policy",
-        config.render.width_px,
-        config.render.height_px,
-        config.render.format.name(),
-        if config.render.flip { " top-down" } else { "" },
-        config.header,
-        config.render.pbo_count,
-        config.policy
+    let shape = FrameShape {
+        width_px: config.render.width_px,
+        height_px: config.render.height_px,
+        format: config.render.format,
+        top_down: config.render.flip,
+    };
+    config
+        .header
+        .check_size(shape.width_px, shape.height_px, shape.format)?;
+    let feed = Feed::new(
+        renderer.ring.capacity() + spare_limit,
+        shape,
+        config.policy,
+        config.send_timeout,
+        config.max_clients,
     );
+    let announcements: Vec<String> = outputs.iter().filter_map(|o| o.announcement()).collect();
+    let fail_at: Option<u64> = std::env::var(FAIL_AT_ENV).ok().and_then(|v| v.parse().ok());
+    let report = std::thread::scope(|scope| -> Result<StreamReport> {
+        let mut closing = Closing {
+            feed: &feed,
+            drained: true,
+        };
+        for output in outputs {
+            output.start(scope, &feed)?;
+        }
+        observer.ready(&announcements)?;
+        log::info!(
+            "streaming {}x{} {}{}, {:?} header, {} PBOs + up to {} spares",
+            shape.width_px,
+            shape.height_px,
+            shape.format.name(),
+            if shape.top_down { " top-down" } else { "" },
+            config.header,
+            renderer.ring.capacity(),
+            spare_limit,
+        );
+        let (frames, served) = frames(config, renderer, &feed, stop, observer, fail_at)?;
+        let drained = closing.close();
+        Ok(StreamReport {
+            frames,
+            served,
+            bytes_sent: feed.stats.bytes_sent.load(Ordering::Relaxed),
+            spares: renderer.ring.buffer_count() - renderer.ring.capacity(),
+            drained,
+        })
+    })?;
+    if let Some(failure) = feed.failure() {
+        bail!("{failure}");
+    }
+    log::info!(
+        "done after {} frames ({} PBOs + {} spares used)",
+        report.frames,
+        renderer.ring.capacity(),
+        report.spares
+    );
+    Ok(report)
+}
 
-    let stopped = || stop.load(Ordering::SeqCst) || server.closed();
+/// The render loop proper; returns the frames rendered and the time spent serving them.
+fn frames<'ctx>(
+    config: &ServeConfig,
+    renderer: &mut Renderer<'ctx>,
+    feed: &Feed<FrameLease<'ctx>>,
+    stop: &AtomicBool,
+    observer: &mut impl Observer,
+    fail_at: Option<u64>,
+) -> Result<(u64, Duration)> {
+    let hub = &feed.hub;
+    let signalled = || stop.load(Ordering::SeqCst);
+    let stopped = || signalled() || feed.is_ended();
+    let clients = || hub.client_count();
     let mut pacer = Pacer::new(config.frame_interval);
-    let mut stats_log = StatsLog::new(&stats);
-    let mut stages = StageTimes::default();
-    let mut started = None;
+    let mut served = Duration::ZERO;
     // `sequence` numbers every rendered frame over the process; the scene's frame index restarts
-    // at 0 whenever a client finds the server idle (a new epoch).
+    // at 0 whenever a client finds the server idle (a new epoch), and so does the --frames count.
     let mut sequence: u64 = 0;
     let mut epoch_start: u64 = 0;
     let mut epoch = None;
-    // Render timestamps of the frames in flight, by sequence; at most 16 PBOs are in flight.
-    let mut stamps = [0u64; 16];
-    let published = |lease: FrameLease, stamps: &[u64; 16], epoch_start: u64| Published {
-        frame_index: lease.frame_index() - epoch_start,
-        timestamp_ns: stamps[(lease.frame_index() % 16) as usize],
-        lease,
-    };
     'frames: loop {
-        if config.frames.is_some_and(|limit| sequence >= limit) || stopped() {
+        let limit_reached = epoch.is_some()
+            && config
+                .frames
+                .is_some_and(|limit| sequence - epoch_start >= limit);
+        if limit_reached || stopped() {
             break;
         }
         let Some(current) = hub.wait_for_clients(&stopped) else {
@@ -327,84 +458,61 @@ pub fn stream(
             epoch = Some(current);
             epoch_start = sequence;
             pacer.reset();
-            stats_log = StatsLog::new(&stats);
         }
-        let t0 = Instant::now();
-        started.get_or_insert(t0);
-        stamps[(sequence % 16) as usize] = unix_ns();
-        renderer.render(sequence - epoch_start);
-        let t1 = Instant::now();
-        if let Some(old) = renderer.ring.choose_slot()? {
-            hub.retract_through(old);
+        if fail_at == Some(sequence - epoch_start) {
+            bail!("failure injected at frame {sequence} ({FAIL_AT_ENV})");
+        }
+        let started = Instant::now();
+        observer.mark(Mark::Start);
+        let meta = FrameMeta {
+            sequence,
+            frame_index: sequence - epoch_start,
+            timestamp_ns: unix_ns(),
+        };
+        renderer.render(meta.frame_index);
+        observer.mark(Mark::Rendered);
+        let (slot, source) = renderer.acquire()?;
+        if let Some(leased) = slot.leased_frame() {
+            hub.retract_through(leased.sequence, &stopped);
         }
         // The buffer may still be in a writer's hands (a lossless stream, or no spare left):
         // wait for it in slices, so that a signal is never stuck behind a stalled reader.
-        while !renderer.ring.wait_chosen_slot(Duration::from_millis(50)) {
+        while !slot.wait_free(Duration::from_millis(50)) {
             if stopped() {
                 break 'frames;
             }
         }
-        let t2 = Instant::now();
-        renderer.submit(sequence)?;
-        let t3 = Instant::now();
-        let ring = &mut renderer.ring;
+        observer.mark(Mark::Retracted);
+        slot.submit(source, meta)?;
+        observer.mark(Mark::Submitted);
         sequence += 1;
-        if ring.in_flight() == ring.capacity()
-            && let Some(lease) = ring.complete_oldest()?
+        if renderer.ring.is_full()
+            && let Some(lease) = renderer.ring.complete_oldest()?
         {
-            let t4 = Instant::now();
-            hub.publish(current, published(lease, &stamps, epoch_start));
-            stages.wait_and_map += t4 - t3;
-            stages.publish += t4.elapsed();
+            observer.mark(Mark::Mapped);
+            hub.publish(current, lease);
+            observer.mark(Mark::Published);
         }
-        stages.render += t1 - t0;
-        stages.retract += t2 - t1;
-        stages.readback += t3 - t2;
-        stats_log.frame(&stats, || hub.client_count());
-        on_frame(&Progress {
+        observer.frame(&Progress {
             frames: sequence,
-            stages,
-            send: Duration::from_nanos(stats.send_ns.load(Ordering::Relaxed)),
+            stats: &feed.stats,
+            clients: &clients,
         });
         pacer.wait(&stopped);
+        served += started.elapsed();
     }
-
-    let signalled = || stop.load(Ordering::SeqCst);
-    if !signalled() {
-        // --frames reached (or the only reader left): the frames still in flight go out too,
-        // unless a signal arrives meanwhile.
+    if !stopped() {
+        // --frames reached: the frames still in flight go out too, and every consumer gets
+        // what it is due (each frame within the send timeout), unless a signal comes first.
+        let drain = Instant::now();
         if let Some(epoch) = epoch {
             while let Some(lease) = renderer.ring.complete_oldest()? {
-                hub.publish(epoch, published(lease, &stamps, epoch_start));
+                hub.publish(epoch, lease);
             }
         }
         hub.finish();
         while !hub.wait_drained(Some(Duration::from_millis(50))) && !signalled() {}
+        served += drain.elapsed();
     }
-    let drained = if signalled() {
-        // A signal: stop at once, but let every writer finish the frame it is on (the signal
-        // thread has already shut the hub).
-        hub.shutdown();
-        let drained = hub.wait_drained(Some(SHUTDOWN_GRACE));
-        if !drained {
-            log::warn!("a client did not take its last frame in time; closing anyway");
-        }
-        drained
-    } else {
-        true
-    };
-    let report = StreamReport {
-        frames: sequence,
-        elapsed: started.map_or(Duration::ZERO, |t| t.elapsed()),
-        stages,
-        send: Duration::from_nanos(stats.send_ns.load(Ordering::Relaxed)),
-        bytes_sent: stats.bytes_sent.load(Ordering::Relaxed),
-        buffers: renderer.ring.buffer_count(),
-        drained,
-    };
-    log::info!(
-        "done after {sequence} frames ({} PBOs used)",
-        report.buffers
-    );
-    Ok(report)
+    Ok((sequence, served))
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::capture;
 use crate::cli::SnapshotArgs;
-use crate::render::Renderer;
+use crate::render::{self, Renderer};
 
 /// The file a frame of a range goes to.
 pub fn frame_file(dir: &Path, frame_index: u64) -> PathBuf {
@@ -24,7 +24,8 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
     if let Some(range) = &args.frames {
         std::fs::create_dir_all(&args.output)
             .with_context(|| format!("cannot create {}", args.output.display()))?;
-        let mut renderer = Renderer::new(&options)?;
+        let context = render::context(&options)?;
+        let mut renderer = Renderer::new(&context, &options)?;
         let total = range.end - range.start;
         let progress = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);
@@ -36,7 +37,7 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
         });
         let mut written = 0;
         renderer.render_range(range.clone(), |lease| {
-            let path = frame_file(&args.output, lease.frame_index());
+            let path = frame_file(&args.output, lease.meta().frame_index);
             capture::save_frame_png(&path, width_px, height_px, format, lease.bytes(), top_down)?;
             written += 1;
             match &progress {
@@ -57,7 +58,8 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
         );
     }
     let frame_index = args.frame.unwrap_or(0);
-    let mut renderer = Renderer::new(&options)?;
+    let context = render::context(&options)?;
+    let mut renderer = Renderer::new(&context, &options)?;
     renderer.render_range([frame_index], |lease| {
         capture::save_frame_png(
             &args.output,

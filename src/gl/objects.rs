@@ -650,6 +650,58 @@ pub fn set_cull_back_faces(gl: &glow::Context, enabled: bool) {
     }
 }
 
+/// A fence after the commands issued so far: signalled once the GPU has executed them all. Owns
+/// the sync object and deletes it in `Drop`, so a wait that fails or is abandoned cannot leak it.
+pub struct Fence {
+    gl: Rc<glow::Context>,
+    raw: glow::Fence,
+}
+
+impl Fence {
+    /// Inserts a fence after every command issued so far.
+    pub fn new(gl: &Rc<glow::Context>) -> Result<Self, GlError> {
+        // SAFETY: context current (module invariant); no pointers are involved.
+        let raw = unsafe { gl.fence_sync(glow::SYNC_GPU_COMMANDS_COMPLETE, 0) }
+            .map_err(create_error("fence"))?;
+        Ok(Self {
+            gl: Rc::clone(gl),
+            raw,
+        })
+    }
+
+    /// Waits up to `timeout_ns` for the fence; returns whether it signalled.
+    ///
+    /// Every wait asks for `SYNC_FLUSH_COMMANDS_BIT`: the spec only guarantees a fence is ever
+    /// reached once the commands before it were flushed, so a driver that follows it to the
+    /// letter (unlike Mesa, which flushes anyway) would otherwise sit out the whole timeout on a
+    /// first wait. Flushing an already flushed queue costs nothing (wgpu-hal's `gles/fence.rs`
+    /// does the same).
+    pub fn wait(&self, timeout_ns: u64) -> Result<bool, GlError> {
+        // glow takes the timeout as an i32; longer waits are the caller's loop.
+        let timeout_ns = timeout_ns.min(i32::MAX as u64) as i32;
+        // SAFETY: context current; the sync object is alive (we own it).
+        match unsafe {
+            self.gl
+                .client_wait_sync(self.raw, glow::SYNC_FLUSH_COMMANDS_BIT, timeout_ns)
+        } {
+            glow::ALREADY_SIGNALED | glow::CONDITION_SATISFIED => Ok(true),
+            glow::TIMEOUT_EXPIRED => Ok(false),
+            _ => Err(GlError::Readback(format!(
+                "glClientWaitSync failed (error 0x{:04x})",
+                // SAFETY: context current; a plain query.
+                unsafe { self.gl.get_error() }
+            ))),
+        }
+    }
+}
+
+impl Drop for Fence {
+    fn drop(&mut self) {
+        // SAFETY: we own the sync object; deleting one that was never waited on is allowed.
+        unsafe { self.gl.delete_sync(self.raw) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::short_log;

@@ -1,14 +1,19 @@
 //! The pixel-pack-buffer ring: the one path by which frames leave the GPU.
 //!
-//! Frame N is read with `glReadPixels` into PBO `N mod k` and fenced ([`PboRing::submit`]). When
-//! the caller wants the oldest frame ([`PboRing::complete_oldest`]) its fence is waited on and the
-//! buffer is mapped read-only; the mapping is handed out as a [`FrameLease`], which can be cloned
-//! and sent to other threads (the socket writers) and reads straight from the mapped memory.
+//! One frame's readback is two typed steps: [`PboRing::acquire`] picks the buffer the frame goes
+//! into and says whether a lease still pins it ([`Slot::leased_frame`]); [`Slot::submit`] runs
+//! `glReadPixels` into it and fences it. [`PboRing::complete_oldest`] waits on the oldest fence,
+//! maps that buffer read-only and hands the mapping out as a [`FrameLease`], which can be cloned
+//! and sent to other threads (the outputs) and reads straight from the mapped memory.
 //!
 //! Invariants:
-//! - A slot is unmapped, written by `glReadPixels`, or deleted only when no lease on it is alive:
-//!   [`PboRing::submit`] blocks until the slot's leases are gone, and `Drop` leaks a buffer that is
-//!   still leased rather than free memory someone is reading.
+//! - **A lease cannot outlive the mapping.** A [`FrameLease<'ctx>`] borrows the
+//!   [`HeadlessContext`] the ring was made on, so the compiler refuses any program in which the
+//!   context (and with it every mapping) is destroyed while a lease is alive, or in which a lease
+//!   reaches a thread that is not scoped inside the context's life (`std::thread::spawn` needs
+//!   `'static`). Within the context's life, a slot is unmapped, written by `glReadPixels`, or
+//!   deleted only when no lease on it is alive: [`Slot::submit`] waits for the slot's leases,
+//!   and `Drop` leaves a still-leased buffer to the context rather than delete it under a reader.
 //! - The mapping outlives other GL work: a buffer mapped without `GL_MAP_PERSISTENT_BIT` may stay
 //!   mapped while the context renders into other objects; only that buffer may not be used by GL
 //!   until it is unmapped, and the ring is the only code that touches it.
@@ -20,19 +25,34 @@
 //!   front with `allocate_spares` where a loop must not allocate once it runs.
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use glow::HasContext;
 
 use super::GlError;
-use super::objects::{Buffer, ReadSource};
+use super::context::HeadlessContext;
+use super::objects::{Buffer, Fence, ReadSource};
 use super::output::read_params;
 use crate::format::Format;
 
-/// How long one `glClientWaitSync` call blocks before we look again; the wait as a whole has no
-/// limit because a readback always completes unless the driver is lost.
-const FENCE_POLL_NS: i32 = 100_000_000;
+/// How long one fence wait blocks before we look again; the wait as a whole has no limit because
+/// a readback always completes unless the driver is lost.
+const FENCE_POLL_NS: u64 = 100_000_000;
+
+/// What a frame is, as it travels from the render loop through the ring to the outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameMeta {
+    /// Numbers every frame the process renders, never restarting: what the ring and the hub
+    /// order frames by.
+    pub sequence: u64,
+    /// The scene's frame index: the image this is (restarts at 0 when a stream goes idle).
+    pub frame_index: u64,
+    /// When the frame was rendered, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+}
 
 /// The count of leases on one slot, shared between the GL thread and the lease holders.
 #[derive(Default)]
@@ -58,89 +78,103 @@ impl LeaseCount {
         *self.count.lock().unwrap_or_else(PoisonError::into_inner) == 0
     }
 
-    /// Waits up to `timeout` for the count to reach zero; returns whether it did.
-    fn wait_zero_for(&self, timeout: std::time::Duration) -> bool {
+    /// Waits up to `timeout` (forever for `None`) for the count to reach zero; returns whether
+    /// it did.
+    fn wait_zero(&self, timeout: Option<Duration>) -> bool {
         let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        let (count, _) = self
-            .released
-            .wait_timeout_while(count, timeout, |c| *c > 0)
-            .unwrap_or_else(PoisonError::into_inner);
+        let count = match timeout {
+            Some(timeout) => {
+                self.released
+                    .wait_timeout_while(count, timeout, |c| *c > 0)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+            None => self
+                .released
+                .wait_while(count, |c| *c > 0)
+                .unwrap_or_else(PoisonError::into_inner),
+        };
         *count == 0
-    }
-
-    fn wait_zero(&self) {
-        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        let _zero = self
-            .released
-            .wait_while(count, |c| *c > 0)
-            .unwrap_or_else(PoisonError::into_inner);
     }
 }
 
 /// A read-only view of one mapped frame. While any clone of it is alive, the ring neither writes,
-/// unmaps nor deletes the buffer behind it, so [`FrameLease::bytes`] is valid for the lease's
-/// whole life. Cloning is an atomic increment, never an allocation.
-pub struct FrameLease {
+/// unmaps nor deletes the buffer behind it, and the `'ctx` borrow keeps the context (and so the
+/// mapping) alive: [`FrameLease::bytes`] is valid for the lease's whole life. Cloning is an atomic
+/// increment, never an allocation.
+pub struct FrameLease<'ctx> {
     leases: Arc<LeaseCount>,
     ptr: *const u8,
     len: usize,
-    frame_index: u64,
+    meta: FrameMeta,
+    // A function pointer keeps the borrow without making the lease `!Send` the way a plain
+    // `&HeadlessContext` (which holds an `Rc`) would; sending is justified below.
+    _context: PhantomData<fn() -> &'ctx HeadlessContext>,
 }
 
 // SAFETY: the pointer is into a GL mapping that stays valid and unwritten while a lease exists
-// (module invariant), and it is only ever read, so sharing or sending it between threads is as
-// safe as sharing a `&[u8]`.
-unsafe impl Send for FrameLease {}
+// (module invariant: the ring waits for leases, and the `'ctx` borrow keeps the context alive),
+// and it is only ever read, so sending it to another thread is as safe as sending a `&[u8]`.
+unsafe impl Send for FrameLease<'_> {}
 // SAFETY: as for `Send`: the bytes are immutable while leased.
-unsafe impl Sync for FrameLease {}
+unsafe impl Sync for FrameLease<'_> {}
 
-impl FrameLease {
+impl FrameLease<'_> {
     /// The frame's pixels in the ring's format, rows tightly packed, bottom-up unless the output
     /// pass flipped them.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is the mapped range of a buffer that the ring keeps mapped and
-        // unwritten for as long as this lease lives (module invariant).
+        // unwritten, in a context that stays alive, for as long as this lease lives (module
+        // invariant).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
-    /// The frame index this image was rendered for.
-    pub fn frame_index(&self) -> u64 {
-        self.frame_index
+    /// Which frame this is.
+    pub fn meta(&self) -> FrameMeta {
+        self.meta
     }
 }
 
-impl Clone for FrameLease {
+impl Clone for FrameLease<'_> {
     fn clone(&self) -> Self {
         self.leases.add();
         Self {
             leases: Arc::clone(&self.leases),
             ptr: self.ptr,
             len: self.len,
-            frame_index: self.frame_index,
+            meta: self.meta,
+            _context: PhantomData,
         }
     }
 }
 
-impl Drop for FrameLease {
+impl Drop for FrameLease<'_> {
     fn drop(&mut self) {
         self.leases.release();
     }
 }
 
-struct Slot {
+struct RingSlot {
     buffer: Buffer,
-    fence: Option<glow::Fence>,
-    frame_index: u64,
+    /// Set from the readback until the frame is mapped.
+    fence: Option<Fence>,
+    meta: FrameMeta,
     /// Whether the buffer is mapped (from `complete_oldest` until it is reclaimed).
     mapped: bool,
     leases: Arc<LeaseCount>,
 }
 
+impl RingSlot {
+    fn is_free(&self) -> bool {
+        self.fence.is_none() && (!self.mapped || self.leases.is_zero())
+    }
+}
+
 /// A ring of pixel-pack buffers, each one frame in the delivered format: k in flight, plus
 /// spares for frames leased out.
-pub struct PboRing {
+pub struct PboRing<'ctx> {
     gl: Rc<glow::Context>,
-    slots: Vec<Slot>,
+    slots: Vec<RingSlot>,
     /// Slots read and fenced but not yet mapped, oldest first.
     pending: VecDeque<usize>,
     /// Frames allowed in flight (k).
@@ -149,18 +183,78 @@ pub struct PboRing {
     spare_limit: usize,
     /// Where the search for the next free slot starts (round robin).
     next: usize,
-    /// The slot chosen by `choose_slot` for the next `submit`.
-    chosen: Option<usize>,
     frame_bytes: i32,
     format: Format,
     width_px: u32,
     height_px: u32,
+    _context: PhantomData<&'ctx HeadlessContext>,
 }
 
-impl PboRing {
-    /// Allocates `count` buffers for `format` frames of `width_px` × `height_px`.
+/// The buffer chosen for the next readback ([`PboRing::acquire`]). It borrows the ring, so
+/// nothing else can happen to the ring between choosing and submitting.
+pub struct Slot<'r, 'ctx> {
+    ring: &'r mut PboRing<'ctx>,
+    index: usize,
+}
+
+impl Slot<'_, '_> {
+    /// The frame whose leases still pin this buffer (a frame published earlier that some output
+    /// holds): the caller withdraws it from whoever hands it out, or [`Slot::submit`] will wait
+    /// for its current holders to finish.
+    pub fn leased_frame(&self) -> Option<FrameMeta> {
+        let slot = &self.ring.slots[self.index];
+        (slot.mapped && !slot.leases.is_zero()).then_some(slot.meta)
+    }
+
+    /// Waits up to `timeout` for every lease on this buffer to end, so a caller can give up (a
+    /// signal) instead of blocking in `submit` behind a stalled reader. Returns whether the
+    /// buffer is free now.
+    pub fn wait_free(&self, timeout: Duration) -> bool {
+        let slot = &self.ring.slots[self.index];
+        !slot.mapped || slot.leases.wait_zero(Some(timeout))
+    }
+
+    /// Reads the current contents of `source` into this buffer and fences it, first waiting for
+    /// any lease on it to end.
+    pub fn submit(self, source: &dyn ReadSource, meta: FrameMeta) -> Result<(), GlError> {
+        let Slot { ring, index } = self;
+        ring.reclaim(index);
+        source.bind_read();
+        let (format, kind) = read_params(ring.format);
+        let slot = &ring.slots[index];
+        // SAFETY: context current (the ring holds an `Rc` of it, so it is on the GL thread); the
+        // buffer is alive, unmapped (just reclaimed) and holds width × height × bytes-per-pixel
+        // bytes at offset 0, which is exactly what this read writes because pack alignment 1
+        // adds no row padding.
+        unsafe {
+            ring.gl
+                .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
+            ring.gl.pixel_store_i32(glow::PACK_ALIGNMENT, 1);
+            ring.gl.read_pixels(
+                0,
+                0,
+                ring.width_px as i32,
+                ring.height_px as i32,
+                format,
+                kind,
+                glow::PixelPackData::BufferOffset(0),
+            );
+            ring.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
+        }
+        let fence = Fence::new(&ring.gl)?;
+        let slot = &mut ring.slots[index];
+        slot.fence = Some(fence);
+        slot.meta = meta;
+        ring.pending.push_back(index);
+        ring.next = (index + 1) % ring.slots.len();
+        Ok(())
+    }
+}
+
+impl<'ctx> PboRing<'ctx> {
+    /// Allocates `count` buffers for `format` frames of `width_px` × `height_px` on `context`.
     pub fn new(
-        gl: &Rc<glow::Context>,
+        context: &'ctx HeadlessContext,
         width_px: u32,
         height_px: u32,
         format: Format,
@@ -174,17 +268,17 @@ impl PboRing {
             ))
         })?;
         let mut ring = Self {
-            gl: Rc::clone(gl),
+            gl: Rc::clone(context.gl()),
             slots: Vec::with_capacity(count),
             pending: VecDeque::with_capacity(count),
             in_flight_limit: count,
             spare_limit: 0,
             next: 0,
-            chosen: None,
             frame_bytes,
             format,
             width_px,
             height_px,
+            _context: PhantomData,
         };
         for _ in 0..count {
             ring.add_slot()?;
@@ -203,10 +297,10 @@ impl PboRing {
                 .buffer_data_size(glow::PIXEL_PACK_BUFFER, self.frame_bytes, glow::STREAM_READ);
             self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
         }
-        self.slots.push(Slot {
+        self.slots.push(RingSlot {
             buffer,
             fence: None,
-            frame_index: 0,
+            meta: FrameMeta::default(),
             mapped: false,
             leases: Arc::default(),
         });
@@ -242,128 +336,55 @@ impl PboRing {
         self.pending.len()
     }
 
-    fn frame_len(&self) -> usize {
-        self.frame_bytes as usize
+    /// Whether k frames are in flight, so the oldest must be completed before the next submit.
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= self.in_flight_limit
     }
 
-    /// Picks the buffer the next `submit` reads into: a free one if there is one (round robin),
-    /// else a new spare if the allowance permits, else the next one in turn, which `submit` will
-    /// wait for. Returns the frame still mapped in a buffer that is still leased: the caller takes
-    /// its own leases on that frame back (the hub's), or `submit` would wait for them.
-    pub fn choose_slot(&mut self) -> Result<Option<u64>, GlError> {
-        let count = self.slots.len();
-        let free = (0..count).map(|i| (self.next + i) % count).find(|&i| {
-            let slot = &self.slots[i];
-            slot.fence.is_none() && (!slot.mapped || slot.leases.is_zero())
-        });
-        let index = match free {
-            Some(index) => index,
-            None if count < self.in_flight_limit.saturating_add(self.spare_limit) => {
-                let index = self.add_slot()?;
-                log::debug!("all {count} PBOs busy; allocated another");
-                index
-            }
-            None => (0..count)
-                .map(|i| (self.next + i) % count)
-                .find(|&i| self.slots[i].fence.is_none())
-                .ok_or_else(|| {
-                    GlError::Readback(
-                        "every pixel-pack buffer is in flight; complete one first".into(),
-                    )
-                })?,
-        };
-        self.chosen = Some(index);
-        let slot = &self.slots[index];
-        Ok((slot.mapped && !slot.leases.is_zero()).then_some(slot.frame_index))
-    }
-
-    /// Waits up to `timeout` for the slot chosen by `choose_slot` to be free of leases, so that a
-    /// caller can give up (a signal) instead of blocking in `submit` behind a stalled reader.
-    /// Returns whether `submit` would now go ahead without waiting.
-    pub fn wait_chosen_slot(&self, timeout: std::time::Duration) -> bool {
-        match self.chosen {
-            Some(index) => {
-                let slot = &self.slots[index];
-                !slot.mapped || slot.leases.wait_zero_for(timeout)
-            }
-            None => true,
-        }
-    }
-
-    /// Reads the current contents of `target` into the chosen slot (see `choose_slot`) and fences
-    /// it. Waits first for every lease on that slot to be dropped. The ring must not be full.
-    pub fn submit(&mut self, source: &dyn ReadSource, frame_index: u64) -> Result<(), GlError> {
-        if self.pending.len() == self.in_flight_limit {
+    /// Picks the buffer the next frame is read into: a free one if there is one (round robin),
+    /// else a new spare if the allowance permits, else the next one in turn, whose leases the
+    /// caller withdraws or waits for (see [`Slot`]). Fails when k frames are in flight: complete
+    /// one first.
+    pub fn acquire(&mut self) -> Result<Slot<'_, 'ctx>, GlError> {
+        if self.is_full() {
             return Err(GlError::Readback(
                 "every pixel-pack buffer is in flight; complete one first".into(),
             ));
         }
-        let index = match self.chosen.take() {
+        let count = self.slots.len();
+        let in_turn = |ring: &Self, pick: &dyn Fn(&RingSlot) -> bool| {
+            (0..count)
+                .map(|i| (ring.next + i) % count)
+                .find(|&i| pick(&ring.slots[i]))
+        };
+        let index = match in_turn(self, &RingSlot::is_free) {
             Some(index) => index,
-            None => {
-                self.choose_slot()?;
-                self.chosen.take().expect("choose_slot sets it")
+            None if count < self.in_flight_limit.saturating_add(self.spare_limit) => {
+                log::debug!("all {count} PBOs busy; allocating another");
+                self.add_slot()?
             }
+            // Fewer than k are pending, so some slot has no fence: it is leased.
+            None => in_turn(self, &|slot| slot.fence.is_none())
+                .ok_or_else(|| GlError::Readback("every pixel-pack buffer is in flight".into()))?,
         };
-        self.reclaim(index);
-        let slot = &mut self.slots[index];
-        source.bind_read();
-        let (format, kind) = read_params(self.format);
-        // SAFETY: context current; the buffer is alive, unmapped (just reclaimed) and holds
-        // width × height × bytes-per-pixel bytes at offset 0, which is exactly what this read
-        // writes because pack alignment 1 adds no row padding.
-        let fence = unsafe {
-            self.gl
-                .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
-            self.gl.pixel_store_i32(glow::PACK_ALIGNMENT, 1);
-            self.gl.read_pixels(
-                0,
-                0,
-                self.width_px as i32,
-                self.height_px as i32,
-                format,
-                kind,
-                glow::PixelPackData::BufferOffset(0),
-            );
-            self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
-            self.gl
-                .fence_sync(glow::SYNC_GPU_COMMANDS_COMPLETE, 0)
-                .map_err(GlError::Readback)?
-        };
-        slot.fence = Some(fence);
-        slot.frame_index = frame_index;
-        self.pending.push_back(index);
-        self.next = (index + 1) % self.slots.len();
-        Ok(())
+        Ok(Slot { ring: self, index })
     }
 
     /// Waits for the oldest in-flight frame, maps it and returns a lease on it; `None` when
     /// nothing is in flight.
-    pub fn complete_oldest(&mut self) -> Result<Option<FrameLease>, GlError> {
-        let Some(index) = self.pending.pop_front() else {
+    pub fn complete_oldest(&mut self) -> Result<Option<FrameLease<'ctx>>, GlError> {
+        let Some(&index) = self.pending.front() else {
             return Ok(None);
         };
-        let len = self.frame_len();
+        let len = self.frame_bytes as usize;
         let slot = &mut self.slots[index];
-        let fence = slot.fence.take().expect("pending slots are fenced");
-        // SAFETY: context current; the fence was created by `submit` and is deleted exactly once
-        // here; the buffer holds `len` bytes and is not mapped (reclaimed before its readback).
+        let fence = slot.fence.as_ref().expect("pending slots are fenced");
+        while !fence.wait(FENCE_POLL_NS)? {}
+        self.pending.pop_front();
+        slot.fence = None;
+        // SAFETY: context current; the buffer holds `len` bytes and is not mapped (reclaimed
+        // before its readback), and the readback into it has completed (fence signalled).
         let ptr = unsafe {
-            let mut flags = 0;
-            loop {
-                match self.gl.client_wait_sync(fence, flags, FENCE_POLL_NS) {
-                    glow::ALREADY_SIGNALED | glow::CONDITION_SATISFIED => break,
-                    glow::TIMEOUT_EXPIRED => flags = glow::SYNC_FLUSH_COMMANDS_BIT,
-                    _ => {
-                        self.gl.delete_sync(fence);
-                        return Err(GlError::Readback(format!(
-                            "glClientWaitSync failed (error 0x{:04x})",
-                            self.gl.get_error()
-                        )));
-                    }
-                }
-            }
-            self.gl.delete_sync(fence);
             self.gl
                 .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
             let ptr = self.gl.map_buffer_range(
@@ -373,31 +394,30 @@ impl PboRing {
                 glow::MAP_READ_BIT,
             );
             self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
-            if ptr.is_null() {
-                return Err(GlError::Readback(format!(
-                    "glMapBufferRange returned null (error 0x{:04x})",
-                    self.gl.get_error()
-                )));
-            }
             ptr
         };
+        if ptr.is_null() {
+            // SAFETY: context current; a plain query.
+            let error = unsafe { self.gl.get_error() };
+            return Err(GlError::Readback(format!(
+                "glMapBufferRange returned null (error 0x{error:04x})"
+            )));
+        }
         slot.mapped = true;
         slot.leases.add();
         Ok(Some(FrameLease {
             leases: Arc::clone(&slot.leases),
             ptr: ptr.cast_const(),
             len,
-            frame_index: slot.frame_index,
+            meta: slot.meta,
+            _context: PhantomData,
         }))
     }
 
     /// Forgets every in-flight frame (the stream went idle; nobody will want them).
     pub fn discard_in_flight(&mut self) {
         while let Some(index) = self.pending.pop_front() {
-            if let Some(fence) = self.slots[index].fence.take() {
-                // SAFETY: context current; the fence is ours and deleted once (taken above).
-                unsafe { self.gl.delete_sync(fence) }
-            }
+            self.slots[index].fence = None;
         }
     }
 
@@ -407,7 +427,7 @@ impl PboRing {
         if !slot.mapped {
             return;
         }
-        slot.leases.wait_zero();
+        slot.leases.wait_zero(None);
         // SAFETY: context current; the buffer is mapped (flag) and no lease can read it any more
         // (count is zero and only `complete_oldest`, on this thread, creates new ones).
         unsafe {
@@ -420,17 +440,20 @@ impl PboRing {
     }
 }
 
-impl Drop for PboRing {
+impl Drop for PboRing<'_> {
     fn drop(&mut self) {
         self.discard_in_flight();
         for slot in self.slots.drain(..) {
             if slot.mapped && !slot.leases.is_zero() {
-                // A lease outlives the ring (a writer thread still sending at exit). Freeing the
-                // buffer would pull its bytes away mid-read, so the buffer is leaked instead.
+                // A lease outlives the ring, though not the context (the `'ctx` borrow sees to
+                // that). Deleting the buffer would unmap it under the reader, so it is left to
+                // the context, which frees it when it is destroyed after the last lease.
                 log::debug!(
-                    "PBO for frame {} still leased at exit; leaking it",
-                    slot.frame_index
+                    "PBO for frame {} still leased; leaving it to the context",
+                    slot.meta.sequence
                 );
+                // Invariant: the mapping must stay valid until the last lease drops, which the
+                // `'ctx` borrow places before the context's destruction.
                 std::mem::forget(slot.buffer);
                 continue;
             }

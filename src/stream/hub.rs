@@ -19,11 +19,12 @@
 //! clone is a reference count. Only connecting a client allocates.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// A finished frame as the writers see it.
-pub trait Frame: Clone + Send + Sync + 'static {
+pub trait Frame: Clone + Send + Sync {
     /// The payload, exactly as it goes on the wire.
     fn bytes(&self) -> &[u8];
     /// The frame's sequence number (monotonic over the process).
@@ -97,6 +98,8 @@ pub struct Hub<F> {
     frame_ready: Condvar,
     /// Signalled when a writer finishes a frame or a client comes or goes.
     progress: Condvar,
+    /// Set when writers must give up the frame they are on (a shutdown's grace ran out).
+    aborted: AtomicBool,
 }
 
 impl<F: Frame> Hub<F> {
@@ -114,6 +117,7 @@ impl<F: Frame> Hub<F> {
             }),
             frame_ready: Condvar::new(),
             progress: Condvar::new(),
+            aborted: AtomicBool::new(false),
         }
     }
 
@@ -253,8 +257,9 @@ impl<F: Frame> Hub<F> {
     }
 
     /// Withdraws every published frame up to and including `sequence`, first waiting until
-    /// every lossless client has taken it. Afterwards only writers already mid-write hold it.
-    pub fn retract_through(&self, sequence: u64) {
+    /// every lossless client has taken it (or `stop` says to give up; checked every 50 ms).
+    /// Afterwards only writers already mid-write hold it.
+    pub fn retract_through(&self, sequence: u64, stop: &dyn Fn() -> bool) {
         let mut state = self.lock();
         loop {
             let published = state.published.iter().any(|f| f.sequence() == sequence);
@@ -262,13 +267,14 @@ impl<F: Frame> Hub<F> {
                 .clients
                 .iter()
                 .any(|c| c.takes_every_frame() && c.next_sequence <= sequence);
-            if !(published && waiting) || state.finished {
+            if !(published && waiting) || state.finished || stop() {
                 break;
             }
             state = self
                 .progress
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         // Frames are released one at a time with the lock dropped: releasing the last lease on
         // a buffer wakes the GL thread, which should not then wait for this lock.
@@ -344,6 +350,18 @@ impl<F: Frame> Hub<F> {
         drop(withdrawn);
         self.frame_ready.notify_all();
         self.progress.notify_all();
+    }
+
+    /// Tells writers to give up the frame they are on (the shutdown's grace is over): they check
+    /// [`Hub::is_aborted`] while they wait on a consumer, and leave.
+    pub fn abort(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
+        self.shutdown();
+    }
+
+    /// Whether [`Hub::abort`] was called.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
     }
 
     /// Whether `finish` or `shutdown` was called.
@@ -483,7 +501,7 @@ mod tests {
         // Only the newest stays published for it; the others are released, and a retract of
         // an old frame does not wait for the stuck client.
         assert!(later[..18].iter().all(|f| Arc::strong_count(&f.1) == 1));
-        hub.retract_through(18);
+        hub.retract_through(18, &|| false);
         drop(first);
     }
 
@@ -541,7 +559,7 @@ mod tests {
                 hub.sent(id, f.sequence());
             })
         };
-        hub.retract_through(7);
+        hub.retract_through(7, &|| false);
         // Retract returned, so the writer must have taken frame 7 first.
         writer.join().unwrap();
         assert_eq!(hub.deregister(id).sent, 1);
@@ -551,6 +569,6 @@ mod tests {
     fn retract_of_unpublished_frame_does_not_wait() {
         let hub: Hub<TestFrame> = Hub::new(2);
         let _id = hub.register(Policy::Lossless);
-        hub.retract_through(99);
+        hub.retract_through(99, &|| false);
     }
 }

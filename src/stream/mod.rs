@@ -1,7 +1,9 @@
 //! Everything between a finished frame and a consumer: the wire headers ([`protocol`]), the
-//! shared frame slots the writers read from ([`hub`]) and the TCP listener and per-client writers
-//! ([`server`]). Nothing here calls GL; frames arrive as values that implement [`hub::Frame`].
+//! shared frame slots the outputs read from ([`hub`]), the seam every output implements
+//! ([`output`]) and the socket outputs ([`socket`]: TCP, Unix, `--connect`, stdout). Nothing here
+//! calls GL or parses a command line; frames arrive as values that implement [`hub::Frame`].
 
 pub mod hub;
+pub mod output;
 pub mod protocol;
-pub mod server;
+pub mod socket;

@@ -1,0 +1,330 @@
+//! The seam between the render loop and every way a frame leaves the process.
+//!
+//! The render loop publishes frames to one [`Hub`] and knows nothing else. An [`Output`] (the
+//! TCP or Unix listener, `--connect`, `--stdout`, and the outputs to come) starts its own
+//! threads inside the stream's thread scope and registers a hub client for each consumer it
+//! serves; several outputs run side by side on one hub. Each consumer is a [`Sink`]: something
+//! that takes one whole frame before a deadline and says how it failed. [`serve_sink`] is the one
+//! loop that feeds a sink from the hub, applies the deadline and logs how the consumer left, so
+//! every output states only what is its own: where consumers come from and how bytes reach them.
+//!
+//! Lifetimes carry the safety of the hand-off: a frame borrows the GL context (see
+//! `gl::readback`), and outputs only get a [`std::thread::Scope`] inside that borrow to spawn on,
+//! so no output thread can hold a frame past the end of the stream.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread::Scope;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::hub::{ClientId, Frame, Hub, Policy};
+use crate::format::Format;
+
+/// What every frame of a stream looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameShape {
+    /// Width in pixels.
+    pub width_px: u32,
+    /// Height in pixels.
+    pub height_px: u32,
+    /// Pixel format of the payload.
+    pub format: Format,
+    /// Rows top-down (`--flip`) instead of OpenGL's bottom-up.
+    pub top_down: bool,
+}
+
+/// Counters the render loop reads for its once-a-second stats line and its summary.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Bytes delivered to all consumers, headers included.
+    pub bytes_sent: AtomicU64,
+    /// Nanoseconds sinks spent sending, summed over sinks.
+    pub send_ns: AtomicU64,
+}
+
+/// Everything an output is given: the hub to take frames from, the stream's settings, the
+/// counters, and a way to end or fail the run.
+pub struct Feed<F> {
+    /// Where published frames are taken from.
+    pub hub: Hub<F>,
+    /// What every frame looks like.
+    pub shape: FrameShape,
+    /// What a consumer that cannot keep up gets, when the user chose; otherwise each output
+    /// applies its own default ([`Feed::policy_or`]).
+    pub policy: Option<Policy>,
+    /// How long one frame may take to reach one consumer before it is dropped.
+    pub send_timeout: Duration,
+    /// Consumers beyond this many are refused.
+    pub max_clients: usize,
+    /// Delivery counters.
+    pub stats: Stats,
+    ended: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl<F: Frame> Feed<F> {
+    /// A feed whose hub holds at most `capacity` published frames.
+    pub fn new(
+        capacity: usize,
+        shape: FrameShape,
+        policy: Option<Policy>,
+        send_timeout: Duration,
+        max_clients: usize,
+    ) -> Self {
+        Self {
+            hub: Hub::new(capacity),
+            shape,
+            policy,
+            send_timeout,
+            max_clients,
+            stats: Stats::default(),
+            ended: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// The policy the user chose, or `default` (the output's own).
+    pub fn policy_or(&self, default: Policy) -> Policy {
+        self.policy.unwrap_or(default)
+    }
+
+    /// Ends the stream: an output whose only consumer is gone (stdout) has nobody left to serve.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether an output ended the stream.
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Ends the stream and makes the run fail with `message` (a recording that could not be
+    /// written). The first failure is kept.
+    pub fn fail(&self, message: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        failure.get_or_insert(message);
+        drop(failure);
+        self.end();
+    }
+
+    /// The failure an output reported, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Why an output could not start.
+#[derive(Debug, Error)]
+pub enum OutputError {
+    /// A thread could not be spawned.
+    #[error("cannot start the {what} thread")]
+    Thread {
+        /// Which thread.
+        what: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// One way frames leave the process (a listener, a connection, a pipe, a shared-memory service).
+pub trait Output<F: Frame>: Send {
+    /// The line printed on stdout once consumers can reach it (`listening on ...`), if any.
+    fn announcement(&self) -> Option<String>;
+
+    /// Starts serving in `scope`: spawns the threads that find consumers and feed them through
+    /// [`serve_sink`]. They must return once the hub is finished (checking at least every
+    /// 100 ms while idle), so that the scope, and the stream, can end.
+    fn start<'scope, 'env>(
+        self: Box<Self>,
+        scope: &'scope Scope<'scope, 'env>,
+        feed: &'env Feed<F>,
+    ) -> Result<(), OutputError>;
+}
+
+/// How a send failed.
+#[derive(Debug, Error)]
+pub enum SendError {
+    /// The consumer went away (reset, broken pipe, closed): an ordinary event.
+    #[error("hung up ({0})")]
+    HungUp(io::Error),
+    /// The frame did not get through before its deadline.
+    #[error("send timeout: {sent} of {total} bytes of frame {frame_index} in {elapsed:.1?}")]
+    TimedOut {
+        /// The frame's index.
+        frame_index: u64,
+        /// Bytes that got through.
+        sent: u64,
+        /// Bytes the frame has.
+        total: u64,
+        /// How long it tried.
+        elapsed: Duration,
+    },
+    /// The stream was cut short (a signal's grace period ran out) in the middle of a frame.
+    #[error("cut off at shutdown: {sent} of {total} bytes of the last frame")]
+    Aborted {
+        /// Bytes that got through.
+        sent: u64,
+        /// Bytes the frame has.
+        total: u64,
+    },
+    /// Any other failure of the consumer's channel.
+    #[error("{0}")]
+    Failed(io::Error),
+}
+
+impl SendError {
+    /// Sorts an I/O error into a hang-up or another failure.
+    pub fn from_io(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::WriteZero
+            | io::ErrorKind::UnexpectedEof => SendError::HungUp(e),
+            _ => SendError::Failed(e),
+        }
+    }
+}
+
+/// The limits of one send: a deadline for the whole frame, and the hub's abort flag.
+pub struct Deadline<'a> {
+    /// When the frame must be through.
+    pub at: Instant,
+    /// When the send began.
+    pub started: Instant,
+    /// True once the stream is cut short; a sink checks it at least every [`SLICE`].
+    pub aborted: &'a dyn Fn() -> bool,
+}
+
+/// The longest a sink may wait without looking at its deadline and the abort flag.
+pub const SLICE: Duration = Duration::from_millis(50);
+
+impl Deadline<'_> {
+    /// How long a sink may wait now before it must look again: up to [`SLICE`], never past the
+    /// deadline. `Err` once the deadline or an abort has come, with the bytes sent so far.
+    pub fn next_wait(
+        &self,
+        frame_index: u64,
+        sent: u64,
+        total: u64,
+    ) -> Result<Duration, SendError> {
+        if (self.aborted)() {
+            return Err(SendError::Aborted { sent, total });
+        }
+        let now = Instant::now();
+        if now >= self.at {
+            return Err(SendError::TimedOut {
+                frame_index,
+                sent,
+                total,
+                elapsed: now - self.started,
+            });
+        }
+        Ok((self.at - now).min(SLICE))
+    }
+}
+
+/// One consumer of published frames.
+pub trait Sink {
+    /// Delivers one whole frame before `deadline`; returns the bytes delivered.
+    fn send<F: Frame>(
+        &mut self,
+        frame: &F,
+        shape: &FrameShape,
+        deadline: &Deadline<'_>,
+    ) -> Result<u64, SendError>;
+
+    /// Ends the consumer's channel. `clean` when the stream is over and every frame was
+    /// delivered: a sink then makes sure the consumer gets them all before it closes (bounded by
+    /// `deadline`); otherwise it closes at once.
+    fn close(&mut self, clean: bool, deadline: &Deadline<'_>);
+}
+
+/// How a consumer left.
+#[derive(Debug)]
+pub struct Departure {
+    /// Frames it was sent.
+    pub frames: u64,
+    /// Why it left early; `None` when it had every frame it was due.
+    pub failure: Option<SendError>,
+}
+
+/// Feeds `sink`, registered as hub client `id`, until the stream ends or the consumer fails,
+/// then deregisters it and logs how it left.
+pub fn serve_sink<F: Frame>(
+    feed: &Feed<F>,
+    id: ClientId,
+    mut sink: impl Sink,
+    name: &str,
+) -> Departure {
+    let hub = &feed.hub;
+    let aborted = || hub.is_aborted();
+    let mut failure = None;
+    while let Some(frame) = hub.next_frame(id) {
+        let sequence = frame.sequence();
+        let started = Instant::now();
+        let deadline = Deadline {
+            at: started + feed.send_timeout,
+            started,
+            aborted: &aborted,
+        };
+        let result = sink.send(&frame, &feed.shape, &deadline);
+        drop(frame);
+        feed.stats
+            .send_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match result {
+            Ok(bytes) => {
+                feed.stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+                hub.sent(id, sequence);
+                log::trace!("{name}: sent frame {sequence}");
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let clean = failure.is_none();
+    let started = Instant::now();
+    sink.close(
+        clean,
+        &Deadline {
+            at: started + feed.send_timeout,
+            started,
+            aborted: &aborted,
+        },
+    );
+    let totals = hub.deregister(id);
+    let remaining = hub.client_count();
+    let skipped = if totals.skipped > 0 {
+        format!(", {} skipped", totals.skipped)
+    } else {
+        String::new()
+    };
+    match &failure {
+        None => log::info!(
+            "{name}: done after {} frames{skipped} ({remaining} connected)",
+            totals.sent
+        ),
+        Some(SendError::HungUp(_)) => log::info!(
+            "{name}: left after {} frames{skipped} ({remaining} connected)",
+            totals.sent
+        ),
+        Some(e) => log::info!(
+            "{name}: dropped after {} frames{skipped}: {e} ({remaining} connected)",
+            totals.sent
+        ),
+    }
+    Departure {
+        frames: totals.sent,
+        failure,
+    }
+}
