@@ -35,6 +35,83 @@ fn short_log(log: &str) -> String {
     chosen.join("; ")
 }
 
+/// A pipeline stage a [`Shader`] is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `GL_VERTEX_SHADER`.
+    Vertex,
+    /// `GL_FRAGMENT_SHADER`.
+    Fragment,
+}
+
+impl Stage {
+    fn gl_kind(self) -> u32 {
+        match self {
+            Stage::Vertex => glow::VERTEX_SHADER,
+            Stage::Fragment => glow::FRAGMENT_SHADER,
+        }
+    }
+
+    /// How [`GlError::Compile`] names the stage.
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Vertex => "vertex",
+            Stage::Fragment => "fragment",
+        }
+    }
+}
+
+/// One compiled shader stage. It exists only while [`Program::new`] links, and deletes itself
+/// in `Drop`, so that every way out of `Program::new` (a stage that does not compile, a program
+/// that does not link, a driver that cannot create a name) leaves no shader behind.
+struct Shader {
+    gl: Rc<glow::Context>,
+    raw: glow::Shader,
+}
+
+impl Shader {
+    /// Compiles `source` after `header`; `name` (the program's) appears in errors.
+    fn compile(
+        gl: &Rc<glow::Context>,
+        name: &str,
+        stage: Stage,
+        header: &str,
+        source: &str,
+    ) -> Result<Self, GlError> {
+        // SAFETY: context current on this thread (module invariant); the new name is owned by
+        // the returned value, or by `shader` on the error path, and deleted in its `Drop`.
+        unsafe {
+            let raw = gl
+                .create_shader(stage.gl_kind())
+                .map_err(create_error("shader"))?;
+            let shader = Self {
+                gl: Rc::clone(gl),
+                raw,
+            };
+            // The header is one line per `\n`, and drivers count lines from the first source
+            // string; `#line 1` makes the log's line numbers those of the file.
+            gl.shader_source(raw, &format!("{header}#line 1\n{source}"));
+            gl.compile_shader(raw);
+            if !gl.get_shader_compile_status(raw) {
+                return Err(GlError::Compile {
+                    name: name.to_string(),
+                    stage: stage.label(),
+                    log: short_log(&gl.get_shader_info_log(raw)),
+                });
+            }
+            Ok(shader)
+        }
+    }
+}
+
+impl Drop for Shader {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle. A shader still attached to a program is only flagged for
+        // deletion, which is why `Program::new` detaches before its shaders drop.
+        unsafe { self.gl.delete_shader(self.raw) }
+    }
+}
+
 /// A linked shader program; its uniforms are set through [`Uniform`] locations looked up once.
 pub struct Program {
     gl: Rc<glow::Context>,
@@ -51,51 +128,35 @@ impl Program {
         vertex: &str,
         fragment: &str,
     ) -> Result<Self, GlError> {
-        // SAFETY: context current on this thread (module invariant); shaders are deleted on
-        // every path, the program on every error path and otherwise by `Drop`.
+        // SAFETY: context current on this thread (module invariant). The program is owned by
+        // `program` and the shaders by their `Shader` values from the moment they exist, so an
+        // early return deletes whatever was made so far.
         unsafe {
             let raw = gl.create_program().map_err(create_error("program"))?;
             let program = Self {
                 gl: Rc::clone(gl),
                 raw,
             };
-            let mut shaders = Vec::new();
-            let mut result = Ok(());
-            for (stage, kind, source) in [
-                ("vertex", glow::VERTEX_SHADER, vertex),
-                ("fragment", glow::FRAGMENT_SHADER, fragment),
-            ] {
-                let shader = gl.create_shader(kind).map_err(create_error("shader"))?;
-                // The header is one line per `\n`, and drivers count lines from the first
-                // source string; `#line 1` makes the log's line numbers those of the file.
-                let full = format!("{header}#line 1\n{source}");
-                gl.shader_source(shader, &full);
-                gl.compile_shader(shader);
-                shaders.push(shader);
-                if !gl.get_shader_compile_status(shader) {
-                    result = Err(GlError::Compile {
-                        name: name.to_string(),
-                        stage,
-                        log: short_log(&gl.get_shader_info_log(shader)),
-                    });
-                    break;
-                }
-                gl.attach_shader(raw, shader);
+            let shaders = [
+                Shader::compile(gl, name, Stage::Vertex, header, vertex)?,
+                Shader::compile(gl, name, Stage::Fragment, header, fragment)?,
+            ];
+            for shader in &shaders {
+                gl.attach_shader(raw, shader.raw);
             }
-            if result.is_ok() {
-                gl.link_program(raw);
-                if !gl.get_program_link_status(raw) {
-                    result = Err(GlError::Link {
-                        name: name.to_string(),
-                        log: short_log(&gl.get_program_info_log(raw)),
-                    });
-                }
+            gl.link_program(raw);
+            // A linked program keeps its code; detaching lets the shaders' `Drop` free them now
+            // rather than when the program goes.
+            for shader in &shaders {
+                gl.detach_shader(raw, shader.raw);
             }
-            for shader in shaders {
-                gl.detach_shader(raw, shader);
-                gl.delete_shader(shader);
+            if !gl.get_program_link_status(raw) {
+                return Err(GlError::Link {
+                    name: name.to_string(),
+                    log: short_log(&gl.get_program_info_log(raw)),
+                });
             }
-            result.map(|()| program)
+            Ok(program)
         }
     }
 
@@ -652,7 +713,48 @@ pub fn set_cull_back_faces(gl: &glow::Context, enabled: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::short_log;
+    use glow::HasContext;
+
+    use super::*;
+    use crate::gl::context::HeadlessContext;
+
+    /// A real context on Mesa's software device (or whatever EGL offers); these tests never
+    /// skip, as the style asks, and the error says what to install.
+    fn context() -> HeadlessContext {
+        HeadlessContext::new(None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const VERTEX: &str = "void main() { gl_Position = vec4(0.0, 0.0, 0.0, 1.0); }\n";
+    const FRAGMENT: &str =
+        "out vec4 color;\nuniform vec4 u_color;\nvoid main() { color = u_color; }\n";
+
+    #[test]
+    fn a_shader_deletes_itself_and_a_failed_stage_names_itself() {
+        let context = context();
+        let gl = context.gl();
+        let header = context.glsl_header();
+        let shader = Shader::compile(gl, "test", Stage::Vertex, header, VERTEX).unwrap();
+        let raw = shader.raw;
+        // SAFETY: the context is current on this thread; a query.
+        assert!(unsafe { gl.is_shader(raw) });
+        drop(shader);
+        // SAFETY: as above; a deleted name is no longer a shader.
+        assert!(!unsafe { gl.is_shader(raw) });
+
+        let broken = Program::new(gl, "broken", header, VERTEX, "void main() { nope; }\n");
+        assert!(
+            matches!(
+                broken,
+                Err(GlError::Compile {
+                    stage: "fragment",
+                    ..
+                })
+            ),
+            "{:?}",
+            broken.err()
+        );
+        assert!(Program::new(gl, "fine", header, VERTEX, FRAGMENT).is_ok());
+    }
 
     #[test]
     fn short_log_keeps_error_lines_with_numbers() {
