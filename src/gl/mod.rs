@@ -58,6 +58,15 @@ pub enum GlError {
         /// The driver's info log.
         log: String,
     },
+    /// One of our own shaders has no active uniform by this name: a typo, or a uniform the
+    /// compiler removed because nothing uses it. (User shaders' uniforms are optional.)
+    #[error("{program}: the shader has no active uniform {name}")]
+    MissingUniform {
+        /// Which shader program.
+        program: String,
+        /// The uniform that was looked up.
+        name: String,
+    },
     /// The render target is not complete; the status is the GL enum in hex.
     #[error("framebuffer incomplete (status 0x{0:04x})")]
     Framebuffer(u32),

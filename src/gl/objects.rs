@@ -116,6 +116,8 @@ impl Drop for Shader {
 pub struct Program {
     gl: Rc<glow::Context>,
     raw: glow::Program,
+    /// What errors call it (a shader path or a user's file).
+    name: String,
 }
 
 impl Program {
@@ -136,6 +138,7 @@ impl Program {
             let program = Self {
                 gl: Rc::clone(gl),
                 raw,
+                name: name.to_string(),
             };
             let shaders = [
                 Shader::compile(gl, name, Stage::Vertex, header, vertex)?,
@@ -166,10 +169,25 @@ impl Program {
         unsafe { self.gl.use_program(Some(self.raw)) }
     }
 
-    /// Looks up a uniform once, so the per-frame setters need no name lookup: glow's
-    /// `get_uniform_location` builds a `CString` on every call, which would allocate per frame.
-    /// A uniform the compiler removed (or never declared) gives a location that sets nothing.
-    pub fn uniform(&self, name: &str) -> Uniform {
+    /// Looks up a uniform of one of our own shaders, once, so the per-frame setters need no
+    /// name lookup (glow's `get_uniform_location` builds a `CString` on every call, which would
+    /// allocate per frame). A name the program does not have is [`GlError::MissingUniform`]: in
+    /// a built-in shader that is a typo, or a uniform the compiler removed because it is unused,
+    /// and either way a frame would silently be drawn without it.
+    pub fn uniform(&self, name: &str) -> Result<Uniform, GlError> {
+        match self.optional_uniform(name) {
+            Uniform(Some(location)) => Ok(Uniform(Some(location))),
+            Uniform(None) => Err(GlError::MissingUniform {
+                program: self.name.clone(),
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Looks up a uniform a user's shader may leave out (a Shadertoy file need not use
+    /// `iTime`, and the compiler removes what it does not use): a missing one gives a location
+    /// that sets nothing, as GL does for location -1.
+    pub fn optional_uniform(&self, name: &str) -> Uniform {
         // SAFETY: context current (module invariant); the program is alive and linked.
         Uniform(unsafe { self.gl.get_uniform_location(self.raw, name) })
     }
@@ -220,8 +238,9 @@ impl Program {
     }
 }
 
-/// A uniform's location in one [`Program`], looked up once with [`Program::uniform`]. Use it
-/// only with the program that made it: a location means nothing in another program.
+/// A uniform's location in one [`Program`], looked up once with [`Program::uniform`] or
+/// [`Program::optional_uniform`] (`None` inside: an absent optional uniform, which sets nothing).
+/// Use it only with the program that made it: a location means nothing in another program.
 #[derive(Debug, Clone)]
 pub struct Uniform(Option<glow::UniformLocation>);
 
@@ -754,6 +773,32 @@ mod tests {
             broken.err()
         );
         assert!(Program::new(gl, "fine", header, VERTEX, FRAGMENT).is_ok());
+    }
+
+    #[test]
+    fn a_missing_uniform_is_an_error_unless_optional() {
+        let context = context();
+        let program = Program::new(
+            context.gl(),
+            "test",
+            context.glsl_header(),
+            VERTEX,
+            FRAGMENT,
+        )
+        .unwrap();
+        assert!(program.uniform("u_color").is_ok());
+        let missing = program.uniform("u_colour").unwrap_err();
+        assert!(
+            matches!(&missing, GlError::MissingUniform { program, name }
+                if program == "test" && name == "u_colour"),
+            "{missing:?}"
+        );
+        assert_eq!(
+            missing.to_string(),
+            "test: the shader has no active uniform u_colour"
+        );
+        assert!(program.optional_uniform("u_colour").0.is_none());
+        assert!(program.optional_uniform("u_color").0.is_some());
     }
 
     #[test]

@@ -111,10 +111,10 @@ impl OutputPass {
             // would allocate.
             let program = &pass.program;
             program.bind();
-            program.set_i32(&program.uniform("u_color"), 0);
-            program.set_i32(&program.uniform("u_depth"), 1);
-            program.set_i32(&program.uniform("u_mode"), pass.mode);
-            program.set_i32(&program.uniform("u_flip"), i32::from(pass.flip));
+            program.set_i32(&program.uniform("u_color")?, 0);
+            program.set_i32(&program.uniform("u_depth")?, 1);
+            program.set_i32(&program.uniform("u_mode")?, pass.mode);
+            program.set_i32(&program.uniform("u_flip")?, i32::from(pass.flip));
             Ok(Some(pass))
         }
     }

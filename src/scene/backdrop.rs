@@ -33,8 +33,8 @@ impl Backdrop {
         )?;
         Ok(Self {
             gl: Rc::clone(gl),
-            bottom_uniform: program.uniform("u_bottom"),
-            top_uniform: program.uniform("u_top"),
+            bottom_uniform: program.uniform("u_bottom")?,
+            top_uniform: program.uniform("u_top")?,
             program,
             triangle: EmptyVertexArray::new(gl)?,
             bottom,

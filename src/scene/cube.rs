@@ -80,10 +80,10 @@ impl CubeScene {
             camera::rh::proj::opengl::perspective(45f32.to_radians(), aspect, 0.1, 100.0);
         let view = camera::rh::view::look_at_mat4(Vec3::new(0.0, 0.6, 3.6), Vec3::ZERO, Vec3::Y);
         let uniforms = CubeUniforms {
-            model: cube.uniform("u_model"),
-            view_projection: cube.uniform("u_view_projection"),
-            light_direction: cube.uniform("u_light_direction"),
-            texture: cube.uniform("u_texture"),
+            model: cube.uniform("u_model")?,
+            view_projection: cube.uniform("u_view_projection")?,
+            light_direction: cube.uniform("u_light_direction")?,
+            texture: cube.uniform("u_texture")?,
         };
         Ok(Self {
             gl: Rc::clone(gl),

@@ -245,13 +245,13 @@ impl GltfScene {
             None => framing_camera(&collected.bounds, aspect),
         };
         let uniforms = GltfUniforms {
-            view_projection: program.uniform("u_view_projection"),
-            light_direction: program.uniform("u_light_direction"),
-            base_color_texture: program.uniform("u_base_color_texture"),
-            model: program.uniform("u_model"),
-            normal_matrix: program.uniform("u_normal_matrix"),
-            base_color_factor: program.uniform("u_base_color_factor"),
-            emissive: program.uniform("u_emissive"),
+            view_projection: program.uniform("u_view_projection")?,
+            light_direction: program.uniform("u_light_direction")?,
+            base_color_texture: program.uniform("u_base_color_texture")?,
+            model: program.uniform("u_model")?,
+            normal_matrix: program.uniform("u_normal_matrix")?,
+            base_color_factor: program.uniform("u_base_color_factor")?,
+            emissive: program.uniform("u_emissive")?,
         };
         Ok(Self {
             gl: Rc::clone(gl),

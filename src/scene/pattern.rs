@@ -37,9 +37,9 @@ impl PatternScene {
         )?;
         Ok(Self {
             gl: std::rc::Rc::clone(gl),
-            frame: program.uniform("u_frame"),
-            width_px: program.uniform("u_width_px"),
-            grid_height_px: program.uniform("u_grid_height_px"),
+            frame: program.uniform("u_frame")?,
+            width_px: program.uniform("u_width_px")?,
+            grid_height_px: program.uniform("u_grid_height_px")?,
             program,
             fullscreen: EmptyVertexArray::new(gl)?,
         })

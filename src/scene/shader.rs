@@ -31,7 +31,9 @@ pub struct ShaderScene {
     uniforms: ShadertoyUniforms,
 }
 
-/// The prologue's uniforms, looked up once (a lookup by name allocates in glow).
+/// The prologue's uniforms, looked up once (a lookup by name allocates in glow). Each is
+/// optional: a user's file need not use `iTime` or `iFrame`, and the compiler drops what it does
+/// not use, so a missing one sets nothing rather than failing the scene.
 struct ShadertoyUniforms {
     resolution: Uniform,
     time: Uniform,
@@ -75,10 +77,10 @@ impl ShaderScene {
             .filter(|fps| fps.is_finite() && *fps > 0.0)
             .unwrap_or(DEFAULT_FPS);
         let uniforms = ShadertoyUniforms {
-            resolution: program.uniform("iResolution"),
-            time: program.uniform("iTime"),
-            time_delta: program.uniform("iTimeDelta"),
-            frame: program.uniform("iFrame"),
+            resolution: program.optional_uniform("iResolution"),
+            time: program.optional_uniform("iTime"),
+            time_delta: program.optional_uniform("iTimeDelta"),
+            frame: program.optional_uniform("iFrame"),
         };
         Ok(Self {
             gl: Rc::clone(gl),
