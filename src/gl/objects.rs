@@ -251,7 +251,9 @@ impl Drop for Program {
     }
 }
 
-/// An immutable RGBA8 2D texture with mipmaps, sampled with trilinear filtering and repeat.
+/// A 2D texture: either an RGBA8 image with mipmaps, sampled with trilinear filtering and repeat
+/// ([`Texture::from_rgba8`]), or an uninitialised, nearest-filtered render-target attachment
+/// ([`Texture::attachment`]).
 pub struct Texture {
     gl: Rc<glow::Context>,
     raw: glow::Texture,
@@ -302,6 +304,46 @@ impl Texture {
                 gl: Rc::clone(gl),
                 raw,
             })
+        }
+    }
+
+    /// Allocates an uninitialised `width_px` × `height_px` texture to render into, with
+    /// storage `internal` (`format` / `kind` only name the absent upload's layout) and nearest
+    /// filtering, since the output pass fetches texels one for one. The caller checks the size
+    /// against the driver's limit.
+    pub fn attachment(
+        gl: &Rc<glow::Context>,
+        internal: u32,
+        format: u32,
+        kind: u32,
+        width_px: u32,
+        height_px: u32,
+    ) -> Result<Self, GlError> {
+        // SAFETY: context current; the new name is owned by `texture` from the start, and no
+        // initial data is read (PixelUnpackData::Slice(None)).
+        unsafe {
+            let raw = gl.create_texture().map_err(create_error("texture"))?;
+            let texture = Self {
+                gl: Rc::clone(gl),
+                raw,
+            };
+            gl.bind_texture(glow::TEXTURE_2D, Some(raw));
+            gl.tex_image_2d(
+                glow::TEXTURE_2D,
+                0,
+                internal as i32,
+                width_px as i32,
+                height_px as i32,
+                0,
+                format,
+                kind,
+                glow::PixelUnpackData::Slice(None),
+            );
+            for parameter in [glow::TEXTURE_MIN_FILTER, glow::TEXTURE_MAG_FILTER] {
+                gl.tex_parameter_i32(glow::TEXTURE_2D, parameter, glow::NEAREST as i32);
+            }
+            gl.bind_texture(glow::TEXTURE_2D, None);
+            Ok(texture)
         }
     }
 
@@ -539,14 +581,153 @@ impl Drop for EmptyVertexArray {
     }
 }
 
+/// A renderbuffer: storage a framebuffer can draw into but nothing can sample.
+pub struct Renderbuffer {
+    gl: Rc<glow::Context>,
+    raw: glow::Renderbuffer,
+}
+
+impl Renderbuffer {
+    /// Allocates `width_px` × `height_px` of storage `internal` (a sized format).
+    pub fn new(
+        gl: &Rc<glow::Context>,
+        internal: u32,
+        width_px: u32,
+        height_px: u32,
+    ) -> Result<Self, GlError> {
+        // SAFETY: context current; the new name is owned by `renderbuffer` from the start.
+        unsafe {
+            let raw = gl
+                .create_renderbuffer()
+                .map_err(create_error("renderbuffer"))?;
+            let renderbuffer = Self {
+                gl: Rc::clone(gl),
+                raw,
+            };
+            gl.bind_renderbuffer(glow::RENDERBUFFER, Some(raw));
+            gl.renderbuffer_storage(
+                glow::RENDERBUFFER,
+                internal,
+                width_px as i32,
+                height_px as i32,
+            );
+            gl.bind_renderbuffer(glow::RENDERBUFFER, None);
+            Ok(renderbuffer)
+        }
+    }
+}
+
+impl Drop for Renderbuffer {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle.
+        unsafe { self.gl.delete_renderbuffer(self.raw) }
+    }
+}
+
+/// What a [`Framebuffer`] draws into at one attachment point.
+pub enum Attachment<'a> {
+    /// A texture's level 0, which can later be sampled.
+    Texture(&'a Texture),
+    /// A renderbuffer.
+    Renderbuffer(&'a Renderbuffer),
+}
+
+/// A framebuffer object whose attachments all are `width_px` × `height_px`. It is checked for
+/// completeness when made, so drawing into it or reading from it never meets an incomplete one.
+/// It does not own its attachments: the type holding both keeps them alive at least as long
+/// (declare the framebuffer first, so it is deleted first).
+pub struct Framebuffer {
+    gl: Rc<glow::Context>,
+    raw: glow::Framebuffer,
+    width_px: u32,
+    height_px: u32,
+}
+
+impl Framebuffer {
+    /// Creates the framebuffer, attaches `attachments` (attachment point, what) and checks it
+    /// is complete ([`GlError::Framebuffer`] with the status otherwise). It is left bound to
+    /// `GL_FRAMEBUFFER`.
+    pub fn new(
+        gl: &Rc<glow::Context>,
+        width_px: u32,
+        height_px: u32,
+        attachments: &[(u32, Attachment<'_>)],
+    ) -> Result<Self, GlError> {
+        // SAFETY: context current; the new name is owned by `framebuffer` from the start, so
+        // it is deleted on the incomplete path too; the attached objects are alive (borrowed).
+        unsafe {
+            let raw = gl
+                .create_framebuffer()
+                .map_err(create_error("framebuffer"))?;
+            let framebuffer = Self {
+                gl: Rc::clone(gl),
+                raw,
+                width_px,
+                height_px,
+            };
+            gl.bind_framebuffer(glow::FRAMEBUFFER, Some(raw));
+            for (point, attachment) in attachments {
+                match attachment {
+                    Attachment::Texture(texture) => gl.framebuffer_texture_2d(
+                        glow::FRAMEBUFFER,
+                        *point,
+                        glow::TEXTURE_2D,
+                        Some(texture.raw),
+                        0,
+                    ),
+                    Attachment::Renderbuffer(renderbuffer) => gl.framebuffer_renderbuffer(
+                        glow::FRAMEBUFFER,
+                        *point,
+                        glow::RENDERBUFFER,
+                        Some(renderbuffer.raw),
+                    ),
+                }
+            }
+            let status = gl.check_framebuffer_status(glow::FRAMEBUFFER);
+            if status != glow::FRAMEBUFFER_COMPLETE {
+                return Err(GlError::Framebuffer(status));
+            }
+            Ok(framebuffer)
+        }
+    }
+
+    /// Binds the framebuffer for drawing (and reading) and sets the viewport to cover it.
+    pub fn bind_draw(&self) {
+        // SAFETY: context current; the framebuffer is alive and complete (checked in `new`).
+        unsafe {
+            self.gl.bind_framebuffer(glow::FRAMEBUFFER, Some(self.raw));
+            self.gl
+                .viewport(0, 0, self.width_px as i32, self.height_px as i32);
+        }
+    }
+}
+
+impl ReadSource for Framebuffer {
+    fn bind_read(&self) {
+        // SAFETY: context current; the framebuffer is alive and complete.
+        unsafe {
+            self.gl
+                .bind_framebuffer(glow::READ_FRAMEBUFFER, Some(self.raw));
+            self.gl.read_buffer(glow::COLOR_ATTACHMENT0);
+        }
+    }
+}
+
+impl Drop for Framebuffer {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle; the attachments are deleted by their own owners.
+        unsafe { self.gl.delete_framebuffer(self.raw) }
+    }
+}
+
 /// The offscreen target every frame is rendered into: an FBO with an RGBA8 colour texture and a
 /// 32-bit float depth texture, exactly `width_px` × `height_px`. Textures rather than
 /// renderbuffers, so the output pass ([`super::output::OutputPass`]) can sample colour and depth.
 pub struct RenderTarget {
-    gl: Rc<glow::Context>,
-    fbo: glow::Framebuffer,
-    color: glow::Texture,
-    depth: glow::Texture,
+    // Field order is drop order: the framebuffer goes before the textures attached to it.
+    framebuffer: Framebuffer,
+    color: Texture,
+    depth: Texture,
     width_px: u32,
     height_px: u32,
 }
@@ -566,70 +747,38 @@ impl RenderTarget {
                 max: max_px,
             });
         }
-        // SAFETY: context current; every handle is owned by the returned value, which deletes
-        // them in `Drop` (also on the incomplete-framebuffer path, via `target` going out of
-        // scope); the textures get no initial data (PixelUnpackData::Slice(None)).
-        unsafe {
-            let fbo = gl
-                .create_framebuffer()
-                .map_err(create_error("framebuffer"))?;
-            let color = gl.create_texture().map_err(create_error("texture"))?;
-            let depth = gl.create_texture().map_err(create_error("texture"))?;
-            let target = Self {
-                gl: Rc::clone(gl),
-                fbo,
-                color,
-                depth,
-                width_px,
-                height_px,
-            };
-            gl.bind_framebuffer(glow::FRAMEBUFFER, Some(fbo));
-            for (texture, internal, format, kind, attachment) in [
-                (
-                    color,
-                    glow::RGBA8,
-                    glow::RGBA,
-                    glow::UNSIGNED_BYTE,
-                    glow::COLOR_ATTACHMENT0,
-                ),
-                (
-                    depth,
-                    glow::DEPTH_COMPONENT32F,
-                    glow::DEPTH_COMPONENT,
-                    glow::FLOAT,
-                    glow::DEPTH_ATTACHMENT,
-                ),
-            ] {
-                gl.bind_texture(glow::TEXTURE_2D, Some(texture));
-                gl.tex_image_2d(
-                    glow::TEXTURE_2D,
-                    0,
-                    internal as i32,
-                    width_px as i32,
-                    height_px as i32,
-                    0,
-                    format,
-                    kind,
-                    glow::PixelUnpackData::Slice(None),
-                );
-                for parameter in [glow::TEXTURE_MIN_FILTER, glow::TEXTURE_MAG_FILTER] {
-                    gl.tex_parameter_i32(glow::TEXTURE_2D, parameter, glow::NEAREST as i32);
-                }
-                gl.framebuffer_texture_2d(
-                    glow::FRAMEBUFFER,
-                    attachment,
-                    glow::TEXTURE_2D,
-                    Some(texture),
-                    0,
-                );
-            }
-            gl.bind_texture(glow::TEXTURE_2D, None);
-            let status = gl.check_framebuffer_status(glow::FRAMEBUFFER);
-            if status != glow::FRAMEBUFFER_COMPLETE {
-                return Err(GlError::Framebuffer(status));
-            }
-            Ok(target)
-        }
+        let color = Texture::attachment(
+            gl,
+            glow::RGBA8,
+            glow::RGBA,
+            glow::UNSIGNED_BYTE,
+            width_px,
+            height_px,
+        )?;
+        let depth = Texture::attachment(
+            gl,
+            glow::DEPTH_COMPONENT32F,
+            glow::DEPTH_COMPONENT,
+            glow::FLOAT,
+            width_px,
+            height_px,
+        )?;
+        let framebuffer = Framebuffer::new(
+            gl,
+            width_px,
+            height_px,
+            &[
+                (glow::COLOR_ATTACHMENT0, Attachment::Texture(&color)),
+                (glow::DEPTH_ATTACHMENT, Attachment::Texture(&depth)),
+            ],
+        )?;
+        Ok(Self {
+            framebuffer,
+            color,
+            depth,
+            width_px,
+            height_px,
+        })
     }
 
     /// Width in pixels.
@@ -644,28 +793,22 @@ impl RenderTarget {
 
     /// Binds the target for drawing and reading, sets the viewport and clears colour and depth.
     pub fn begin(&self, clear: [f32; 4]) {
-        // SAFETY: context current; the framebuffer is alive and complete (checked in `new`).
+        self.framebuffer.bind_draw();
+        let gl = &self.framebuffer.gl;
+        // SAFETY: context current (module invariant); plain state and a clear of the bound,
+        // complete framebuffer.
         unsafe {
-            self.gl.bind_framebuffer(glow::FRAMEBUFFER, Some(self.fbo));
-            self.gl
-                .viewport(0, 0, self.width_px as i32, self.height_px as i32);
-            self.gl.clear_color(clear[0], clear[1], clear[2], clear[3]);
-            self.gl.clear_depth_f32(1.0);
-            self.gl
-                .clear(glow::COLOR_BUFFER_BIT | glow::DEPTH_BUFFER_BIT);
+            gl.clear_color(clear[0], clear[1], clear[2], clear[3]);
+            gl.clear_depth_f32(1.0);
+            gl.clear(glow::COLOR_BUFFER_BIT | glow::DEPTH_BUFFER_BIT);
         }
     }
 
     /// Binds the colour texture to unit 0 and the depth texture to unit 1 for sampling.
     pub(super) fn bind_textures(&self) {
-        // SAFETY: context current; both textures are alive while `self` is.
-        unsafe {
-            self.gl.active_texture(glow::TEXTURE0);
-            self.gl.bind_texture(glow::TEXTURE_2D, Some(self.color));
-            self.gl.active_texture(glow::TEXTURE1);
-            self.gl.bind_texture(glow::TEXTURE_2D, Some(self.depth));
-            self.gl.active_texture(glow::TEXTURE0);
-        }
+        // Unit 1 first, so that unit 0, GL's default, is left the active one.
+        self.depth.bind(1);
+        self.color.bind(0);
     }
 }
 
@@ -677,23 +820,7 @@ pub trait ReadSource {
 
 impl ReadSource for RenderTarget {
     fn bind_read(&self) {
-        // SAFETY: context current; the framebuffer is alive.
-        unsafe {
-            self.gl
-                .bind_framebuffer(glow::READ_FRAMEBUFFER, Some(self.fbo));
-            self.gl.read_buffer(glow::COLOR_ATTACHMENT0);
-        }
-    }
-}
-
-impl Drop for RenderTarget {
-    fn drop(&mut self) {
-        // SAFETY: we own all three handles.
-        unsafe {
-            self.gl.delete_framebuffer(self.fbo);
-            self.gl.delete_texture(self.color);
-            self.gl.delete_texture(self.depth);
-        }
+        self.framebuffer.bind_read();
     }
 }
 
@@ -799,6 +926,35 @@ mod tests {
         );
         assert!(program.optional_uniform("u_colour").0.is_none());
         assert!(program.optional_uniform("u_color").0.is_some());
+    }
+
+    #[test]
+    fn a_framebuffer_is_checked_for_completeness() {
+        let context = context();
+        let gl = context.gl();
+        let empty = Framebuffer::new(gl, 4, 4, &[]);
+        assert!(
+            matches!(
+                empty,
+                Err(GlError::Framebuffer(
+                    glow::FRAMEBUFFER_INCOMPLETE_MISSING_ATTACHMENT
+                ))
+            ),
+            "{:?}",
+            empty.err()
+        );
+        let color = Renderbuffer::new(gl, glow::RGBA8, 4, 4).unwrap();
+        let framebuffer = Framebuffer::new(
+            gl,
+            4,
+            4,
+            &[(glow::COLOR_ATTACHMENT0, Attachment::Renderbuffer(&color))],
+        )
+        .unwrap();
+        let raw = framebuffer.raw;
+        drop(framebuffer);
+        // SAFETY: the context is current on this thread; a query of a deleted name.
+        assert!(!unsafe { gl.is_framebuffer(raw) });
     }
 
     #[test]

@@ -8,10 +8,12 @@
 
 use std::rc::Rc;
 
+use super::GlError;
 use glow::HasContext;
 
-use super::GlError;
-use super::objects::{EmptyVertexArray, Program, ReadSource, RenderTarget};
+use super::objects::{
+    Attachment, EmptyVertexArray, Framebuffer, Program, ReadSource, RenderTarget, Renderbuffer,
+};
 use crate::format::Format;
 
 /// `glReadPixels` format and type for each delivered format (after the output pass, if any).
@@ -30,12 +32,9 @@ pub struct OutputPass {
     gl: Rc<glow::Context>,
     program: Program,
     triangle: EmptyVertexArray,
-    fbo: glow::Framebuffer,
-    color: glow::Renderbuffer,
-    width_px: u32,
-    height_px: u32,
-    mode: i32,
-    flip: bool,
+    // Field order is drop order: the framebuffer goes before the renderbuffer attached to it.
+    framebuffer: Framebuffer,
+    _color: Renderbuffer,
 }
 
 impl OutputPass {
@@ -64,68 +63,34 @@ impl OutputPass {
             include_str!("../../shaders/output.frag"),
         )?;
         let triangle = EmptyVertexArray::new(gl)?;
-        // SAFETY: context current (the `Rc` pins us to the GL thread); the handles are owned by
-        // the returned value and deleted in `Drop`, also on the incomplete path.
-        unsafe {
-            let fbo = gl.create_framebuffer().map_err(|message| GlError::Create {
-                what: "framebuffer",
-                message,
-            })?;
-            let color = gl
-                .create_renderbuffer()
-                .map_err(|message| GlError::Create {
-                    what: "renderbuffer",
-                    message,
-                })?;
-            let pass = Self {
-                gl: Rc::clone(gl),
-                program,
-                triangle,
-                fbo,
-                color,
-                width_px,
-                height_px,
-                mode,
-                flip,
-            };
-            gl.bind_framebuffer(glow::FRAMEBUFFER, Some(fbo));
-            gl.bind_renderbuffer(glow::RENDERBUFFER, Some(color));
-            gl.renderbuffer_storage(
-                glow::RENDERBUFFER,
-                internal,
-                width_px as i32,
-                height_px as i32,
-            );
-            gl.framebuffer_renderbuffer(
-                glow::FRAMEBUFFER,
-                glow::COLOR_ATTACHMENT0,
-                glow::RENDERBUFFER,
-                Some(color),
-            );
-            gl.bind_renderbuffer(glow::RENDERBUFFER, None);
-            let status = gl.check_framebuffer_status(glow::FRAMEBUFFER);
-            if status != glow::FRAMEBUFFER_COMPLETE {
-                return Err(GlError::Framebuffer(status));
-            }
-            // Set once here: nothing else uses this program, and looking uniforms up per frame
-            // would allocate.
-            let program = &pass.program;
-            program.bind();
-            program.set_i32(&program.uniform("u_color")?, 0);
-            program.set_i32(&program.uniform("u_depth")?, 1);
-            program.set_i32(&program.uniform("u_mode")?, pass.mode);
-            program.set_i32(&program.uniform("u_flip")?, i32::from(pass.flip));
-            Ok(Some(pass))
-        }
+        let color = Renderbuffer::new(gl, internal, width_px, height_px)?;
+        let framebuffer = Framebuffer::new(
+            gl,
+            width_px,
+            height_px,
+            &[(glow::COLOR_ATTACHMENT0, Attachment::Renderbuffer(&color))],
+        )?;
+        // Set once here: nothing else uses this program, and looking uniforms up per frame
+        // would allocate.
+        program.bind();
+        program.set_i32(&program.uniform("u_color")?, 0);
+        program.set_i32(&program.uniform("u_depth")?, 1);
+        program.set_i32(&program.uniform("u_mode")?, mode);
+        program.set_i32(&program.uniform("u_flip")?, i32::from(flip));
+        Ok(Some(Self {
+            gl: Rc::clone(gl),
+            program,
+            triangle,
+            framebuffer,
+            _color: color,
+        }))
     }
 
     /// Converts the current contents of `source` into this pass's target.
     pub fn run(&self, source: &RenderTarget) {
-        // SAFETY: context current; the framebuffer is alive and complete (checked in `new`).
+        self.framebuffer.bind_draw();
+        // SAFETY: context current (the `Rc` pins us to the GL thread); plain state toggles.
         unsafe {
-            self.gl.bind_framebuffer(glow::FRAMEBUFFER, Some(self.fbo));
-            self.gl
-                .viewport(0, 0, self.width_px as i32, self.height_px as i32);
             self.gl.disable(glow::DEPTH_TEST);
             self.gl.disable(glow::CULL_FACE);
             self.gl.disable(glow::BLEND);
@@ -139,21 +104,6 @@ impl OutputPass {
 
 impl ReadSource for OutputPass {
     fn bind_read(&self) {
-        // SAFETY: context current; the framebuffer is alive.
-        unsafe {
-            self.gl
-                .bind_framebuffer(glow::READ_FRAMEBUFFER, Some(self.fbo));
-            self.gl.read_buffer(glow::COLOR_ATTACHMENT0);
-        }
-    }
-}
-
-impl Drop for OutputPass {
-    fn drop(&mut self) {
-        // SAFETY: we own both handles.
-        unsafe {
-            self.gl.delete_framebuffer(self.fbo);
-            self.gl.delete_renderbuffer(self.color);
-        }
+        self.framebuffer.bind_read();
     }
 }
