@@ -547,14 +547,14 @@ impl Drop for IndexedMesh {
 
 /// A vertex array with no attributes, for passes that make their vertices from `gl_VertexID`
 /// (a full-screen triangle). Core profile refuses draws with no VAO bound.
-pub struct EmptyVertexArray {
+struct EmptyVertexArray {
     gl: Rc<glow::Context>,
     vao: glow::VertexArray,
 }
 
 impl EmptyVertexArray {
     /// Creates the vertex array.
-    pub fn new(gl: &Rc<glow::Context>) -> Result<Self, GlError> {
+    fn new(gl: &Rc<glow::Context>) -> Result<Self, GlError> {
         // SAFETY: context current (module invariant).
         let vao = unsafe { gl.create_vertex_array() }.map_err(create_error("vertex array"))?;
         Ok(Self {
@@ -564,7 +564,7 @@ impl EmptyVertexArray {
     }
 
     /// Draws `count` vertices as triangles with the bound program.
-    pub fn draw(&self, count: i32) {
+    fn draw(&self, count: i32) {
         // SAFETY: context current; the VAO has no attributes, so nothing is read from memory.
         unsafe {
             self.gl.bind_vertex_array(Some(self.vao));
@@ -578,6 +578,56 @@ impl Drop for EmptyVertexArray {
     fn drop(&mut self) {
         // SAFETY: we own the handle.
         unsafe { self.gl.delete_vertex_array(self.vao) }
+    }
+}
+
+/// A fragment shader run once for every pixel of the bound target: the program pairs it with
+/// `shaders/fullscreen.vert`, which makes one triangle covering the viewport from
+/// `gl_VertexID`, so no vertex buffer is needed. The backdrop, the shader and pattern scenes and
+/// the output pass are all one of these.
+pub struct FullscreenPass {
+    program: Program,
+    triangle: EmptyVertexArray,
+}
+
+impl FullscreenPass {
+    /// Compiles and links `fragment` with the full-screen vertex shader; `name` appears in
+    /// errors, `header` is the context's `#version` prologue.
+    pub fn new(
+        gl: &Rc<glow::Context>,
+        name: &str,
+        header: &str,
+        fragment: &str,
+    ) -> Result<Self, GlError> {
+        let program = Program::new(
+            gl,
+            name,
+            header,
+            include_str!("../../shaders/fullscreen.vert"),
+            fragment,
+        )?;
+        Ok(Self {
+            program,
+            triangle: EmptyVertexArray::new(gl)?,
+        })
+    }
+
+    /// The program, to look uniforms up in and, once bound, to set them on.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Draws the triangle with the program bound, and with depth test, culling and blending
+    /// off: a full-screen pass writes exactly what its shader computes into every pixel and
+    /// leaves the depth buffer as it was. Those states stay off afterwards.
+    pub fn draw(&self) {
+        let gl = &self.program.gl;
+        set_depth_test(gl, false);
+        set_cull_back_faces(gl, false);
+        // SAFETY: context current (module invariant); a plain state toggle.
+        unsafe { gl.disable(glow::BLEND) };
+        self.program.bind();
+        self.triangle.draw(3);
     }
 }
 

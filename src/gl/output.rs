@@ -9,10 +9,8 @@
 use std::rc::Rc;
 
 use super::GlError;
-use glow::HasContext;
-
 use super::objects::{
-    Attachment, EmptyVertexArray, Framebuffer, Program, ReadSource, RenderTarget, Renderbuffer,
+    Attachment, Framebuffer, FullscreenPass, ReadSource, RenderTarget, Renderbuffer,
 };
 use crate::format::Format;
 
@@ -29,9 +27,7 @@ pub fn read_params(format: Format) -> (u32, u32) {
 
 /// The pass and its target.
 pub struct OutputPass {
-    gl: Rc<glow::Context>,
-    program: Program,
-    triangle: EmptyVertexArray,
+    pass: FullscreenPass,
     // Field order is drop order: the framebuffer goes before the renderbuffer attached to it.
     framebuffer: Framebuffer,
     _color: Renderbuffer,
@@ -55,14 +51,12 @@ impl OutputPass {
             Format::Gray8 => (2, glow::R8),
             Format::Depth32f => (3, glow::R32F),
         };
-        let program = Program::new(
+        let pass = FullscreenPass::new(
             gl,
             "shaders/output",
             glsl_header,
-            include_str!("../../shaders/background.vert"),
             include_str!("../../shaders/output.frag"),
         )?;
-        let triangle = EmptyVertexArray::new(gl)?;
         let color = Renderbuffer::new(gl, internal, width_px, height_px)?;
         let framebuffer = Framebuffer::new(
             gl,
@@ -72,15 +66,14 @@ impl OutputPass {
         )?;
         // Set once here: nothing else uses this program, and looking uniforms up per frame
         // would allocate.
+        let program = pass.program();
         program.bind();
         program.set_i32(&program.uniform("u_color")?, 0);
         program.set_i32(&program.uniform("u_depth")?, 1);
         program.set_i32(&program.uniform("u_mode")?, mode);
         program.set_i32(&program.uniform("u_flip")?, i32::from(flip));
         Ok(Some(Self {
-            gl: Rc::clone(gl),
-            program,
-            triangle,
+            pass,
             framebuffer,
             _color: color,
         }))
@@ -89,16 +82,9 @@ impl OutputPass {
     /// Converts the current contents of `source` into this pass's target.
     pub fn run(&self, source: &RenderTarget) {
         self.framebuffer.bind_draw();
-        // SAFETY: context current (the `Rc` pins us to the GL thread); plain state toggles.
-        unsafe {
-            self.gl.disable(glow::DEPTH_TEST);
-            self.gl.disable(glow::CULL_FACE);
-            self.gl.disable(glow::BLEND);
-        }
         source.bind_textures();
         // The uniforms were set once in `new`; nothing else uses this program.
-        self.program.bind();
-        self.triangle.draw(3);
+        self.pass.draw();
     }
 }
 
