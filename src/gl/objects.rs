@@ -442,103 +442,84 @@ fn vertex_array(
     }
 }
 
-/// Interleaved float vertices in a vertex array, drawn as triangles.
+/// Interleaved float vertices in a vertex array, and optionally 32-bit indices into them, drawn
+/// as triangles.
 pub struct Mesh {
     gl: Rc<glow::Context>,
     vao: glow::VertexArray,
     _vbo: Buffer,
-    vertex_count: i32,
+    /// The element buffer, when the mesh is indexed; `count` is then the number of indices.
+    ebo: Option<Buffer>,
+    /// Vertices (or indices, when indexed) that one draw submits.
+    count: i32,
 }
 
 impl Mesh {
     /// `layout` lists (attribute location, component count) in the order they are interleaved.
+    /// With `indices`, every index must be below the number of vertices, or the mesh is refused
+    /// ([`GlError::Create`]): GL would read out of bounds (undefined behaviour, a crash on some
+    /// drivers).
     pub fn new(
         gl: &Rc<glow::Context>,
         vertices: &[f32],
-        layout: &[(u32, i32)],
-    ) -> Result<Self, GlError> {
-        let floats_per_vertex: i32 = layout.iter().map(|(_, n)| n).sum();
-        let vbo = Buffer::new(gl)?;
-        let vao = vertex_array(gl, &vbo, vertices, None, layout)?;
-        Ok(Self {
-            gl: Rc::clone(gl),
-            vao,
-            _vbo: vbo,
-            vertex_count: vertices.len() as i32 / floats_per_vertex.max(1),
-        })
-    }
-
-    /// Draws every vertex as triangles with the bound program.
-    pub fn draw(&self) {
-        // SAFETY: context current; the VAO's attributes point into `_vbo`, alive with `self`.
-        unsafe {
-            self.gl.bind_vertex_array(Some(self.vao));
-            self.gl.draw_arrays(glow::TRIANGLES, 0, self.vertex_count);
-            self.gl.bind_vertex_array(None);
-        }
-    }
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        // SAFETY: we own the handle.
-        unsafe { self.gl.delete_vertex_array(self.vao) }
-    }
-}
-
-/// Interleaved float vertices and 32-bit indices in a vertex array, drawn as indexed triangles.
-pub struct IndexedMesh {
-    gl: Rc<glow::Context>,
-    vao: glow::VertexArray,
-    _vbo: Buffer,
-    _ebo: Buffer,
-    index_count: i32,
-}
-
-impl IndexedMesh {
-    /// `layout` lists (attribute location, component count) in the order they are interleaved.
-    /// Every index must be below the number of vertices; callers check this, because GL reads
-    /// out of bounds (undefined behaviour, a crash on some drivers) if it does not hold.
-    pub fn new(
-        gl: &Rc<glow::Context>,
-        vertices: &[f32],
-        indices: &[u32],
+        indices: Option<&[u32]>,
         layout: &[(u32, i32)],
     ) -> Result<Self, GlError> {
         let floats_per_vertex: i32 = layout.iter().map(|(_, n)| n).sum();
         let vertex_count = vertices.len() / floats_per_vertex.max(1) as usize;
-        if let Some(bad) = indices.iter().find(|&&i| i as usize >= vertex_count) {
+        if let Some(bad) = indices
+            .unwrap_or_default()
+            .iter()
+            .find(|&&i| i as usize >= vertex_count)
+        {
             return Err(GlError::Create {
                 what: "indexed mesh",
                 message: format!("index {bad} is out of range for {vertex_count} vertices"),
             });
         }
         let vbo = Buffer::new(gl)?;
-        let ebo = Buffer::new(gl)?;
-        let vao = vertex_array(gl, &vbo, vertices, Some((&ebo, indices)), layout)?;
+        let ebo = match indices {
+            Some(indices) => Some((Buffer::new(gl)?, indices)),
+            None => None,
+        };
+        let vao = vertex_array(
+            gl,
+            &vbo,
+            vertices,
+            ebo.as_ref().map(|(ebo, indices)| (ebo, *indices)),
+            layout,
+        )?;
+        let count = match indices {
+            Some(indices) => indices.len(),
+            None => vertex_count,
+        };
         Ok(Self {
             gl: Rc::clone(gl),
             vao,
             _vbo: vbo,
-            _ebo: ebo,
-            index_count: indices.len() as i32,
+            ebo: ebo.map(|(ebo, _)| ebo),
+            count: count as i32,
         })
     }
 
-    /// Draws every index as triangles with the bound program.
+    /// Draws the mesh as triangles with the bound program.
     pub fn draw(&self) {
         // SAFETY: context current; the VAO's attributes and element buffer are `_vbo` and
-        // `_ebo`, alive with `self`, and every index is in range (checked in `new`).
+        // `ebo`, alive with `self`, and every index is in range (checked in `new`).
         unsafe {
             self.gl.bind_vertex_array(Some(self.vao));
-            self.gl
-                .draw_elements(glow::TRIANGLES, self.index_count, glow::UNSIGNED_INT, 0);
+            if self.ebo.is_some() {
+                self.gl
+                    .draw_elements(glow::TRIANGLES, self.count, glow::UNSIGNED_INT, 0);
+            } else {
+                self.gl.draw_arrays(glow::TRIANGLES, 0, self.count);
+            }
             self.gl.bind_vertex_array(None);
         }
     }
 }
 
-impl Drop for IndexedMesh {
+impl Drop for Mesh {
     fn drop(&mut self) {
         // SAFETY: we own the handle; the buffers delete themselves after it.
         unsafe { self.gl.delete_vertex_array(self.vao) }
@@ -1005,6 +986,22 @@ mod tests {
         drop(framebuffer);
         // SAFETY: the context is current on this thread; a query of a deleted name.
         assert!(!unsafe { gl.is_framebuffer(raw) });
+    }
+
+    #[test]
+    fn a_mesh_refuses_indices_past_its_vertices() {
+        let context = context();
+        let gl = context.gl();
+        let triangle = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+        assert!(Mesh::new(gl, &triangle, None, &[(0, 2)]).is_ok());
+        assert!(Mesh::new(gl, &triangle, Some(&[0, 1, 2]), &[(0, 2)]).is_ok());
+        let refused = Mesh::new(gl, &triangle, Some(&[0, 1, 3]), &[(0, 2)]);
+        assert!(
+            matches!(&refused, Err(GlError::Create { message, .. })
+                if message == "index 3 is out of range for 3 vertices"),
+            "{:?}",
+            refused.err()
+        );
     }
 
     #[test]
