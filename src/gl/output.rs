@@ -25,6 +25,52 @@ pub fn read_params(format: Format) -> (u32, u32) {
     }
 }
 
+/// What the output pass makes of each texel of the scene's target. Whether rows are also
+/// flipped is separate (`--flip` applies to every mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Colour as it is; a pass only when rows are flipped.
+    Copy,
+    /// Colour with red and blue swapped.
+    Bgra,
+    /// Rec. 709 luma of the colour, into an R8 target.
+    Gray,
+    /// The depth texture's window-space depth, into an R32F target.
+    Depth,
+}
+
+impl OutputMode {
+    /// The mode that delivers `format`.
+    pub fn for_format(format: Format) -> Self {
+        match format {
+            Format::Rgba8 | Format::Rgb8 => OutputMode::Copy,
+            Format::Bgra8 => OutputMode::Bgra,
+            Format::Gray8 => OutputMode::Gray,
+            Format::Depth32f => OutputMode::Depth,
+        }
+    }
+
+    /// The value of `u_mode` that selects this mode in shaders/output.frag; change them
+    /// together.
+    fn shader_value(self) -> i32 {
+        match self {
+            OutputMode::Copy => 0,
+            OutputMode::Bgra => 1,
+            OutputMode::Gray => 2,
+            OutputMode::Depth => 3,
+        }
+    }
+
+    /// The pass target's sized internal format: as many channels as the delivered pixel has.
+    fn internal_format(self) -> u32 {
+        match self {
+            OutputMode::Copy | OutputMode::Bgra => glow::RGBA8,
+            OutputMode::Gray => glow::R8,
+            OutputMode::Depth => glow::R32F,
+        }
+    }
+}
+
 /// The pass and its target.
 pub struct OutputPass {
     pass: FullscreenPass,
@@ -44,20 +90,17 @@ impl OutputPass {
         width_px: u32,
         height_px: u32,
     ) -> Result<Option<Self>, GlError> {
-        let (mode, internal) = match format {
-            Format::Rgba8 | Format::Rgb8 if !flip => return Ok(None),
-            Format::Rgba8 | Format::Rgb8 => (0, glow::RGBA8),
-            Format::Bgra8 => (1, glow::RGBA8),
-            Format::Gray8 => (2, glow::R8),
-            Format::Depth32f => (3, glow::R32F),
-        };
+        let mode = OutputMode::for_format(format);
+        if mode == OutputMode::Copy && !flip {
+            return Ok(None);
+        }
         let pass = FullscreenPass::new(
             gl,
             "shaders/output",
             glsl_header,
             include_str!("../../shaders/output.frag"),
         )?;
-        let color = Renderbuffer::new(gl, internal, width_px, height_px)?;
+        let color = Renderbuffer::new(gl, mode.internal_format(), width_px, height_px)?;
         let framebuffer = Framebuffer::new(
             gl,
             width_px,
@@ -70,7 +113,7 @@ impl OutputPass {
         program.bind();
         program.set_i32(&program.uniform("u_color")?, 0);
         program.set_i32(&program.uniform("u_depth")?, 1);
-        program.set_i32(&program.uniform("u_mode")?, mode);
+        program.set_i32(&program.uniform("u_mode")?, mode.shader_value());
         program.set_i32(&program.uniform("u_flip")?, i32::from(flip));
         Ok(Some(Self {
             pass,
@@ -91,5 +134,23 @@ impl OutputPass {
 impl ReadSource for OutputPass {
     fn bind_read(&self) {
         self.framebuffer.bind_read();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutputMode;
+    use crate::format::Format;
+
+    #[test]
+    fn every_mode_but_copy_has_its_branch_in_the_shader() {
+        let shader = include_str!("../../shaders/output.frag");
+        for format in [Format::Bgra8, Format::Gray8, Format::Depth32f] {
+            let mode = OutputMode::for_format(format);
+            let branch = format!("u_mode == {}", mode.shader_value());
+            assert!(shader.contains(&branch), "{mode:?}: no `{branch}`");
+        }
+        assert_eq!(OutputMode::for_format(Format::Rgba8), OutputMode::Copy);
+        assert_eq!(OutputMode::for_format(Format::Rgb8), OutputMode::Copy);
     }
 }
