@@ -478,27 +478,14 @@ impl Mesh {
             });
         }
         let vbo = Buffer::new(gl)?;
-        let ebo = match indices {
-            Some(indices) => Some((Buffer::new(gl)?, indices)),
-            None => None,
-        };
-        let vao = vertex_array(
-            gl,
-            &vbo,
-            vertices,
-            ebo.as_ref().map(|(ebo, indices)| (ebo, *indices)),
-            layout,
-        )?;
-        let count = match indices {
-            Some(indices) => indices.len(),
-            None => vertex_count,
-        };
+        let ebo = indices.map(|_| Buffer::new(gl)).transpose()?;
+        let vao = vertex_array(gl, &vbo, vertices, ebo.as_ref().zip(indices), layout)?;
         Ok(Self {
             gl: Rc::clone(gl),
             vao,
             _vbo: vbo,
-            ebo: ebo.map(|(ebo, _)| ebo),
-            count: count as i32,
+            ebo,
+            count: indices.map_or(vertex_count, <[u32]>::len) as i32,
         })
     }
 
