@@ -4,7 +4,7 @@ out vec4 frag_color;
 
 uniform sampler2D u_color;
 uniform sampler2D u_depth;
-// 0: copy RGBA, 1: swizzle to BGRA, 2: Rec. 709 luma, 3: depth.
+// 0: copy RGBA, 1: swizzle to BGRA, 2: Rec. 709 luma, 3: depth (OutputMode in src/gl/output.rs).
 uniform int u_mode;
 // Non-zero: row 0 of the output is the top row of the image.
 uniform int u_flip;

@@ -7,8 +7,12 @@
 //! are tried before Mesa's software rasterizer (`EGL_MESA_device_software`).
 //!
 //! [`HeadlessContext`] is `!Send` (it holds an `Rc`): the context is current on the thread that
-//! created it and never leaves it.
+//! created it and never leaves it. A thread has at most one: EGL keeps one current context per
+//! thread, so a second would silently take the first one's place, and the first one's objects
+//! would then act on the wrong context. [`HeadlessContext::new`] refuses instead
+//! ([`GlError::ContextAlreadyCurrent`]); dropping the context frees the thread for another.
 
+use std::cell::Cell;
 use std::ffi::CStr;
 use std::rc::Rc;
 
@@ -24,6 +28,12 @@ use super::GlError;
 
 /// The extension by which Mesa marks its software (llvmpipe) device.
 const SOFTWARE_EXTENSION: &str = "EGL_MESA_device_software";
+
+thread_local! {
+    /// Whether a [`HeadlessContext`] is alive on this thread. It is set only once a context is
+    /// current and cleared by its `Drop`, which runs on this thread too (the type is `!Send`).
+    static CONTEXT_ON_THIS_THREAD: Cell<bool> = const { Cell::new(false) };
+}
 
 /// What `glstream devices` prints about one EGL device.
 #[derive(Debug, Clone)]
@@ -110,8 +120,19 @@ pub struct HeadlessContext {
 }
 
 impl HeadlessContext {
-    /// Creates a context on device `index`, or on the first device that works (hardware first).
+    /// Creates a context on device `index`, or on the first device that works (hardware first),
+    /// and makes it current on this thread, which must not have one already
+    /// ([`GlError::ContextAlreadyCurrent`]).
     pub fn new(index: Option<usize>) -> Result<Self, GlError> {
+        if CONTEXT_ON_THIS_THREAD.get() {
+            return Err(GlError::ContextAlreadyCurrent);
+        }
+        let context = Self::on_first_working_device(index)?;
+        CONTEXT_ON_THIS_THREAD.set(true);
+        Ok(context)
+    }
+
+    fn on_first_working_device(index: Option<usize>) -> Result<Self, GlError> {
         let devices = query_devices()?;
         let order: Vec<usize> = match index {
             Some(i) if i >= devices.len() => {
@@ -273,5 +294,33 @@ impl Drop for HeadlessContext {
         if let Err(e) = self._context.make_not_current_in_place() {
             log::debug!("eglMakeCurrent(NO_CONTEXT) failed: {e}");
         }
+        CONTEXT_ON_THIS_THREAD.set(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> HeadlessContext {
+        HeadlessContext::new(None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_thread_has_one_context_at_a_time() {
+        let first = context();
+        let second = HeadlessContext::new(None);
+        assert!(
+            matches!(second, Err(GlError::ContextAlreadyCurrent)),
+            "{:?}",
+            second.err()
+        );
+        // Another thread has its own current context, whatever this one has.
+        let other = std::thread::spawn(|| HeadlessContext::new(None).map(|c| c.info().clone()));
+        assert!(other.join().expect("the thread does not panic").is_ok());
+        // Dropping the first frees the thread, as bench relies on between configurations.
+        drop(first);
+        let again = context();
+        assert!(!again.info().renderer.is_empty());
     }
 }

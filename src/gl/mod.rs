@@ -40,6 +40,11 @@ pub enum GlError {
     /// Every display/config/context combination on the chosen device(s) failed.
     #[error("could not create a headless OpenGL 3.3 core or GLES 3 context: {0}")]
     Context(String),
+    /// This thread already has a live [`context::HeadlessContext`]. EGL keeps one current
+    /// context per thread, so making a second current would silently leave the first one's GL
+    /// objects acting on the wrong context; drop the first before creating another.
+    #[error("this thread already has a current OpenGL context; a second would silently replace it")]
+    ContextAlreadyCurrent,
     /// A shader stage failed to compile; the log is the driver's, with its line numbers.
     #[error("{name}: {stage} shader does not compile: {log}")]
     Compile {
@@ -57,6 +62,15 @@ pub enum GlError {
         name: String,
         /// The driver's info log.
         log: String,
+    },
+    /// One of our own shaders has no active uniform by this name: a typo, or a uniform the
+    /// compiler removed because nothing uses it. (User shaders' uniforms are optional.)
+    #[error("{program}: the shader has no active uniform {name}")]
+    MissingUniform {
+        /// Which shader program.
+        program: String,
+        /// The uniform that was looked up.
+        name: String,
     },
     /// The render target is not complete; the status is the GL enum in hex.
     #[error("framebuffer incomplete (status 0x{0:04x})")]

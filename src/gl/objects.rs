@@ -35,10 +35,89 @@ fn short_log(log: &str) -> String {
     chosen.join("; ")
 }
 
+/// A pipeline stage a [`Shader`] is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `GL_VERTEX_SHADER`.
+    Vertex,
+    /// `GL_FRAGMENT_SHADER`.
+    Fragment,
+}
+
+impl Stage {
+    fn gl_kind(self) -> u32 {
+        match self {
+            Stage::Vertex => glow::VERTEX_SHADER,
+            Stage::Fragment => glow::FRAGMENT_SHADER,
+        }
+    }
+
+    /// How [`GlError::Compile`] names the stage.
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Vertex => "vertex",
+            Stage::Fragment => "fragment",
+        }
+    }
+}
+
+/// One compiled shader stage. It exists only while [`Program::new`] links, and deletes itself
+/// in `Drop`, so that every way out of `Program::new` (a stage that does not compile, a program
+/// that does not link, a driver that cannot create a name) leaves no shader behind.
+struct Shader {
+    gl: Rc<glow::Context>,
+    raw: glow::Shader,
+}
+
+impl Shader {
+    /// Compiles `source` after `header`; `name` (the program's) appears in errors.
+    fn compile(
+        gl: &Rc<glow::Context>,
+        name: &str,
+        stage: Stage,
+        header: &str,
+        source: &str,
+    ) -> Result<Self, GlError> {
+        // SAFETY: context current on this thread (module invariant); the new name is owned by
+        // the returned value, or by `shader` on the error path, and deleted in its `Drop`.
+        unsafe {
+            let raw = gl
+                .create_shader(stage.gl_kind())
+                .map_err(create_error("shader"))?;
+            let shader = Self {
+                gl: Rc::clone(gl),
+                raw,
+            };
+            // The header is one line per `\n`, and drivers count lines from the first source
+            // string; `#line 1` makes the log's line numbers those of the file.
+            gl.shader_source(raw, &format!("{header}#line 1\n{source}"));
+            gl.compile_shader(raw);
+            if !gl.get_shader_compile_status(raw) {
+                return Err(GlError::Compile {
+                    name: name.to_string(),
+                    stage: stage.label(),
+                    log: short_log(&gl.get_shader_info_log(raw)),
+                });
+            }
+            Ok(shader)
+        }
+    }
+}
+
+impl Drop for Shader {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle. A shader still attached to a program is only flagged for
+        // deletion, which is why `Program::new` detaches before its shaders drop.
+        unsafe { self.gl.delete_shader(self.raw) }
+    }
+}
+
 /// A linked shader program; its uniforms are set through [`Uniform`] locations looked up once.
 pub struct Program {
     gl: Rc<glow::Context>,
     raw: glow::Program,
+    /// What errors call it (a shader path or a user's file).
+    name: String,
 }
 
 impl Program {
@@ -51,51 +130,36 @@ impl Program {
         vertex: &str,
         fragment: &str,
     ) -> Result<Self, GlError> {
-        // SAFETY: context current on this thread (module invariant); shaders are deleted on
-        // every path, the program on every error path and otherwise by `Drop`.
+        // SAFETY: context current on this thread (module invariant). The program is owned by
+        // `program` and the shaders by their `Shader` values from the moment they exist, so an
+        // early return deletes whatever was made so far.
         unsafe {
             let raw = gl.create_program().map_err(create_error("program"))?;
             let program = Self {
                 gl: Rc::clone(gl),
                 raw,
+                name: name.to_string(),
             };
-            let mut shaders = Vec::new();
-            let mut result = Ok(());
-            for (stage, kind, source) in [
-                ("vertex", glow::VERTEX_SHADER, vertex),
-                ("fragment", glow::FRAGMENT_SHADER, fragment),
-            ] {
-                let shader = gl.create_shader(kind).map_err(create_error("shader"))?;
-                // The header is one line per `\n`, and drivers count lines from the first
-                // source string; `#line 1` makes the log's line numbers those of the file.
-                let full = format!("{header}#line 1\n{source}");
-                gl.shader_source(shader, &full);
-                gl.compile_shader(shader);
-                shaders.push(shader);
-                if !gl.get_shader_compile_status(shader) {
-                    result = Err(GlError::Compile {
-                        name: name.to_string(),
-                        stage,
-                        log: short_log(&gl.get_shader_info_log(shader)),
-                    });
-                    break;
-                }
-                gl.attach_shader(raw, shader);
+            let shaders = [
+                Shader::compile(gl, name, Stage::Vertex, header, vertex)?,
+                Shader::compile(gl, name, Stage::Fragment, header, fragment)?,
+            ];
+            for shader in &shaders {
+                gl.attach_shader(raw, shader.raw);
             }
-            if result.is_ok() {
-                gl.link_program(raw);
-                if !gl.get_program_link_status(raw) {
-                    result = Err(GlError::Link {
-                        name: name.to_string(),
-                        log: short_log(&gl.get_program_info_log(raw)),
-                    });
-                }
+            gl.link_program(raw);
+            // A linked program keeps its code; detaching lets the shaders' `Drop` free them now
+            // rather than when the program goes.
+            for shader in &shaders {
+                gl.detach_shader(raw, shader.raw);
             }
-            for shader in shaders {
-                gl.detach_shader(raw, shader);
-                gl.delete_shader(shader);
+            if !gl.get_program_link_status(raw) {
+                return Err(GlError::Link {
+                    name: name.to_string(),
+                    log: short_log(&gl.get_program_info_log(raw)),
+                });
             }
-            result.map(|()| program)
+            Ok(program)
         }
     }
 
@@ -105,10 +169,25 @@ impl Program {
         unsafe { self.gl.use_program(Some(self.raw)) }
     }
 
-    /// Looks up a uniform once, so the per-frame setters need no name lookup: glow's
-    /// `get_uniform_location` builds a `CString` on every call, which would allocate per frame.
-    /// A uniform the compiler removed (or never declared) gives a location that sets nothing.
-    pub fn uniform(&self, name: &str) -> Uniform {
+    /// Looks up a uniform of one of our own shaders, once, so the per-frame setters need no
+    /// name lookup (glow's `get_uniform_location` builds a `CString` on every call, which would
+    /// allocate per frame). A name the program does not have is [`GlError::MissingUniform`]: in
+    /// a built-in shader that is a typo, or a uniform the compiler removed because it is unused,
+    /// and either way a frame would silently be drawn without it.
+    pub fn uniform(&self, name: &str) -> Result<Uniform, GlError> {
+        match self.optional_uniform(name) {
+            Uniform(Some(location)) => Ok(Uniform(Some(location))),
+            Uniform(None) => Err(GlError::MissingUniform {
+                program: self.name.clone(),
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Looks up a uniform a user's shader may leave out (a Shadertoy file need not use
+    /// `iTime`, and the compiler removes what it does not use): a missing one gives a location
+    /// that sets nothing, as GL does for location -1.
+    pub fn optional_uniform(&self, name: &str) -> Uniform {
         // SAFETY: context current (module invariant); the program is alive and linked.
         Uniform(unsafe { self.gl.get_uniform_location(self.raw, name) })
     }
@@ -159,8 +238,9 @@ impl Program {
     }
 }
 
-/// A uniform's location in one [`Program`], looked up once with [`Program::uniform`]. Use it
-/// only with the program that made it: a location means nothing in another program.
+/// A uniform's location in one [`Program`], looked up once with [`Program::uniform`] or
+/// [`Program::optional_uniform`] (`None` inside: an absent optional uniform, which sets nothing).
+/// Use it only with the program that made it: a location means nothing in another program.
 #[derive(Debug, Clone)]
 pub struct Uniform(Option<glow::UniformLocation>);
 
@@ -171,7 +251,9 @@ impl Drop for Program {
     }
 }
 
-/// An immutable RGBA8 2D texture with mipmaps, sampled with trilinear filtering and repeat.
+/// A 2D texture: either an RGBA8 image with mipmaps, sampled with trilinear filtering and repeat
+/// ([`Texture::from_rgba8`]), or an uninitialised, nearest-filtered render-target attachment
+/// ([`Texture::attachment`]).
 pub struct Texture {
     gl: Rc<glow::Context>,
     raw: glow::Texture,
@@ -222,6 +304,46 @@ impl Texture {
                 gl: Rc::clone(gl),
                 raw,
             })
+        }
+    }
+
+    /// Allocates an uninitialised `width_px` × `height_px` texture to render into, with
+    /// storage `internal` (`format` / `kind` only name the absent upload's layout) and nearest
+    /// filtering, since the output pass fetches texels one for one. The caller checks the size
+    /// against the driver's limit.
+    pub fn attachment(
+        gl: &Rc<glow::Context>,
+        internal: u32,
+        format: u32,
+        kind: u32,
+        width_px: u32,
+        height_px: u32,
+    ) -> Result<Self, GlError> {
+        // SAFETY: context current; the new name is owned by `texture` from the start, and no
+        // initial data is read (PixelUnpackData::Slice(None)).
+        unsafe {
+            let raw = gl.create_texture().map_err(create_error("texture"))?;
+            let texture = Self {
+                gl: Rc::clone(gl),
+                raw,
+            };
+            gl.bind_texture(glow::TEXTURE_2D, Some(raw));
+            gl.tex_image_2d(
+                glow::TEXTURE_2D,
+                0,
+                internal as i32,
+                width_px as i32,
+                height_px as i32,
+                0,
+                format,
+                kind,
+                glow::PixelUnpackData::Slice(None),
+            );
+            for parameter in [glow::TEXTURE_MIN_FILTER, glow::TEXTURE_MAG_FILTER] {
+                gl.tex_parameter_i32(glow::TEXTURE_2D, parameter, glow::NEAREST as i32);
+            }
+            gl.bind_texture(glow::TEXTURE_2D, None);
+            Ok(texture)
         }
     }
 
@@ -320,103 +442,71 @@ fn vertex_array(
     }
 }
 
-/// Interleaved float vertices in a vertex array, drawn as triangles.
+/// Interleaved float vertices in a vertex array, and optionally 32-bit indices into them, drawn
+/// as triangles.
 pub struct Mesh {
     gl: Rc<glow::Context>,
     vao: glow::VertexArray,
     _vbo: Buffer,
-    vertex_count: i32,
+    /// The element buffer, when the mesh is indexed; `count` is then the number of indices.
+    ebo: Option<Buffer>,
+    /// Vertices (or indices, when indexed) that one draw submits.
+    count: i32,
 }
 
 impl Mesh {
     /// `layout` lists (attribute location, component count) in the order they are interleaved.
+    /// With `indices`, every index must be below the number of vertices, or the mesh is refused
+    /// ([`GlError::Create`]): GL would read out of bounds (undefined behaviour, a crash on some
+    /// drivers).
     pub fn new(
         gl: &Rc<glow::Context>,
         vertices: &[f32],
-        layout: &[(u32, i32)],
-    ) -> Result<Self, GlError> {
-        let floats_per_vertex: i32 = layout.iter().map(|(_, n)| n).sum();
-        let vbo = Buffer::new(gl)?;
-        let vao = vertex_array(gl, &vbo, vertices, None, layout)?;
-        Ok(Self {
-            gl: Rc::clone(gl),
-            vao,
-            _vbo: vbo,
-            vertex_count: vertices.len() as i32 / floats_per_vertex.max(1),
-        })
-    }
-
-    /// Draws every vertex as triangles with the bound program.
-    pub fn draw(&self) {
-        // SAFETY: context current; the VAO's attributes point into `_vbo`, alive with `self`.
-        unsafe {
-            self.gl.bind_vertex_array(Some(self.vao));
-            self.gl.draw_arrays(glow::TRIANGLES, 0, self.vertex_count);
-            self.gl.bind_vertex_array(None);
-        }
-    }
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        // SAFETY: we own the handle.
-        unsafe { self.gl.delete_vertex_array(self.vao) }
-    }
-}
-
-/// Interleaved float vertices and 32-bit indices in a vertex array, drawn as indexed triangles.
-pub struct IndexedMesh {
-    gl: Rc<glow::Context>,
-    vao: glow::VertexArray,
-    _vbo: Buffer,
-    _ebo: Buffer,
-    index_count: i32,
-}
-
-impl IndexedMesh {
-    /// `layout` lists (attribute location, component count) in the order they are interleaved.
-    /// Every index must be below the number of vertices; callers check this, because GL reads
-    /// out of bounds (undefined behaviour, a crash on some drivers) if it does not hold.
-    pub fn new(
-        gl: &Rc<glow::Context>,
-        vertices: &[f32],
-        indices: &[u32],
+        indices: Option<&[u32]>,
         layout: &[(u32, i32)],
     ) -> Result<Self, GlError> {
         let floats_per_vertex: i32 = layout.iter().map(|(_, n)| n).sum();
         let vertex_count = vertices.len() / floats_per_vertex.max(1) as usize;
-        if let Some(bad) = indices.iter().find(|&&i| i as usize >= vertex_count) {
+        if let Some(bad) = indices
+            .unwrap_or_default()
+            .iter()
+            .find(|&&i| i as usize >= vertex_count)
+        {
             return Err(GlError::Create {
                 what: "indexed mesh",
                 message: format!("index {bad} is out of range for {vertex_count} vertices"),
             });
         }
         let vbo = Buffer::new(gl)?;
-        let ebo = Buffer::new(gl)?;
-        let vao = vertex_array(gl, &vbo, vertices, Some((&ebo, indices)), layout)?;
+        let ebo = indices.map(|_| Buffer::new(gl)).transpose()?;
+        let vao = vertex_array(gl, &vbo, vertices, ebo.as_ref().zip(indices), layout)?;
         Ok(Self {
             gl: Rc::clone(gl),
             vao,
             _vbo: vbo,
-            _ebo: ebo,
-            index_count: indices.len() as i32,
+            ebo,
+            count: indices.map_or(vertex_count, <[u32]>::len) as i32,
         })
     }
 
-    /// Draws every index as triangles with the bound program.
+    /// Draws the mesh as triangles with the bound program.
     pub fn draw(&self) {
         // SAFETY: context current; the VAO's attributes and element buffer are `_vbo` and
-        // `_ebo`, alive with `self`, and every index is in range (checked in `new`).
+        // `ebo`, alive with `self`, and every index is in range (checked in `new`).
         unsafe {
             self.gl.bind_vertex_array(Some(self.vao));
-            self.gl
-                .draw_elements(glow::TRIANGLES, self.index_count, glow::UNSIGNED_INT, 0);
+            if self.ebo.is_some() {
+                self.gl
+                    .draw_elements(glow::TRIANGLES, self.count, glow::UNSIGNED_INT, 0);
+            } else {
+                self.gl.draw_arrays(glow::TRIANGLES, 0, self.count);
+            }
             self.gl.bind_vertex_array(None);
         }
     }
 }
 
-impl Drop for IndexedMesh {
+impl Drop for Mesh {
     fn drop(&mut self) {
         // SAFETY: we own the handle; the buffers delete themselves after it.
         unsafe { self.gl.delete_vertex_array(self.vao) }
@@ -425,14 +515,14 @@ impl Drop for IndexedMesh {
 
 /// A vertex array with no attributes, for passes that make their vertices from `gl_VertexID`
 /// (a full-screen triangle). Core profile refuses draws with no VAO bound.
-pub struct EmptyVertexArray {
+struct EmptyVertexArray {
     gl: Rc<glow::Context>,
     vao: glow::VertexArray,
 }
 
 impl EmptyVertexArray {
     /// Creates the vertex array.
-    pub fn new(gl: &Rc<glow::Context>) -> Result<Self, GlError> {
+    fn new(gl: &Rc<glow::Context>) -> Result<Self, GlError> {
         // SAFETY: context current (module invariant).
         let vao = unsafe { gl.create_vertex_array() }.map_err(create_error("vertex array"))?;
         Ok(Self {
@@ -442,7 +532,7 @@ impl EmptyVertexArray {
     }
 
     /// Draws `count` vertices as triangles with the bound program.
-    pub fn draw(&self, count: i32) {
+    fn draw(&self, count: i32) {
         // SAFETY: context current; the VAO has no attributes, so nothing is read from memory.
         unsafe {
             self.gl.bind_vertex_array(Some(self.vao));
@@ -459,14 +549,203 @@ impl Drop for EmptyVertexArray {
     }
 }
 
+/// A fragment shader run once for every pixel of the bound target: the program pairs it with
+/// `shaders/fullscreen.vert`, which makes one triangle covering the viewport from
+/// `gl_VertexID`, so no vertex buffer is needed. The backdrop, the shader and pattern scenes and
+/// the output pass are all one of these.
+pub struct FullscreenPass {
+    program: Program,
+    triangle: EmptyVertexArray,
+}
+
+impl FullscreenPass {
+    /// Compiles and links `fragment` with the full-screen vertex shader; `name` appears in
+    /// errors, `header` is the context's `#version` prologue.
+    pub fn new(
+        gl: &Rc<glow::Context>,
+        name: &str,
+        header: &str,
+        fragment: &str,
+    ) -> Result<Self, GlError> {
+        let program = Program::new(
+            gl,
+            name,
+            header,
+            include_str!("../../shaders/fullscreen.vert"),
+            fragment,
+        )?;
+        Ok(Self {
+            program,
+            triangle: EmptyVertexArray::new(gl)?,
+        })
+    }
+
+    /// The program, to look uniforms up in and, once bound, to set them on.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Draws the triangle with the program bound, and with depth test, culling and blending
+    /// off: a full-screen pass writes exactly what its shader computes into every pixel and
+    /// leaves the depth buffer as it was. Those states stay off afterwards.
+    pub fn draw(&self) {
+        let gl = &self.program.gl;
+        set_depth_test(gl, false);
+        set_cull_back_faces(gl, false);
+        // SAFETY: context current (module invariant); a plain state toggle.
+        unsafe { gl.disable(glow::BLEND) };
+        self.program.bind();
+        self.triangle.draw(3);
+    }
+}
+
+/// A renderbuffer: storage a framebuffer can draw into but nothing can sample.
+pub struct Renderbuffer {
+    gl: Rc<glow::Context>,
+    raw: glow::Renderbuffer,
+}
+
+impl Renderbuffer {
+    /// Allocates `width_px` × `height_px` of storage `internal` (a sized format).
+    pub fn new(
+        gl: &Rc<glow::Context>,
+        internal: u32,
+        width_px: u32,
+        height_px: u32,
+    ) -> Result<Self, GlError> {
+        // SAFETY: context current; the new name is owned by `renderbuffer` from the start.
+        unsafe {
+            let raw = gl
+                .create_renderbuffer()
+                .map_err(create_error("renderbuffer"))?;
+            let renderbuffer = Self {
+                gl: Rc::clone(gl),
+                raw,
+            };
+            gl.bind_renderbuffer(glow::RENDERBUFFER, Some(raw));
+            gl.renderbuffer_storage(
+                glow::RENDERBUFFER,
+                internal,
+                width_px as i32,
+                height_px as i32,
+            );
+            gl.bind_renderbuffer(glow::RENDERBUFFER, None);
+            Ok(renderbuffer)
+        }
+    }
+}
+
+impl Drop for Renderbuffer {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle.
+        unsafe { self.gl.delete_renderbuffer(self.raw) }
+    }
+}
+
+/// What a [`Framebuffer`] draws into at one attachment point.
+pub enum Attachment<'a> {
+    /// A texture's level 0, which can later be sampled.
+    Texture(&'a Texture),
+    /// A renderbuffer.
+    Renderbuffer(&'a Renderbuffer),
+}
+
+/// A framebuffer object whose attachments all are `width_px` × `height_px`. It is checked for
+/// completeness when made, so drawing into it or reading from it never meets an incomplete one.
+/// It does not own its attachments: the type holding both keeps them alive at least as long
+/// (declare the framebuffer first, so it is deleted first).
+pub struct Framebuffer {
+    gl: Rc<glow::Context>,
+    raw: glow::Framebuffer,
+    width_px: u32,
+    height_px: u32,
+}
+
+impl Framebuffer {
+    /// Creates the framebuffer, attaches `attachments` (attachment point, what) and checks it
+    /// is complete ([`GlError::Framebuffer`] with the status otherwise). It is left bound to
+    /// `GL_FRAMEBUFFER`.
+    pub fn new(
+        gl: &Rc<glow::Context>,
+        width_px: u32,
+        height_px: u32,
+        attachments: &[(u32, Attachment<'_>)],
+    ) -> Result<Self, GlError> {
+        // SAFETY: context current; the new name is owned by `framebuffer` from the start, so
+        // it is deleted on the incomplete path too; the attached objects are alive (borrowed).
+        unsafe {
+            let raw = gl
+                .create_framebuffer()
+                .map_err(create_error("framebuffer"))?;
+            let framebuffer = Self {
+                gl: Rc::clone(gl),
+                raw,
+                width_px,
+                height_px,
+            };
+            gl.bind_framebuffer(glow::FRAMEBUFFER, Some(raw));
+            for (point, attachment) in attachments {
+                match attachment {
+                    Attachment::Texture(texture) => gl.framebuffer_texture_2d(
+                        glow::FRAMEBUFFER,
+                        *point,
+                        glow::TEXTURE_2D,
+                        Some(texture.raw),
+                        0,
+                    ),
+                    Attachment::Renderbuffer(renderbuffer) => gl.framebuffer_renderbuffer(
+                        glow::FRAMEBUFFER,
+                        *point,
+                        glow::RENDERBUFFER,
+                        Some(renderbuffer.raw),
+                    ),
+                }
+            }
+            let status = gl.check_framebuffer_status(glow::FRAMEBUFFER);
+            if status != glow::FRAMEBUFFER_COMPLETE {
+                return Err(GlError::Framebuffer(status));
+            }
+            Ok(framebuffer)
+        }
+    }
+
+    /// Binds the framebuffer for drawing (and reading) and sets the viewport to cover it.
+    pub fn bind_draw(&self) {
+        // SAFETY: context current; the framebuffer is alive and complete (checked in `new`).
+        unsafe {
+            self.gl.bind_framebuffer(glow::FRAMEBUFFER, Some(self.raw));
+            self.gl
+                .viewport(0, 0, self.width_px as i32, self.height_px as i32);
+        }
+    }
+}
+
+impl ReadSource for Framebuffer {
+    fn bind_read(&self) {
+        // SAFETY: context current; the framebuffer is alive and complete.
+        unsafe {
+            self.gl
+                .bind_framebuffer(glow::READ_FRAMEBUFFER, Some(self.raw));
+            self.gl.read_buffer(glow::COLOR_ATTACHMENT0);
+        }
+    }
+}
+
+impl Drop for Framebuffer {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle; the attachments are deleted by their own owners.
+        unsafe { self.gl.delete_framebuffer(self.raw) }
+    }
+}
+
 /// The offscreen target every frame is rendered into: an FBO with an RGBA8 colour texture and a
 /// 32-bit float depth texture, exactly `width_px` × `height_px`. Textures rather than
 /// renderbuffers, so the output pass ([`super::output::OutputPass`]) can sample colour and depth.
 pub struct RenderTarget {
-    gl: Rc<glow::Context>,
-    fbo: glow::Framebuffer,
-    color: glow::Texture,
-    depth: glow::Texture,
+    // Field order is drop order: the framebuffer goes before the textures attached to it.
+    framebuffer: Framebuffer,
+    color: Texture,
+    depth: Texture,
     width_px: u32,
     height_px: u32,
 }
@@ -486,70 +765,38 @@ impl RenderTarget {
                 max: max_px,
             });
         }
-        // SAFETY: context current; every handle is owned by the returned value, which deletes
-        // them in `Drop` (also on the incomplete-framebuffer path, via `target` going out of
-        // scope); the textures get no initial data (PixelUnpackData::Slice(None)).
-        unsafe {
-            let fbo = gl
-                .create_framebuffer()
-                .map_err(create_error("framebuffer"))?;
-            let color = gl.create_texture().map_err(create_error("texture"))?;
-            let depth = gl.create_texture().map_err(create_error("texture"))?;
-            let target = Self {
-                gl: Rc::clone(gl),
-                fbo,
-                color,
-                depth,
-                width_px,
-                height_px,
-            };
-            gl.bind_framebuffer(glow::FRAMEBUFFER, Some(fbo));
-            for (texture, internal, format, kind, attachment) in [
-                (
-                    color,
-                    glow::RGBA8,
-                    glow::RGBA,
-                    glow::UNSIGNED_BYTE,
-                    glow::COLOR_ATTACHMENT0,
-                ),
-                (
-                    depth,
-                    glow::DEPTH_COMPONENT32F,
-                    glow::DEPTH_COMPONENT,
-                    glow::FLOAT,
-                    glow::DEPTH_ATTACHMENT,
-                ),
-            ] {
-                gl.bind_texture(glow::TEXTURE_2D, Some(texture));
-                gl.tex_image_2d(
-                    glow::TEXTURE_2D,
-                    0,
-                    internal as i32,
-                    width_px as i32,
-                    height_px as i32,
-                    0,
-                    format,
-                    kind,
-                    glow::PixelUnpackData::Slice(None),
-                );
-                for parameter in [glow::TEXTURE_MIN_FILTER, glow::TEXTURE_MAG_FILTER] {
-                    gl.tex_parameter_i32(glow::TEXTURE_2D, parameter, glow::NEAREST as i32);
-                }
-                gl.framebuffer_texture_2d(
-                    glow::FRAMEBUFFER,
-                    attachment,
-                    glow::TEXTURE_2D,
-                    Some(texture),
-                    0,
-                );
-            }
-            gl.bind_texture(glow::TEXTURE_2D, None);
-            let status = gl.check_framebuffer_status(glow::FRAMEBUFFER);
-            if status != glow::FRAMEBUFFER_COMPLETE {
-                return Err(GlError::Framebuffer(status));
-            }
-            Ok(target)
-        }
+        let color = Texture::attachment(
+            gl,
+            glow::RGBA8,
+            glow::RGBA,
+            glow::UNSIGNED_BYTE,
+            width_px,
+            height_px,
+        )?;
+        let depth = Texture::attachment(
+            gl,
+            glow::DEPTH_COMPONENT32F,
+            glow::DEPTH_COMPONENT,
+            glow::FLOAT,
+            width_px,
+            height_px,
+        )?;
+        let framebuffer = Framebuffer::new(
+            gl,
+            width_px,
+            height_px,
+            &[
+                (glow::COLOR_ATTACHMENT0, Attachment::Texture(&color)),
+                (glow::DEPTH_ATTACHMENT, Attachment::Texture(&depth)),
+            ],
+        )?;
+        Ok(Self {
+            framebuffer,
+            color,
+            depth,
+            width_px,
+            height_px,
+        })
     }
 
     /// Width in pixels.
@@ -564,28 +811,22 @@ impl RenderTarget {
 
     /// Binds the target for drawing and reading, sets the viewport and clears colour and depth.
     pub fn begin(&self, clear: [f32; 4]) {
-        // SAFETY: context current; the framebuffer is alive and complete (checked in `new`).
+        self.framebuffer.bind_draw();
+        let gl = &self.framebuffer.gl;
+        // SAFETY: context current (module invariant); plain state and a clear of the bound,
+        // complete framebuffer.
         unsafe {
-            self.gl.bind_framebuffer(glow::FRAMEBUFFER, Some(self.fbo));
-            self.gl
-                .viewport(0, 0, self.width_px as i32, self.height_px as i32);
-            self.gl.clear_color(clear[0], clear[1], clear[2], clear[3]);
-            self.gl.clear_depth_f32(1.0);
-            self.gl
-                .clear(glow::COLOR_BUFFER_BIT | glow::DEPTH_BUFFER_BIT);
+            gl.clear_color(clear[0], clear[1], clear[2], clear[3]);
+            gl.clear_depth_f32(1.0);
+            gl.clear(glow::COLOR_BUFFER_BIT | glow::DEPTH_BUFFER_BIT);
         }
     }
 
     /// Binds the colour texture to unit 0 and the depth texture to unit 1 for sampling.
     pub(super) fn bind_textures(&self) {
-        // SAFETY: context current; both textures are alive while `self` is.
-        unsafe {
-            self.gl.active_texture(glow::TEXTURE0);
-            self.gl.bind_texture(glow::TEXTURE_2D, Some(self.color));
-            self.gl.active_texture(glow::TEXTURE1);
-            self.gl.bind_texture(glow::TEXTURE_2D, Some(self.depth));
-            self.gl.active_texture(glow::TEXTURE0);
-        }
+        // Unit 1 first, so that unit 0, GL's default, is left the active one.
+        self.depth.bind(1);
+        self.color.bind(0);
     }
 }
 
@@ -597,23 +838,7 @@ pub trait ReadSource {
 
 impl ReadSource for RenderTarget {
     fn bind_read(&self) {
-        // SAFETY: context current; the framebuffer is alive.
-        unsafe {
-            self.gl
-                .bind_framebuffer(glow::READ_FRAMEBUFFER, Some(self.fbo));
-            self.gl.read_buffer(glow::COLOR_ATTACHMENT0);
-        }
-    }
-}
-
-impl Drop for RenderTarget {
-    fn drop(&mut self) {
-        // SAFETY: we own all three handles.
-        unsafe {
-            self.gl.delete_framebuffer(self.fbo);
-            self.gl.delete_texture(self.color);
-            self.gl.delete_texture(self.depth);
-        }
+        self.framebuffer.bind_read();
     }
 }
 
@@ -704,7 +929,119 @@ impl Drop for Fence {
 
 #[cfg(test)]
 mod tests {
-    use super::short_log;
+    use glow::HasContext;
+
+    use super::*;
+    use crate::gl::context::HeadlessContext;
+
+    /// A real context on Mesa's software device (or whatever EGL offers); these tests never
+    /// skip, as the style asks, and the error says what to install.
+    fn context() -> HeadlessContext {
+        HeadlessContext::new(None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const VERTEX: &str = "void main() { gl_Position = vec4(0.0, 0.0, 0.0, 1.0); }\n";
+    const FRAGMENT: &str =
+        "out vec4 color;\nuniform vec4 u_color;\nvoid main() { color = u_color; }\n";
+
+    #[test]
+    fn a_shader_deletes_itself_and_a_failed_stage_names_itself() {
+        let context = context();
+        let gl = context.gl();
+        let header = context.glsl_header();
+        let shader = Shader::compile(gl, "test", Stage::Vertex, header, VERTEX).unwrap();
+        let raw = shader.raw;
+        // SAFETY: the context is current on this thread; a query.
+        assert!(unsafe { gl.is_shader(raw) });
+        drop(shader);
+        // SAFETY: as above; a deleted name is no longer a shader.
+        assert!(!unsafe { gl.is_shader(raw) });
+
+        let broken = Program::new(gl, "broken", header, VERTEX, "void main() { nope; }\n");
+        assert!(
+            matches!(
+                broken,
+                Err(GlError::Compile {
+                    stage: "fragment",
+                    ..
+                })
+            ),
+            "{:?}",
+            broken.err()
+        );
+        assert!(Program::new(gl, "fine", header, VERTEX, FRAGMENT).is_ok());
+    }
+
+    #[test]
+    fn a_missing_uniform_is_an_error_unless_optional() {
+        let context = context();
+        let program = Program::new(
+            context.gl(),
+            "test",
+            context.glsl_header(),
+            VERTEX,
+            FRAGMENT,
+        )
+        .unwrap();
+        assert!(program.uniform("u_color").is_ok());
+        let missing = program.uniform("u_colour").unwrap_err();
+        assert!(
+            matches!(&missing, GlError::MissingUniform { program, name }
+                if program == "test" && name == "u_colour"),
+            "{missing:?}"
+        );
+        assert_eq!(
+            missing.to_string(),
+            "test: the shader has no active uniform u_colour"
+        );
+        assert!(program.optional_uniform("u_colour").0.is_none());
+        assert!(program.optional_uniform("u_color").0.is_some());
+    }
+
+    #[test]
+    fn a_framebuffer_is_checked_for_completeness() {
+        let context = context();
+        let gl = context.gl();
+        let empty = Framebuffer::new(gl, 4, 4, &[]);
+        assert!(
+            matches!(
+                empty,
+                Err(GlError::Framebuffer(
+                    glow::FRAMEBUFFER_INCOMPLETE_MISSING_ATTACHMENT
+                ))
+            ),
+            "{:?}",
+            empty.err()
+        );
+        let color = Renderbuffer::new(gl, glow::RGBA8, 4, 4).unwrap();
+        let framebuffer = Framebuffer::new(
+            gl,
+            4,
+            4,
+            &[(glow::COLOR_ATTACHMENT0, Attachment::Renderbuffer(&color))],
+        )
+        .unwrap();
+        let raw = framebuffer.raw;
+        drop(framebuffer);
+        // SAFETY: the context is current on this thread; a query of a deleted name.
+        assert!(!unsafe { gl.is_framebuffer(raw) });
+    }
+
+    #[test]
+    fn a_mesh_refuses_indices_past_its_vertices() {
+        let context = context();
+        let gl = context.gl();
+        let triangle = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+        assert!(Mesh::new(gl, &triangle, None, &[(0, 2)]).is_ok());
+        assert!(Mesh::new(gl, &triangle, Some(&[0, 1, 2]), &[(0, 2)]).is_ok());
+        let refused = Mesh::new(gl, &triangle, Some(&[0, 1, 3]), &[(0, 2)]);
+        assert!(
+            matches!(&refused, Err(GlError::Create { message, .. })
+                if message == "index 3 is out of range for 3 vertices"),
+            "{:?}",
+            refused.err()
+        );
+    }
 
     #[test]
     fn short_log_keeps_error_lines_with_numbers() {

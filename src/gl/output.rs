@@ -8,10 +8,10 @@
 
 use std::rc::Rc;
 
-use glow::HasContext;
-
 use super::GlError;
-use super::objects::{EmptyVertexArray, Program, ReadSource, RenderTarget};
+use super::objects::{
+    Attachment, Framebuffer, FullscreenPass, ReadSource, RenderTarget, Renderbuffer,
+};
 use crate::format::Format;
 
 /// `glReadPixels` format and type for each delivered format (after the output pass, if any).
@@ -25,17 +25,58 @@ pub fn read_params(format: Format) -> (u32, u32) {
     }
 }
 
+/// What the output pass makes of each texel of the scene's target. Whether rows are also
+/// flipped is separate (`--flip` applies to every mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Colour as it is; a pass only when rows are flipped.
+    Copy,
+    /// Colour with red and blue swapped.
+    Bgra,
+    /// Rec. 709 luma of the colour, into an R8 target.
+    Gray,
+    /// The depth texture's window-space depth, into an R32F target.
+    Depth,
+}
+
+impl OutputMode {
+    /// The mode that delivers `format`.
+    pub fn for_format(format: Format) -> Self {
+        match format {
+            Format::Rgba8 | Format::Rgb8 => OutputMode::Copy,
+            Format::Bgra8 => OutputMode::Bgra,
+            Format::Gray8 => OutputMode::Gray,
+            Format::Depth32f => OutputMode::Depth,
+        }
+    }
+
+    /// The value of `u_mode` that selects this mode in shaders/output.frag; change them
+    /// together.
+    fn shader_value(self) -> i32 {
+        match self {
+            OutputMode::Copy => 0,
+            OutputMode::Bgra => 1,
+            OutputMode::Gray => 2,
+            OutputMode::Depth => 3,
+        }
+    }
+
+    /// The pass target's sized internal format: as many channels as the delivered pixel has.
+    fn internal_format(self) -> u32 {
+        match self {
+            OutputMode::Copy | OutputMode::Bgra => glow::RGBA8,
+            OutputMode::Gray => glow::R8,
+            OutputMode::Depth => glow::R32F,
+        }
+    }
+}
+
 /// The pass and its target.
 pub struct OutputPass {
-    gl: Rc<glow::Context>,
-    program: Program,
-    triangle: EmptyVertexArray,
-    fbo: glow::Framebuffer,
-    color: glow::Renderbuffer,
-    width_px: u32,
-    height_px: u32,
-    mode: i32,
-    flip: bool,
+    pass: FullscreenPass,
+    // Field order is drop order: the framebuffer goes before the renderbuffer attached to it.
+    framebuffer: Framebuffer,
+    _color: Renderbuffer,
 }
 
 impl OutputPass {
@@ -49,111 +90,67 @@ impl OutputPass {
         width_px: u32,
         height_px: u32,
     ) -> Result<Option<Self>, GlError> {
-        let (mode, internal) = match format {
-            Format::Rgba8 | Format::Rgb8 if !flip => return Ok(None),
-            Format::Rgba8 | Format::Rgb8 => (0, glow::RGBA8),
-            Format::Bgra8 => (1, glow::RGBA8),
-            Format::Gray8 => (2, glow::R8),
-            Format::Depth32f => (3, glow::R32F),
-        };
-        let program = Program::new(
+        let mode = OutputMode::for_format(format);
+        if mode == OutputMode::Copy && !flip {
+            return Ok(None);
+        }
+        let pass = FullscreenPass::new(
             gl,
             "shaders/output",
             glsl_header,
-            include_str!("../../shaders/background.vert"),
             include_str!("../../shaders/output.frag"),
         )?;
-        let triangle = EmptyVertexArray::new(gl)?;
-        // SAFETY: context current (the `Rc` pins us to the GL thread); the handles are owned by
-        // the returned value and deleted in `Drop`, also on the incomplete path.
-        unsafe {
-            let fbo = gl.create_framebuffer().map_err(|message| GlError::Create {
-                what: "framebuffer",
-                message,
-            })?;
-            let color = gl
-                .create_renderbuffer()
-                .map_err(|message| GlError::Create {
-                    what: "renderbuffer",
-                    message,
-                })?;
-            let pass = Self {
-                gl: Rc::clone(gl),
-                program,
-                triangle,
-                fbo,
-                color,
-                width_px,
-                height_px,
-                mode,
-                flip,
-            };
-            gl.bind_framebuffer(glow::FRAMEBUFFER, Some(fbo));
-            gl.bind_renderbuffer(glow::RENDERBUFFER, Some(color));
-            gl.renderbuffer_storage(
-                glow::RENDERBUFFER,
-                internal,
-                width_px as i32,
-                height_px as i32,
-            );
-            gl.framebuffer_renderbuffer(
-                glow::FRAMEBUFFER,
-                glow::COLOR_ATTACHMENT0,
-                glow::RENDERBUFFER,
-                Some(color),
-            );
-            gl.bind_renderbuffer(glow::RENDERBUFFER, None);
-            let status = gl.check_framebuffer_status(glow::FRAMEBUFFER);
-            if status != glow::FRAMEBUFFER_COMPLETE {
-                return Err(GlError::Framebuffer(status));
-            }
-            // Set once here: nothing else uses this program, and looking uniforms up per frame
-            // would allocate.
-            let program = &pass.program;
-            program.bind();
-            program.set_i32(&program.uniform("u_color"), 0);
-            program.set_i32(&program.uniform("u_depth"), 1);
-            program.set_i32(&program.uniform("u_mode"), pass.mode);
-            program.set_i32(&program.uniform("u_flip"), i32::from(pass.flip));
-            Ok(Some(pass))
-        }
+        let color = Renderbuffer::new(gl, mode.internal_format(), width_px, height_px)?;
+        let framebuffer = Framebuffer::new(
+            gl,
+            width_px,
+            height_px,
+            &[(glow::COLOR_ATTACHMENT0, Attachment::Renderbuffer(&color))],
+        )?;
+        // Set once here: nothing else uses this program, and looking uniforms up per frame
+        // would allocate.
+        let program = pass.program();
+        program.bind();
+        program.set_i32(&program.uniform("u_color")?, 0);
+        program.set_i32(&program.uniform("u_depth")?, 1);
+        program.set_i32(&program.uniform("u_mode")?, mode.shader_value());
+        program.set_i32(&program.uniform("u_flip")?, i32::from(flip));
+        Ok(Some(Self {
+            pass,
+            framebuffer,
+            _color: color,
+        }))
     }
 
     /// Converts the current contents of `source` into this pass's target.
     pub fn run(&self, source: &RenderTarget) {
-        // SAFETY: context current; the framebuffer is alive and complete (checked in `new`).
-        unsafe {
-            self.gl.bind_framebuffer(glow::FRAMEBUFFER, Some(self.fbo));
-            self.gl
-                .viewport(0, 0, self.width_px as i32, self.height_px as i32);
-            self.gl.disable(glow::DEPTH_TEST);
-            self.gl.disable(glow::CULL_FACE);
-            self.gl.disable(glow::BLEND);
-        }
+        self.framebuffer.bind_draw();
         source.bind_textures();
         // The uniforms were set once in `new`; nothing else uses this program.
-        self.program.bind();
-        self.triangle.draw(3);
+        self.pass.draw();
     }
 }
 
 impl ReadSource for OutputPass {
     fn bind_read(&self) {
-        // SAFETY: context current; the framebuffer is alive.
-        unsafe {
-            self.gl
-                .bind_framebuffer(glow::READ_FRAMEBUFFER, Some(self.fbo));
-            self.gl.read_buffer(glow::COLOR_ATTACHMENT0);
-        }
+        self.framebuffer.bind_read();
     }
 }
 
-impl Drop for OutputPass {
-    fn drop(&mut self) {
-        // SAFETY: we own both handles.
-        unsafe {
-            self.gl.delete_framebuffer(self.fbo);
-            self.gl.delete_renderbuffer(self.color);
+#[cfg(test)]
+mod tests {
+    use super::OutputMode;
+    use crate::format::Format;
+
+    #[test]
+    fn every_mode_but_copy_has_its_branch_in_the_shader() {
+        let shader = include_str!("../../shaders/output.frag");
+        for format in [Format::Bgra8, Format::Gray8, Format::Depth32f] {
+            let mode = OutputMode::for_format(format);
+            let branch = format!("u_mode == {}", mode.shader_value());
+            assert!(shader.contains(&branch), "{mode:?}: no `{branch}`");
         }
+        assert_eq!(OutputMode::for_format(Format::Rgba8), OutputMode::Copy);
+        assert_eq!(OutputMode::for_format(Format::Rgb8), OutputMode::Copy);
     }
 }

@@ -75,15 +75,15 @@ impl CubeScene {
         // v = 1 the top of the picture.
         let image = image.flipv().to_rgba8();
         let texture = Texture::from_rgba8(gl, image.width(), image.height(), image.as_raw())?;
-        let mesh = Mesh::new(gl, &cube_vertices(), &[(0, 3), (1, 3), (2, 2)])?;
+        let mesh = Mesh::new(gl, &cube_vertices(), None, &[(0, 3), (1, 3), (2, 2)])?;
         let projection =
             camera::rh::proj::opengl::perspective(45f32.to_radians(), aspect, 0.1, 100.0);
         let view = camera::rh::view::look_at_mat4(Vec3::new(0.0, 0.6, 3.6), Vec3::ZERO, Vec3::Y);
         let uniforms = CubeUniforms {
-            model: cube.uniform("u_model"),
-            view_projection: cube.uniform("u_view_projection"),
-            light_direction: cube.uniform("u_light_direction"),
-            texture: cube.uniform("u_texture"),
+            model: cube.uniform("u_model")?,
+            view_projection: cube.uniform("u_view_projection")?,
+            light_direction: cube.uniform("u_light_direction")?,
+            texture: cube.uniform("u_texture")?,
         };
         Ok(Self {
             gl: Rc::clone(gl),

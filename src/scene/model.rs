@@ -25,7 +25,7 @@ use gltf::mesh::Mode;
 use super::backdrop::Backdrop;
 use super::{Scene, SceneError};
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{IndexedMesh, Program, RenderTarget, Texture, Uniform, set_depth_test};
+use crate::gl::objects::{Mesh, Program, RenderTarget, Texture, Uniform, set_depth_test};
 
 /// One turn of the orbiting camera, for models without a camera of their own.
 pub const FRAMES_PER_ORBIT: u64 = 360;
@@ -38,7 +38,7 @@ const LIGHT_IN_VIEW: Vec3 = Vec3::new(0.45, -0.6, -0.65);
 
 /// One primitive ready to draw.
 struct Draw {
-    mesh: IndexedMesh,
+    mesh: Mesh,
     model: Mat4,
     normal_matrix: Mat4,
     base_color: Vec4,
@@ -245,13 +245,13 @@ impl GltfScene {
             None => framing_camera(&collected.bounds, aspect),
         };
         let uniforms = GltfUniforms {
-            view_projection: program.uniform("u_view_projection"),
-            light_direction: program.uniform("u_light_direction"),
-            base_color_texture: program.uniform("u_base_color_texture"),
-            model: program.uniform("u_model"),
-            normal_matrix: program.uniform("u_normal_matrix"),
-            base_color_factor: program.uniform("u_base_color_factor"),
-            emissive: program.uniform("u_emissive"),
+            view_projection: program.uniform("u_view_projection")?,
+            light_direction: program.uniform("u_light_direction")?,
+            base_color_texture: program.uniform("u_base_color_texture")?,
+            model: program.uniform("u_model")?,
+            normal_matrix: program.uniform("u_normal_matrix")?,
+            base_color_factor: program.uniform("u_base_color_factor")?,
+            emissive: program.uniform("u_emissive")?,
         };
         Ok(Self {
             gl: Rc::clone(gl),
@@ -377,7 +377,12 @@ impl<'a> Loader<'a> {
             vertices.extend_from_slice(&[p.x, p.y, p.z, n.x, n.y, n.z, uv[0], uv[1]]);
             out.bounds.add(world.transform_point3(*p));
         }
-        let mesh = IndexedMesh::new(self.gl, &vertices, &indices, &[(0, 3), (1, 3), (2, 2)])?;
+        let mesh = Mesh::new(
+            self.gl,
+            &vertices,
+            Some(&indices),
+            &[(0, 3), (1, 3), (2, 2)],
+        )?;
 
         let material = primitive.material();
         let pbr = material.pbr_metallic_roughness();

@@ -9,29 +9,26 @@
 //! unpaced), never the clock, so frame N is the same image on every run.
 
 use std::path::Path;
-use std::rc::Rc;
 
 use glam::Vec3;
 
 use super::{Scene, SceneError, SceneOptions};
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{
-    EmptyVertexArray, Program, RenderTarget, Uniform, set_cull_back_faces, set_depth_test,
-};
+use crate::gl::objects::{FullscreenPass, RenderTarget, Uniform};
 
 /// The frame rate iTime assumes when the stream is not paced.
 const DEFAULT_FPS: f64 = 60.0;
 
 /// A user's fragment shader and the full-screen pass that runs it.
 pub struct ShaderScene {
-    gl: Rc<glow::Context>,
-    program: Program,
-    fullscreen: EmptyVertexArray,
+    pass: FullscreenPass,
     seconds_per_frame: f64,
     uniforms: ShadertoyUniforms,
 }
 
-/// The prologue's uniforms, looked up once (a lookup by name allocates in glow).
+/// The prologue's uniforms, looked up once (a lookup by name allocates in glow). Each is
+/// optional: a user's file need not use `iTime` or `iFrame`, and the compiler drops what it does
+/// not use, so a missing one sets nothing rather than failing the scene.
 struct ShadertoyUniforms {
     resolution: Uniform,
     time: Uniform,
@@ -62,29 +59,26 @@ impl ShaderScene {
             path: path.to_path_buf(),
             source,
         })?;
-        let gl = context.gl();
-        let program = Program::new(
-            gl,
+        let pass = FullscreenPass::new(
+            context.gl(),
             &path.display().to_string(),
             context.glsl_header(),
-            include_str!("../../shaders/background.vert"),
             &wrap(&user_source),
         )?;
+        let program = pass.program();
         let fps = options
             .frame_rate
             .filter(|fps| fps.is_finite() && *fps > 0.0)
             .unwrap_or(DEFAULT_FPS);
         let uniforms = ShadertoyUniforms {
-            resolution: program.uniform("iResolution"),
-            time: program.uniform("iTime"),
-            time_delta: program.uniform("iTimeDelta"),
-            frame: program.uniform("iFrame"),
+            resolution: program.optional_uniform("iResolution"),
+            time: program.optional_uniform("iTime"),
+            time_delta: program.optional_uniform("iTimeDelta"),
+            frame: program.optional_uniform("iFrame"),
         };
         Ok(Self {
-            gl: Rc::clone(gl),
             uniforms,
-            program,
-            fullscreen: EmptyVertexArray::new(gl)?,
+            pass,
             seconds_per_frame: 1.0 / fps,
         })
     }
@@ -93,26 +87,23 @@ impl ShaderScene {
 impl Scene for ShaderScene {
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
         target.begin([0.0, 0.0, 0.0, 1.0]);
-        set_depth_test(&self.gl, false);
-        set_cull_back_faces(&self.gl, false);
-        self.program.bind();
+        let program = self.pass.program();
+        program.bind();
         let u = &self.uniforms;
-        self.program.set_vec3(
+        program.set_vec3(
             &u.resolution,
             Vec3::new(target.width_px() as f32, target.height_px() as f32, 1.0),
         );
         // Computed in f64 and rounded once, so late frames keep their sub-frame precision as
         // long as f32 can hold the result.
-        self.program.set_f32(
+        program.set_f32(
             &u.time,
             (frame_index as f64 * self.seconds_per_frame) as f32,
         );
-        self.program
-            .set_f32(&u.time_delta, self.seconds_per_frame as f32);
+        program.set_f32(&u.time_delta, self.seconds_per_frame as f32);
         // GLSL's int is 32-bit; past 2^31 frames the count wraps rather than going negative.
-        self.program
-            .set_i32(&u.frame, (frame_index % (1 << 31)) as i32);
-        self.fullscreen.draw(3);
+        program.set_i32(&u.frame, (frame_index % (1 << 31)) as i32);
+        self.pass.draw();
     }
 }
 

@@ -152,6 +152,27 @@ mod shader {
     }
 
     #[test]
+    fn a_shader_that_uses_no_uniform_renders() {
+        // Shadertoy's uniforms are optional: the compiler drops the ones a file leaves unused.
+        let dir = scratch("scene-shader-no-uniforms");
+        let shader = dir.join("flat.frag");
+        std::fs::write(
+            &shader,
+            "void mainImage(out vec4 fragColor, in vec2 fragCoord) {\n\
+             \x20   fragColor = vec4(1.0, 0.5, 0.0, 1.0);\n\
+             }\n",
+        )
+        .unwrap();
+        let out = dir.join("flat.png");
+        snapshot(path_str(&shader), 0, (W, H), &out);
+        let png = image::open(&out).unwrap().to_rgba8();
+        let pixel = png.get_pixel(10, 10).0;
+        assert_eq!(pixel[0], 255, "{pixel:?}");
+        assert!(pixel[1].abs_diff(128) <= 1, "{pixel:?}");
+        assert_eq!(pixel[2], 0, "{pixel:?}");
+    }
+
+    #[test]
     fn the_image_changes_with_itime_and_iframe() {
         let dir = scratch("scene-shader-changes");
         let scene = asset("waves.frag");
