@@ -28,7 +28,8 @@ pub struct SnapshotArgs {
     #[arg(long, value_parser = parse_range)]
     pub frames: Option<Range<u64>>,
 
-    /// The PNG to write, or with --frames the directory for frame_NNNNNN.png files.
+    /// The PNG to write, or with --frames the directory for frame_NNNNNN.png files. Each file is
+    /// written under a temporary name and renamed when complete.
     #[arg(long, short)]
     pub output: PathBuf,
 }
@@ -98,6 +99,8 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
             args.output.display()
         );
     }
+    // Before the renderer starts, so that a refused name costs nothing and leaves nothing.
+    capture::ensure_png_path(&args.output)?;
     let frame_index = args.frame.unwrap_or(0);
     let mut renderer = Renderer::new(&options)?;
     renderer.render_range([frame_index], |lease| {
