@@ -3,17 +3,20 @@
 //!
 //! Every file glstream writes goes through [`write_atomically`]: a temporary file beside the
 //! target, renamed over it once complete, so an output is either whole or absent (never empty or
-//! half-written), and a refused or failed write leaves nothing behind.
+//! half-written), and a refused or failed write leaves nothing behind. Every image file glstream
+//! reads goes through [`decode_rgba8`], which checks the dimensions in the header against the
+//! caller's limit before the decoder allocates anything.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufWriter, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail, ensure};
 use image::codecs::png::PngEncoder;
-use image::{ExtendedColorType, ImageBuffer, ImageEncoder, Luma};
+use image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, ImageEncoder, Luma};
+use thiserror::Error;
 
 use crate::format::Format;
 
@@ -182,6 +185,61 @@ pub fn save_frame_png(
             save_png(path, &image)
         }
     }
+}
+
+/// Why an image file could not be loaded.
+#[derive(Debug, Error)]
+pub enum ImageLoadError {
+    /// The header declares more pixels than the caller accepts; nothing was decoded.
+    #[error(
+        "its header says {width_px}x{height_px}, over the limit of {max_side_px} pixels a side \
+         and {max_pixels} pixels in all"
+    )]
+    TooLarge {
+        /// Declared width.
+        width_px: u32,
+        /// Declared height.
+        height_px: u32,
+        /// The largest width or height accepted.
+        max_side_px: u32,
+        /// The largest width × height accepted.
+        max_pixels: u64,
+    },
+    /// Not an image the decoder understands, a corrupt one, or a read error.
+    #[error(transparent)]
+    Decode(#[from] image::ImageError),
+}
+
+/// Decodes an image (its format guessed from its first bytes) to RGBA8, after checking the
+/// dimensions its header declares against `max_side_px` and `max_pixels`: a small file that
+/// declares a huge image is refused before the decoder allocates for it. The decoder then runs
+/// under `image`'s default limits (512 MiB per allocation) as a second line of defence.
+pub fn decode_rgba8(
+    reader: impl BufRead + Seek,
+    max_side_px: u32,
+    max_pixels: u64,
+) -> Result<image::RgbaImage, ImageLoadError> {
+    let mut reader = image::ImageReader::new(reader)
+        .with_guessed_format()
+        .map_err(image::ImageError::IoError)?;
+    // Limits are checked below with a message that gives the size; the decoder's own check
+    // would only say "a limit was exceeded".
+    reader.no_limits();
+    let mut decoder = reader.into_decoder()?;
+    let (width_px, height_px) = decoder.dimensions();
+    if width_px > max_side_px
+        || height_px > max_side_px
+        || u64::from(width_px) * u64::from(height_px) > max_pixels
+    {
+        return Err(ImageLoadError::TooLarge {
+            width_px,
+            height_px,
+            max_side_px,
+            max_pixels,
+        });
+    }
+    decoder.set_limits(image::Limits::default())?;
+    Ok(DynamicImage::from_decoder(decoder)?.to_rgba8())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! plus a bound on how many pixels may exceed it. Exit 0 within bounds, 1 outside, 2 when an input
 //! cannot be read or the sizes differ.
 //!
-//! The diff image never replaces an input (same device and inode), and a
+//! Inputs larger than [`MAX_SIDE_PX`] a side or [`MAX_PIXELS`] in all are refused from their
+//! header, before decoding. The diff image never replaces an input (same device and inode), and a
 //! diff that cannot be written is a warning: the exit code is always the comparison's.
 
 use std::os::unix::fs::MetadataExt;
@@ -16,6 +17,12 @@ use clap::Args;
 use image::RgbaImage;
 
 use crate::capture;
+
+/// The widest or tallest image `compare` reads (the largest texture most GPUs take).
+pub const MAX_SIDE_PX: u32 = 16384;
+/// The most pixels an image `compare` reads may have: 8192 × 8192, so that the two inputs and
+/// the diff stay under 1 GiB together.
+pub const MAX_PIXELS: u64 = 8192 * 8192;
 
 /// Options of `glstream compare`.
 #[derive(Debug, Args)]
@@ -128,9 +135,10 @@ pub fn diff_image(expected: &RgbaImage, actual: &RgbaImage, tolerance: u8) -> Rg
 }
 
 fn load(path: &Path) -> Result<RgbaImage> {
-    Ok(image::open(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .to_rgba8())
+    let context = || format!("cannot read {}", path.display());
+    let file = std::fs::File::open(path).with_context(context)?;
+    capture::decode_rgba8(std::io::BufReader::new(file), MAX_SIDE_PX, MAX_PIXELS)
+        .with_context(context)
 }
 
 /// Whether `a` and `b` are the same file (device and inode, through symlinks and hard links).

@@ -275,6 +275,31 @@ mod input {
     }
 
     #[test]
+    fn a_texture_bomb_is_refused_from_its_header_naming_the_file() {
+        // 20000 x 20000 in a few hundred kilobytes: over llvmpipe's (and most GPUs') 16384
+        // limit. Decoding it first would cost gigabytes; the header says enough.
+        let dir = scratch("texture-bomb");
+        let bomb = dir.join("bomb.png");
+        util::write_png_bomb(&bomb, 20_000);
+        let out = dir.join("x.png");
+        let output = run(&[
+            "snapshot",
+            "--width",
+            W,
+            "--height",
+            H,
+            "--texture",
+            path_str(&bomb),
+            "-o",
+            path_str(&out),
+        ]);
+        assert_clean_failure(&output, "bomb.png");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("20000x20000"), "{stderr}");
+        assert!(!out.exists());
+    }
+
+    #[test]
     fn no_egl_device_says_what_to_install() {
         // glvnd with no vendor library: what a machine without Mesa's EGL looks like.
         for args in [
@@ -711,6 +736,31 @@ mod compare {
         );
         let (code, _, _) = compare(&[path_str(&zero), path_str(&zero), "--diff", path_str(&diff)]);
         assert_eq!(code, Some(0), "a match stays a match");
+    }
+
+    #[test]
+    fn an_image_bomb_is_refused_from_its_header() {
+        let dir = scratch("compare-bomb");
+        let bomb = dir.join("bomb.png");
+        util::write_png_bomb(&bomb, 20_000);
+        let small = dir.join("small.png");
+        image::RgbaImage::new(4, 4).save(&small).unwrap();
+        // Refused from the header, before the sizes are compared or anything is decoded (two
+        // bombs of one size would otherwise decode to gigabytes and "match").
+        for args in [
+            [path_str(&small), path_str(&bomb)],
+            [path_str(&bomb), path_str(&small)],
+            [path_str(&bomb), path_str(&bomb)],
+        ] {
+            let (code, _, output) = compare(&args);
+            assert_eq!(code, Some(2));
+            assert_clean_failure(&output, "bomb.png");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("20000x20000") && stderr.contains("limit"),
+                "{stderr}"
+            );
+        }
     }
 
     #[test]
