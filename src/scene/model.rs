@@ -18,7 +18,9 @@
 //! that resolves (symlinks followed) to a regular file inside the model's own folder; anything
 //! else (`..` out of it, absolute paths, `file:` and other schemes, FIFOs, devices) is refused.
 //! A buffer file must hold at least its declared `byteLength`, and only that many bytes are read.
-//! An image's declared size is checked against the driver's texture limit before it is decoded.
+//! Every accessor drawn is checked, with checked arithmetic, to lie inside the bytes loaded for
+//! it before anything is allocated for its elements, and an image's declared size is checked
+//! against the driver's texture limit before it is decoded.
 
 use std::collections::HashMap;
 use std::f32::consts::TAU;
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glam::{Mat3, Mat4, Vec3, Vec4, camera};
+use gltf::Semantic;
 use gltf::mesh::Mode;
 
 use super::backdrop::Backdrop;
@@ -357,6 +360,29 @@ impl<'a> Loader<'a> {
         if primitive.morph_targets().next().is_some() {
             log::warn!("{what}: morph targets are not supported; drawn in its base shape");
         }
+        // The reader allocates for an accessor's declared count before it reads a byte, so
+        // every accessor read below must first be shown to fit in the bytes behind it.
+        let read = [
+            ("POSITION", primitive.get(&Semantic::Positions)),
+            ("NORMAL", primitive.get(&Semantic::Normals)),
+            ("TEXCOORD_0", primitive.get(&Semantic::TexCoords(0))),
+            ("indices", primitive.indices()),
+        ];
+        for (role, accessor) in read {
+            if let Some(accessor) = accessor {
+                self.check_accessor(&accessor)
+                    .map_err(|message| SceneError::GltfResource {
+                        path: self.path.to_path_buf(),
+                        resource: format!(
+                            "accessor {} ({role} of mesh {} primitive {})",
+                            accessor.index(),
+                            mesh.index(),
+                            primitive.index()
+                        ),
+                        message,
+                    })?;
+            }
+        }
         let reader = primitive.reader(|buffer| self.buffers.get(buffer.index()).map(Vec::as_slice));
         let Some(positions) = reader.read_positions() else {
             log::warn!("{what}: no readable positions; skipped");
@@ -492,6 +518,97 @@ impl Loader<'_> {
         let max_side_px = Texture::max_side_px(self.gl);
         let max_pixels = u64::from(max_side_px) * u64::from(max_side_px);
         capture::decode_rgba8(reader, max_side_px, max_pixels).map_err(|e| e.to_string())
+    }
+
+    /// Shows that every element `accessor` declares lies inside the bytes loaded for it, so that
+    /// reading it allocates no more than the file holds. All arithmetic is checked: a count of
+    /// 2^62 must not wrap round to a small size.
+    fn check_accessor(&self, accessor: &gltf::Accessor<'_>) -> Result<(), String> {
+        let count = accessor.count();
+        let element_bytes = accessor.size();
+        if count == 0 {
+            return Err("count 0; glTF requires at least 1".into());
+        }
+        match accessor.view() {
+            Some(view) => self.check_view_range(&view, accessor.offset(), count, element_bytes)?,
+            // Without a view the reader reads nothing (no sparse part) or starts from `count`
+            // zeros; those zeros are held to what the whole file could have backed.
+            None if accessor.sparse().is_some() => {
+                let loaded: usize = self.buffers.iter().map(Vec::len).sum();
+                let declared = count.checked_mul(element_bytes);
+                if declared.is_none_or(|bytes| bytes > loaded) {
+                    return Err(format!(
+                        "count {count} of {element_bytes}-byte elements with no buffer view is \
+                         more than the {loaded} bytes of this model's buffers"
+                    ));
+                }
+            }
+            None => {}
+        }
+        if let Some(sparse) = accessor.sparse() {
+            let sparse_count = sparse.count();
+            if sparse_count == 0 || sparse_count > count {
+                return Err(format!(
+                    "sparse count {sparse_count} is not between 1 and the count {count}"
+                ));
+            }
+            let indices = sparse.indices();
+            self.check_view_range(
+                &indices.view(),
+                indices.offset(),
+                sparse_count,
+                indices.index_type().size(),
+            )
+            .map_err(|e| format!("sparse indices: {e}"))?;
+            let values = sparse.values();
+            self.check_view_range(&values.view(), values.offset(), sparse_count, element_bytes)
+                .map_err(|e| format!("sparse values: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `count` elements of `element_bytes` at `offset` into `view` (at the view's
+    /// stride) lie inside the view, and the view inside its loaded buffer.
+    fn check_view_range(
+        &self,
+        view: &gltf::buffer::View<'_>,
+        offset: usize,
+        count: usize,
+        element_bytes: usize,
+    ) -> Result<(), String> {
+        let stride = view.stride().unwrap_or(element_bytes);
+        if stride < element_bytes {
+            return Err(format!(
+                "byte stride {stride} is shorter than its {element_bytes}-byte elements"
+            ));
+        }
+        // The last element needs only its own bytes, not a whole stride.
+        let end = count
+            .checked_sub(1)
+            .and_then(|n| n.checked_mul(stride))
+            .and_then(|n| n.checked_add(element_bytes))
+            .and_then(|n| n.checked_add(offset));
+        if end.is_none_or(|end| end > view.length()) {
+            return Err(format!(
+                "count {count} of {element_bytes}-byte elements at offset {offset}, stride \
+                 {stride}, does not fit in buffer view {} ({} bytes)",
+                view.index(),
+                view.length()
+            ));
+        }
+        let buffer_bytes = self.buffers.get(view.buffer().index()).map_or(0, Vec::len);
+        let view_end = view.offset().checked_add(view.length());
+        if view_end.is_none_or(|end| end > buffer_bytes) {
+            return Err(format!(
+                "buffer view {} ({} bytes at offset {}) runs past the {buffer_bytes} bytes of \
+                 buffer {}",
+                view.index(),
+                view.length(),
+                view.offset(),
+                view.buffer().index()
+            ));
+        }
+        Ok(())
     }
 }
 

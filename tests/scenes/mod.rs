@@ -514,6 +514,57 @@ mod untrusted_gltf {
         assert_refused(&output, &model, "bomb.png");
         assert!(String::from_utf8_lossy(&output.stderr).contains("20000x20000"));
     }
+
+    #[test]
+    fn accessor_counts_beyond_their_bytes_are_refused() {
+        let dir = scratch("gltf-accessor-count");
+        let buffer = data_uri(&triangle_bytes());
+        let sparse = |count: u64| {
+            json!({
+                "count": count,
+                "indices": {"bufferView": 2, "componentType": 5125},
+                "values": {"bufferView": 0}
+            })
+        };
+        let cases = [
+            // One element past the view.
+            positions(json!({"count": 4})),
+            // 2^40 elements: the allocation alone would abort the process.
+            positions(json!({"count": 1u64 << 40})),
+            // 2^62 × 12 bytes wraps to 0 in unchecked arithmetic: an empty mesh, no error.
+            positions(json!({"count": 1u64 << 62})),
+            // 1e8 elements: 1.6 GB from a file of a few hundred bytes.
+            positions(json!({"count": 100_000_000})),
+            // Starting 4 bytes in, the third element runs past the view.
+            positions(json!({"byteOffset": 4})),
+            // Sparse, with no view: count zeros that nothing backs.
+            positions(json!({"bufferView": null, "count": 1u64 << 40, "sparse": sparse(1)})),
+            positions(json!({"bufferView": null, "count": 100_000_000, "sparse": sparse(1)})),
+            // Sparse parts that run past their views.
+            positions(json!({"count": 3, "sparse": sparse(2)})),
+            positions(json!({"count": 1u64 << 40, "sparse": sparse(1u64 << 40)})),
+            positions(json!({"count": 1u64 << 62, "sparse": sparse(1u64 << 62)})),
+        ];
+        for accessor in cases {
+            // Each is refused before anything is allocated for it: quick and small.
+            let model = write_model(&dir, &buffer, accessor, None);
+            let output = render(&model, &dir);
+            assert_refused(&output, &model, "accessor 0 (POSITION");
+        }
+        // The valid accessor still loads (the check is not simply refusing everything).
+        let model = write_model(
+            &dir,
+            &buffer,
+            positions(json!({"count": 3, "sparse": sparse(1)})),
+            None,
+        );
+        let output = render(&model, &dir);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 mod refused {
