@@ -1,10 +1,22 @@
 //! PNG files from frames: frames arrive bottom-up (OpenGL order) unless the stream was flipped on
 //! the GPU, and PNGs are written top-down, as image viewers show them.
+//!
+//! Every file glstream writes goes through [`write_atomically`]: a temporary file beside the
+//! target, renamed over it once complete, so an output is either whole or absent (never empty or
+//! half-written), and a refused or failed write leaves nothing behind. Every image file glstream
+//! reads goes through [`decode_rgba8`], which checks the dimensions in the header against the
+//! caller's limit before the decoder allocates anything.
 
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufRead, BufWriter, Seek, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use anyhow::{Context, Result, ensure};
-use image::{ImageBuffer, Luma};
+use anyhow::{Context, Result, bail, ensure};
+use image::codecs::png::PngEncoder;
+use image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, ImageEncoder, Luma};
+use thiserror::Error;
 
 use crate::format::Format;
 
@@ -17,6 +29,103 @@ pub fn flip_rows(pixels: &[u8], stride_bytes: usize) -> Vec<u8> {
         .flatten()
         .copied()
         .collect()
+}
+
+/// Refuses a path that does not end in `.png` (any case): glstream writes PNG only, and says so
+/// before it creates anything.
+pub fn ensure_png_path(path: &Path) -> Result<()> {
+    let is_png = path
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("png"));
+    if !is_png {
+        bail!(
+            "{}: glstream writes PNG files only; give a name ending in .png",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Distinguishes the temporary files of concurrent writes within this process.
+static TEMP_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Writes `path` through a temporary file beside it (`.NAME.PID.N.tmp`, same folder, so the
+/// rename cannot cross filesystems) that is renamed over `path` once `write` has succeeded: a
+/// reader sees the old file or the whole new one, and a failure leaves no file behind. On
+/// failure the temporary file is removed only while it is still the one this call created (same
+/// device and inode). This guards against our own failures and concurrent readers, not power
+/// loss: nothing is fsynced.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&File>) -> Result<()>,
+) -> Result<()> {
+    let context = || format!("cannot write {}", path.display());
+    let (temp_path, file) = create_temp_beside(path).with_context(context)?;
+    let identity = file
+        .metadata()
+        .map(|m| (m.dev(), m.ino()))
+        .with_context(context)?;
+    let result = (|| -> Result<()> {
+        let mut writer = BufWriter::new(&file);
+        write(&mut writer)?;
+        writer.flush()?;
+        drop(writer);
+        std::fs::rename(&temp_path, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let still_ours =
+            std::fs::symlink_metadata(&temp_path).is_ok_and(|m| (m.dev(), m.ino()) == identity);
+        if still_ours && let Err(e) = std::fs::remove_file(&temp_path) {
+            log::warn!("cannot remove {}: {e}", temp_path.display());
+        }
+    }
+    result.with_context(context)
+}
+
+/// Creates a new, empty temporary file in `path`'s folder; never opens an existing one.
+fn create_temp_beside(path: &Path) -> Result<(PathBuf, File)> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} does not name a file", path.display()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let pid = std::process::id();
+    // A name can only be taken by a file an earlier process with our pid left behind, so a few
+    // tries are plenty.
+    for _ in 0..100 {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{pid}.{n}.tmp"));
+        let temp_path = dir.join(temp_name);
+        match File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)
+        {
+            Ok(file) => return Ok((temp_path, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("no free temporary name beside {}", path.display())
+}
+
+/// Encodes `image` as a PNG into `path`, atomically (see [`write_atomically`]).
+pub fn save_png<P: image::PixelWithColorType>(
+    path: &Path,
+    image: &ImageBuffer<P, Vec<P::Subpixel>>,
+) -> Result<()>
+where
+    [P::Subpixel]: image::EncodableLayout,
+{
+    ensure_png_path(path)?;
+    write_atomically(path, |writer| {
+        Ok(image.write_with_encoder(PngEncoder::new(writer))?)
+    })
 }
 
 /// Writes a frame as a PNG with rows top-down: RGBA for rgba8 and bgra8 (swizzled back), RGB for
@@ -45,22 +154,23 @@ pub fn save_frame_png(
     } else {
         flip_rows(pixels, stride_bytes)
     };
-    let write_error = || format!("cannot write {}", path.display());
+    let save_rows = |rows: &[u8], color: ExtendedColorType| {
+        ensure_png_path(path)?;
+        write_atomically(path, |writer| {
+            Ok(PngEncoder::new(writer).write_image(rows, width_px, height_px, color)?)
+        })
+    };
     match format {
-        Format::Rgba8 => {
-            image::save_buffer(path, &rows, width_px, height_px, image::ColorType::Rgba8)
-        }
+        Format::Rgba8 => save_rows(&rows, ExtendedColorType::Rgba8),
         Format::Bgra8 => {
             let rgba: Vec<u8> = rows
                 .chunks_exact(4)
                 .flat_map(|p| [p[2], p[1], p[0], p[3]])
                 .collect();
-            image::save_buffer(path, &rgba, width_px, height_px, image::ColorType::Rgba8)
+            save_rows(&rgba, ExtendedColorType::Rgba8)
         }
-        Format::Rgb8 => {
-            image::save_buffer(path, &rows, width_px, height_px, image::ColorType::Rgb8)
-        }
-        Format::Gray8 => image::save_buffer(path, &rows, width_px, height_px, image::ColorType::L8),
+        Format::Rgb8 => save_rows(&rows, ExtendedColorType::Rgb8),
+        Format::Gray8 => save_rows(&rows, ExtendedColorType::L8),
         Format::Depth32f => {
             let depth: Vec<u16> = rows
                 .chunks_exact(4)
@@ -72,10 +182,64 @@ pub fn save_frame_png(
             let image: ImageBuffer<Luma<u16>, Vec<u16>> =
                 ImageBuffer::from_raw(width_px, height_px, depth)
                     .context("depth buffer does not match its size")?;
-            image.save(path)
+            save_png(path, &image)
         }
     }
-    .with_context(write_error)
+}
+
+/// Why an image file could not be loaded.
+#[derive(Debug, Error)]
+pub enum ImageLoadError {
+    /// The header declares more pixels than the caller accepts; nothing was decoded.
+    #[error(
+        "its header says {width_px}x{height_px}, over the limit of {max_side_px} pixels a side \
+         and {max_pixels} pixels in all"
+    )]
+    TooLarge {
+        /// Declared width.
+        width_px: u32,
+        /// Declared height.
+        height_px: u32,
+        /// The largest width or height accepted.
+        max_side_px: u32,
+        /// The largest width × height accepted.
+        max_pixels: u64,
+    },
+    /// Not an image the decoder understands, a corrupt one, or a read error.
+    #[error(transparent)]
+    Decode(#[from] image::ImageError),
+}
+
+/// Decodes an image (its format guessed from its first bytes) to RGBA8, after checking the
+/// dimensions its header declares against `max_side_px` and `max_pixels`: a small file that
+/// declares a huge image is refused before the decoder allocates for it. The decoder then runs
+/// under `image`'s default limits (512 MiB per allocation) as a second line of defence.
+pub fn decode_rgba8(
+    reader: impl BufRead + Seek,
+    max_side_px: u32,
+    max_pixels: u64,
+) -> Result<image::RgbaImage, ImageLoadError> {
+    let mut reader = image::ImageReader::new(reader)
+        .with_guessed_format()
+        .map_err(image::ImageError::IoError)?;
+    // Limits are checked below with a message that gives the size; the decoder's own check
+    // would only say "a limit was exceeded".
+    reader.no_limits();
+    let mut decoder = reader.into_decoder()?;
+    let (width_px, height_px) = decoder.dimensions();
+    if width_px > max_side_px
+        || height_px > max_side_px
+        || u64::from(width_px) * u64::from(height_px) > max_pixels
+    {
+        return Err(ImageLoadError::TooLarge {
+            width_px,
+            height_px,
+            max_side_px,
+            max_pixels,
+        });
+    }
+    decoder.set_limits(image::Limits::default())?;
+    Ok(DynamicImage::from_decoder(decoder)?.to_rgba8())
 }
 
 #[cfg(test)]

@@ -275,6 +275,31 @@ mod input {
     }
 
     #[test]
+    fn a_texture_bomb_is_refused_from_its_header_naming_the_file() {
+        // 20000 x 20000 in a few hundred kilobytes: over llvmpipe's (and most GPUs') 16384
+        // limit. Decoding it first would cost gigabytes; the header says enough.
+        let dir = scratch("texture-bomb");
+        let bomb = dir.join("bomb.png");
+        util::write_png_bomb(&bomb, 20_000);
+        let out = dir.join("x.png");
+        let output = run(&[
+            "snapshot",
+            "--width",
+            W,
+            "--height",
+            H,
+            "--texture",
+            path_str(&bomb),
+            "-o",
+            path_str(&out),
+        ]);
+        assert_clean_failure(&output, "bomb.png");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("20000x20000"), "{stderr}");
+        assert!(!out.exists());
+    }
+
+    #[test]
     fn no_egl_device_says_what_to_install() {
         // glvnd with no vendor library: what a machine without Mesa's EGL looks like.
         for args in [
@@ -490,6 +515,61 @@ mod snapshots {
         assert!(String::from_utf8_lossy(&output.stderr).contains("(3/3)"));
     }
 
+    /// The names in `dir`, sorted: what a command left behind.
+    fn listing(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_refused_output_name_creates_nothing() {
+        let dir = scratch("snapshot-refused-name");
+        for name in ["x.jpg", "x", "x.png.bak"] {
+            let output = run(&[
+                "snapshot",
+                "--width",
+                W,
+                "--height",
+                H,
+                "-o",
+                path_str(&dir.join(name)),
+            ]);
+            assert_clean_failure(&output, name);
+            assert!(
+                String::from_utf8_lossy(&output.stderr).contains(".png"),
+                "the error says what is accepted"
+            );
+        }
+        assert_eq!(
+            listing(&dir),
+            Vec::<String>::new(),
+            "nothing may be created"
+        );
+    }
+
+    #[test]
+    fn an_output_is_replaced_whole_not_rewritten_in_place() {
+        // The output is a hard link to another file: writing in place would change that file
+        // too; a temporary file renamed over the name leaves it alone.
+        let dir = scratch("snapshot-replace");
+        let keep = dir.join("keep.png");
+        let out = dir.join("out.png");
+        std::fs::write(&keep, b"precious").unwrap();
+        std::fs::hard_link(&keep, &out).unwrap();
+        snapshot(3, &out, &[]);
+        assert_eq!(std::fs::read(&keep).unwrap(), b"precious");
+        assert_eq!(image::open(&out).unwrap().to_rgba8().dimensions(), (98, 66));
+        // No temporary file is left beside it, for single frames or ranges.
+        assert_eq!(listing(&dir), ["keep.png", "out.png"]);
+        let seq = dir.join("seq");
+        snapshot_to(&seq, &["--frames", "0..2"]);
+        assert_eq!(listing(&seq), ["frame_000000.png", "frame_000001.png"]);
+    }
+
     #[test]
     fn bad_snapshot_arguments_are_one_line() {
         assert_clean_failure(&run(&["snapshot", "--frames", "5..2", "-o", "x"]), "empty");
@@ -589,6 +669,98 @@ mod compare {
         let (code, _, _) = compare(&[path_str(&zero), path_str(&zero), "--diff", path_str(&asked)]);
         assert_eq!(code, Some(0));
         assert!(asked.exists());
+    }
+
+    #[test]
+    fn the_diff_never_overwrites_an_input() {
+        let dir = scratch("compare-diff-inputs");
+        fixtures(&dir);
+        let (zero, thirty) = (dir.join("zero.png"), dir.join("thirty.png"));
+        let zero_bytes = std::fs::read(&zero).unwrap();
+        let thirty_bytes = std::fs::read(&thirty).unwrap();
+        let link = dir.join("link.png");
+        std::os::unix::fs::symlink(&zero, &link).unwrap();
+        let hard = dir.join("hard.png");
+        std::fs::hard_link(&thirty, &hard).unwrap();
+        // --diff naming an input, directly, through a symlink or a hard link: refused up front.
+        for diff in [&zero, &thirty, &link, &hard] {
+            let (code, _, output) =
+                compare(&[path_str(&zero), path_str(&thirty), "--diff", path_str(diff)]);
+            assert_eq!(code, Some(2));
+            assert_clean_failure(&output, "would overwrite the input");
+        }
+        // --diff with a name that is not a PNG: refused, nothing created.
+        let jpg = dir.join("d.jpg");
+        let (code, _, output) =
+            compare(&[path_str(&zero), path_str(&thirty), "--diff", path_str(&jpg)]);
+        assert_eq!(code, Some(2));
+        assert_clean_failure(&output, "d.jpg");
+        assert!(!jpg.exists());
+        // The default diff path (ACTUAL.diff.png) is EXPECTED: still a mismatch, exit 1, with a
+        // warning instead of the diff.
+        let expected = dir.join("shot.diff.png");
+        let actual = dir.join("shot.png");
+        std::fs::copy(&zero, &expected).unwrap();
+        std::fs::copy(&thirty, &actual).unwrap();
+        let (code, _, output) = compare(&[path_str(&expected), path_str(&actual)]);
+        assert_eq!(code, Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("warning") && stderr.contains("shot.diff.png"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read(&expected).unwrap(), zero_bytes);
+        assert_eq!(std::fs::read(&zero).unwrap(), zero_bytes);
+        assert_eq!(std::fs::read(&thirty).unwrap(), thirty_bytes);
+    }
+
+    #[test]
+    fn an_unwritable_diff_keeps_the_verdict() {
+        let dir = scratch("compare-diff-unwritable");
+        fixtures(&dir);
+        let (zero, thirty) = (dir.join("zero.png"), dir.join("thirty.png"));
+        // A folder that does not exist: unwritable even for root.
+        let diff = dir.join("missing").join("d.png");
+        let (code, out, output) = compare(&[
+            path_str(&zero),
+            path_str(&thirty),
+            "--diff",
+            path_str(&diff),
+        ]);
+        assert_eq!(code, Some(1), "a mismatch stays a mismatch: {out}");
+        assert!(out.starts_with("MISMATCH"), "{out}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("warning") && stderr.contains("d.png"),
+            "a warning names the diff: {stderr}"
+        );
+        let (code, _, _) = compare(&[path_str(&zero), path_str(&zero), "--diff", path_str(&diff)]);
+        assert_eq!(code, Some(0), "a match stays a match");
+    }
+
+    #[test]
+    fn an_image_bomb_is_refused_from_its_header() {
+        let dir = scratch("compare-bomb");
+        let bomb = dir.join("bomb.png");
+        util::write_png_bomb(&bomb, 20_000);
+        let small = dir.join("small.png");
+        image::RgbaImage::new(4, 4).save(&small).unwrap();
+        // Refused from the header, before the sizes are compared or anything is decoded (two
+        // bombs of one size would otherwise decode to gigabytes and "match").
+        for args in [
+            [path_str(&small), path_str(&bomb)],
+            [path_str(&bomb), path_str(&small)],
+            [path_str(&bomb), path_str(&bomb)],
+        ] {
+            let (code, _, output) = compare(&args);
+            assert_eq!(code, Some(2));
+            assert_clean_failure(&output, "bomb.png");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("20000x20000") && stderr.contains("limit"),
+                "{stderr}"
+            );
+        }
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct SnapshotArgs {
     #[arg(long, value_parser = parse_range)]
     pub frames: Option<Range<u64>>,
 
-    /// The PNG to write, or with --frames the directory for frame_NNNNNN.png files.
+    /// The PNG to write, or with --frames the directory for frame_NNNNNN.png files. Each file is
+    /// written under a temporary name and renamed when complete.
     #[arg(long, short)]
     pub output: PathBuf,
 }

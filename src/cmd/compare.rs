@@ -3,14 +3,26 @@
 //! The model is Skia Gold's and ruffle's: a per-pixel tolerance on the largest channel difference,
 //! plus a bound on how many pixels may exceed it. Exit 0 within bounds, 1 outside, 2 when an input
 //! cannot be read or the sizes differ.
+//!
+//! Inputs larger than [`MAX_SIDE_PX`] a side or [`MAX_PIXELS`] in all are refused from their
+//! header, before decoding. The diff image never replaces an input (same device and inode), and a
+//! diff that cannot be written is a warning: the exit code is always the comparison's.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use image::RgbaImage;
 
+use crate::capture;
 use crate::cli::CompareArgs;
+
+/// The widest or tallest image `compare` reads (the largest texture most GPUs take).
+pub const MAX_SIDE_PX: u32 = 16384;
+/// The most pixels an image `compare` reads may have: 8192 × 8192, so that the two inputs and
+/// the diff stay under 1 GiB together.
+pub const MAX_PIXELS: u64 = 8192 * 8192;
 
 /// The result of comparing two images of the same size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,9 +80,33 @@ pub fn diff_image(expected: &RgbaImage, actual: &RgbaImage, tolerance: u8) -> Rg
 }
 
 fn load(path: &Path) -> Result<RgbaImage> {
-    Ok(image::open(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .to_rgba8())
+    let context = || format!("cannot read {}", path.display());
+    let file = std::fs::File::open(path).with_context(context)?;
+    capture::decode_rgba8(std::io::BufReader::new(file), MAX_SIDE_PX, MAX_PIXELS)
+        .with_context(context)
+}
+
+/// Whether `a` and `b` are the same file (device and inode, through symlinks and hard links).
+/// A path that does not exist is no file's twin.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Refuses a diff path that is EXPECTED or ACTUAL under another name.
+fn check_diff_path(diff: &Path, args: &CompareArgs) -> Result<()> {
+    for input in [&args.expected, &args.actual] {
+        if same_file(diff, input) {
+            bail!(
+                "the diff {} would overwrite the input {}",
+                diff.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `NAME.png` → `NAME.diff.png`, beside it.
@@ -83,6 +119,12 @@ fn default_diff_path(actual: &Path) -> PathBuf {
 }
 
 fn compare_files(args: &CompareArgs) -> Result<bool> {
+    // A --diff that can never be written is an error in the command line: say so before the
+    // inputs are read.
+    if let Some(diff) = &args.diff {
+        capture::ensure_png_path(diff)?;
+        check_diff_path(diff, args)?;
+    }
     let expected = load(&args.expected)?;
     let actual = load(&args.actual)?;
     if expected.dimensions() != actual.dimensions() {
@@ -115,10 +157,15 @@ fn compare_files(args: &CompareArgs) -> Result<bool> {
         None => None,
     };
     if let Some(path) = diff_path {
-        diff_image(&expected, &actual, args.tolerance)
-            .save(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("diff written to {}", path.display());
+        // Checked again: the default path may be an input, and a file may have appeared since.
+        let written = check_diff_path(&path, args).and_then(|()| {
+            capture::save_png(&path, &diff_image(&expected, &actual, args.tolerance))
+        });
+        match written {
+            Ok(()) => println!("diff written to {}", path.display()),
+            // The verdict stands: a mismatch is exit 1 whether or not its picture was saved.
+            Err(e) => eprintln!("glstream: warning: no diff image: {e:#}"),
+        }
     }
     Ok(pass)
 }

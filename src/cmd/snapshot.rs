@@ -57,6 +57,8 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
             args.output.display()
         );
     }
+    // Before the renderer starts, so that a refused name costs nothing and leaves nothing.
+    capture::ensure_png_path(&args.output)?;
     let frame_index = args.frame.unwrap_or(0);
     let context = render::context(&options)?;
     let mut renderer = Renderer::new(&context, &options)?;

@@ -260,6 +260,13 @@ pub struct Texture {
 }
 
 impl Texture {
+    /// The largest width or height a texture may have on this driver (GL_MAX_TEXTURE_SIZE), for
+    /// refusing an image from its header before it is decoded.
+    pub fn max_side_px(gl: &glow::Context) -> u32 {
+        // SAFETY: context current; an integer query.
+        unsafe { gl.get_parameter_i32(glow::MAX_TEXTURE_SIZE) }.max(0) as u32
+    }
+
     /// Uploads `pixels` (`width * height * 4` bytes, rows bottom-up as GL expects).
     pub fn from_rgba8(
         gl: &Rc<glow::Context>,
@@ -268,8 +275,7 @@ impl Texture {
         pixels: &[u8],
     ) -> Result<Self, GlError> {
         assert_eq!(pixels.len(), width as usize * height as usize * 4);
-        // SAFETY: context current; an integer query.
-        let max = unsafe { gl.get_parameter_i32(glow::MAX_TEXTURE_SIZE) }.max(0) as u32;
+        let max = Self::max_side_px(gl);
         if width > max || height > max {
             return Err(GlError::TextureTooLarge { width, height, max });
         }

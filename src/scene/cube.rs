@@ -10,6 +10,7 @@ use glam::{Mat4, Vec3, camera};
 
 use super::backdrop::Backdrop;
 use super::{Scene, SceneError, SceneOptions};
+use crate::capture;
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{
     Mesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces, set_depth_test,
@@ -59,21 +60,29 @@ impl CubeScene {
             include_str!("../../shaders/cube.vert"),
             include_str!("../../shaders/cube.frag"),
         )?;
-        let (name, bytes) = match &options.texture {
-            Some(path) => (
-                path.display().to_string(),
-                std::fs::read(path).map_err(|source| SceneError::ReadTexture {
+        let max_side_px = Texture::max_side_px(gl);
+        let max_pixels = u64::from(max_side_px) * u64::from(max_side_px);
+        // The header's size is checked against the driver's limit before anything is decoded.
+        let (name, decoded) = match &options.texture {
+            Some(path) => {
+                let file = std::fs::File::open(path).map_err(|source| SceneError::ReadTexture {
                     path: path.clone(),
                     source,
-                })?,
-            ),
-            None => ("assets/crate.png".to_string(), BUILTIN_TEXTURE.to_vec()),
+                })?;
+                let reader = std::io::BufReader::new(file);
+                let decoded = capture::decode_rgba8(reader, max_side_px, max_pixels);
+                (path.display().to_string(), decoded)
+            }
+            None => {
+                let reader = std::io::Cursor::new(BUILTIN_TEXTURE);
+                let decoded = capture::decode_rgba8(reader, max_side_px, max_pixels);
+                ("assets/crate.png".to_string(), decoded)
+            }
         };
-        let image = image::load_from_memory(&bytes)
-            .map_err(|source| SceneError::DecodeTexture { name, source })?;
+        let mut image = decoded.map_err(|source| SceneError::DecodeTexture { name, source })?;
         // Image rows run top-down and GL's texture rows bottom-up; flipping once here makes
         // v = 1 the top of the picture.
-        let image = image.flipv().to_rgba8();
+        image::imageops::flip_vertical_in_place(&mut image);
         let texture = Texture::from_rgba8(gl, image.width(), image.height(), image.as_raw())?;
         let mesh = Mesh::new(gl, &cube_vertices(), None, &[(0, 3), (1, 3), (2, 2)])?;
         let projection =

@@ -39,13 +39,14 @@ pub enum SceneError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A texture file is not an image the `image` crate can decode.
+    /// A texture file is not an image the `image` crate can decode, or its header declares a
+    /// size larger than the driver's texture limit.
     #[error("cannot decode texture {name}")]
     DecodeTexture {
         /// The file, or the built-in asset's name.
         name: String,
-        /// The decoder's error.
-        source: image::ImageError,
+        /// The decoder's error, or the size refused.
+        source: crate::capture::ImageLoadError,
     },
     /// A scene file (shader or glTF) could not be read.
     #[error("cannot read scene file {path}")]

@@ -13,17 +13,28 @@
 //! of N like every scene here.
 //!
 //! Every failure to read the file, a buffer or a texture is a [`SceneError`] naming the file.
+//!
+//! The file is untrusted input. A URI it references is either a `data:` URI or a relative path
+//! that resolves (symlinks followed) to a regular file inside the model's own folder; anything
+//! else (`..` out of it, absolute paths, `file:` and other schemes, FIFOs, devices) is refused.
+//! A buffer file must hold at least its declared `byteLength`, and only that many bytes are read.
+//! Every accessor drawn is checked, with checked arithmetic, to lie inside the bytes loaded for
+//! it before anything is allocated for its elements, and an image's declared size is checked
+//! against the driver's texture limit before it is decoded.
 
 use std::collections::HashMap;
 use std::f32::consts::TAU;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glam::{Mat3, Mat4, Vec3, Vec4, camera};
+use gltf::Semantic;
 use gltf::mesh::Mode;
 
 use super::backdrop::Backdrop;
 use super::{Scene, SceneError};
+use crate::capture;
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{Mesh, Program, RenderTarget, Texture, Uniform, set_depth_test};
 
@@ -153,7 +164,10 @@ struct Loader<'a> {
     gl: &'a Rc<glow::Context>,
     path: &'a Path,
     base: &'a Path,
-    buffers: Vec<gltf::buffer::Data>,
+    /// `base`, canonical: every file the model references must resolve to a path under it.
+    root: PathBuf,
+    /// Each buffer's bytes, exactly its declared length (or more, for a GLB chunk's padding).
+    buffers: Vec<Vec<u8>>,
 }
 
 impl GltfScene {
@@ -195,25 +209,30 @@ impl GltfScene {
                 path.display()
             );
         }
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let root = std::fs::canonicalize(base).map_err(|source| SceneError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut buffers = Vec::new();
         for buffer in document.buffers() {
-            let data =
-                gltf::buffer::Data::from_source_and_blob(buffer.source(), Some(base), &mut blob)
-                    .map_err(|e| resource_error(path, describe_buffer(&buffer, base), e))?;
-            if data.len() < buffer.length() {
-                return Err(SceneError::GltfResource {
+            let data = load_buffer(&buffer, &mut blob, &root).map_err(|message| {
+                SceneError::GltfResource {
                     path: path.to_path_buf(),
                     resource: describe_buffer(&buffer, base),
-                    message: format!("{} bytes, the file says {}", data.len(), buffer.length()),
-                });
-            }
+                    message,
+                }
+            })?;
             buffers.push(data);
         }
         let loader = Loader {
             gl,
             path,
             base,
+            root,
             buffers,
         };
 
@@ -341,7 +360,30 @@ impl<'a> Loader<'a> {
         if primitive.morph_targets().next().is_some() {
             log::warn!("{what}: morph targets are not supported; drawn in its base shape");
         }
-        let reader = primitive.reader(|buffer| self.buffers.get(buffer.index()).map(|d| &d.0[..]));
+        // The reader allocates for an accessor's declared count before it reads a byte, so
+        // every accessor read below must first be shown to fit in the bytes behind it.
+        let read = [
+            ("POSITION", primitive.get(&Semantic::Positions)),
+            ("NORMAL", primitive.get(&Semantic::Normals)),
+            ("TEXCOORD_0", primitive.get(&Semantic::TexCoords(0))),
+            ("indices", primitive.indices()),
+        ];
+        for (role, accessor) in read {
+            if let Some(accessor) = accessor {
+                self.check_accessor(&accessor)
+                    .map_err(|message| SceneError::GltfResource {
+                        path: self.path.to_path_buf(),
+                        resource: format!(
+                            "accessor {} ({role} of mesh {} primitive {})",
+                            accessor.index(),
+                            mesh.index(),
+                            primitive.index()
+                        ),
+                        message,
+                    })?;
+            }
+        }
+        let reader = primitive.reader(|buffer| self.buffers.get(buffer.index()).map(Vec::as_slice));
         let Some(positions) = reader.read_positions() else {
             log::warn!("{what}: no readable positions; skipped");
             return Ok(());
@@ -441,19 +483,30 @@ impl<'a> Loader<'a> {
                 });
             }
         }
-        let data = gltf::image::Data::from_source(image.source(), Some(self.base), &self.buffers)
-            .map_err(|e| resource_error(self.path, resource.clone(), e))?;
-        let Some(rgba) = to_rgba8(&data) else {
-            log::warn!(
-                "{}: {resource}: pixel format {:?} is not supported; drawn untextured",
-                self.path.display(),
-                data.format
-            );
-            return Ok(None);
+        let decoded = match image.source() {
+            gltf::image::Source::View { view, .. } => {
+                let start = view.offset();
+                // In range: checked above.
+                let bytes = &self.buffers[view.buffer().index()][start..start + view.length()];
+                self.decode_texture(std::io::Cursor::new(bytes))
+            }
+            gltf::image::Source::Uri { uri, .. } if is_data_uri(uri) => decode_data_uri(uri)
+                .and_then(|bytes| self.decode_texture(std::io::Cursor::new(bytes))),
+            gltf::image::Source::Uri { uri, .. } => {
+                resolve_uri(&self.root, uri).and_then(|(file, _)| {
+                    let file = std::fs::File::open(&file).map_err(|e| e.to_string())?;
+                    self.decode_texture(std::io::BufReader::new(file))
+                })
+            }
         };
+        let rgba = decoded.map_err(|message| SceneError::GltfResource {
+            path: self.path.to_path_buf(),
+            resource: resource.clone(),
+            message,
+        })?;
         // glTF's UV origin is the image's top-left corner and the decoder's first row is the
         // top one, so uploading rows as they come puts v = 0 at the top, as glTF wants.
-        let texture = Texture::from_rgba8(self.gl, data.width, data.height, &rgba)?;
+        let texture = Texture::from_rgba8(self.gl, rgba.width(), rgba.height(), rgba.as_raw())?;
         out.textures.push(texture);
         let index = out.textures.len() - 1;
         out.textures_by_image.insert(image.index(), index);
@@ -461,12 +514,211 @@ impl<'a> Loader<'a> {
     }
 }
 
-fn resource_error(path: &Path, resource: String, error: gltf::Error) -> SceneError {
-    SceneError::GltfResource {
-        path: path.to_path_buf(),
-        resource,
-        message: error.to_string(),
+impl Loader<'_> {
+    /// Decodes an image to RGBA8 once its header has shown it within the driver's texture limit.
+    fn decode_texture(
+        &self,
+        reader: impl std::io::BufRead + std::io::Seek,
+    ) -> Result<image::RgbaImage, String> {
+        let max_side_px = Texture::max_side_px(self.gl);
+        let max_pixels = u64::from(max_side_px) * u64::from(max_side_px);
+        capture::decode_rgba8(reader, max_side_px, max_pixels).map_err(|e| e.to_string())
     }
+
+    /// Shows that every element `accessor` declares lies inside the bytes loaded for it, so that
+    /// reading it allocates no more than the file holds. All arithmetic is checked: a count of
+    /// 2^62 must not wrap round to a small size.
+    fn check_accessor(&self, accessor: &gltf::Accessor<'_>) -> Result<(), String> {
+        let count = accessor.count();
+        let element_bytes = accessor.size();
+        if count == 0 {
+            return Err("count 0; glTF requires at least 1".into());
+        }
+        match accessor.view() {
+            Some(view) => self.check_view_range(&view, accessor.offset(), count, element_bytes)?,
+            // Without a view the reader reads nothing (no sparse part) or starts from `count`
+            // zeros; those zeros are held to what the whole file could have backed.
+            None if accessor.sparse().is_some() => {
+                let loaded: usize = self.buffers.iter().map(Vec::len).sum();
+                let declared = count.checked_mul(element_bytes);
+                if declared.is_none_or(|bytes| bytes > loaded) {
+                    return Err(format!(
+                        "count {count} of {element_bytes}-byte elements with no buffer view is \
+                         more than the {loaded} bytes of this model's buffers"
+                    ));
+                }
+            }
+            None => {}
+        }
+        if let Some(sparse) = accessor.sparse() {
+            let sparse_count = sparse.count();
+            if sparse_count == 0 || sparse_count > count {
+                return Err(format!(
+                    "sparse count {sparse_count} is not between 1 and the count {count}"
+                ));
+            }
+            let indices = sparse.indices();
+            self.check_view_range(
+                &indices.view(),
+                indices.offset(),
+                sparse_count,
+                indices.index_type().size(),
+            )
+            .map_err(|e| format!("sparse indices: {e}"))?;
+            let values = sparse.values();
+            self.check_view_range(&values.view(), values.offset(), sparse_count, element_bytes)
+                .map_err(|e| format!("sparse values: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `count` elements of `element_bytes` at `offset` into `view` (at the view's
+    /// stride) lie inside the view, and the view inside its loaded buffer.
+    fn check_view_range(
+        &self,
+        view: &gltf::buffer::View<'_>,
+        offset: usize,
+        count: usize,
+        element_bytes: usize,
+    ) -> Result<(), String> {
+        let stride = view.stride().unwrap_or(element_bytes);
+        if stride < element_bytes {
+            return Err(format!(
+                "byte stride {stride} is shorter than its {element_bytes}-byte elements"
+            ));
+        }
+        // The last element needs only its own bytes, not a whole stride.
+        let end = count
+            .checked_sub(1)
+            .and_then(|n| n.checked_mul(stride))
+            .and_then(|n| n.checked_add(element_bytes))
+            .and_then(|n| n.checked_add(offset));
+        if end.is_none_or(|end| end > view.length()) {
+            return Err(format!(
+                "count {count} of {element_bytes}-byte elements at offset {offset}, stride \
+                 {stride}, does not fit in buffer view {} ({} bytes)",
+                view.index(),
+                view.length()
+            ));
+        }
+        let buffer_bytes = self.buffers.get(view.buffer().index()).map_or(0, Vec::len);
+        let view_end = view.offset().checked_add(view.length());
+        if view_end.is_none_or(|end| end > buffer_bytes) {
+            return Err(format!(
+                "buffer view {} ({} bytes at offset {}) runs past the {buffer_bytes} bytes of \
+                 buffer {}",
+                view.index(),
+                view.length(),
+                view.offset(),
+                view.buffer().index()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a URI holds its bytes inline.
+fn is_data_uri(uri: &str) -> bool {
+    uri.starts_with("data:")
+}
+
+/// The bytes of a `data:` URI (base64; the gltf crate decodes it without touching the file
+/// system). They are bounded by the size of the JSON that holds them.
+fn decode_data_uri(uri: &str) -> Result<Vec<u8>, String> {
+    gltf::buffer::Data::from_source_and_blob(gltf::buffer::Source::Uri(uri), None, &mut None)
+        .map(|data| data.0)
+        .map_err(|e| e.to_string())
+}
+
+/// Resolves a URI that is not a `data:` URI to a regular file inside `root` (canonical), and
+/// returns the file's canonical path and size. Refused: URIs with a scheme (`file:`, `http:`),
+/// absolute paths, and anything whose canonical path, symlinks followed, leaves `root`; then
+/// anything that is not a regular file (a FIFO would block the read forever, a device would
+/// never end). The URI is percent-decoded first, as glTF requires.
+fn resolve_uri(root: &Path, uri: &str) -> Result<(PathBuf, u64), String> {
+    let refused = |why: &str| {
+        format!(
+            "refused URI {uri:?}: {why} (a model may only reference files inside its own folder, \
+             or data: URIs)"
+        )
+    };
+    // RFC 3986: a scheme is what comes before the first ':' when no '/' precedes it.
+    if let Some((scheme, _)) = uri.split_once(':')
+        && !scheme.contains('/')
+    {
+        return Err(refused(&format!("the {scheme}: scheme is not read")));
+    }
+    let decoded = percent_decode(uri).ok_or_else(|| refused("bad percent-encoding"))?;
+    let relative = Path::new(&decoded);
+    if relative.has_root() {
+        return Err(refused("it is an absolute path"));
+    }
+    let joined = root.join(relative);
+    let canonical =
+        std::fs::canonicalize(&joined).map_err(|e| format!("{}: {e}", joined.display()))?;
+    if !canonical.starts_with(root) {
+        return Err(refused(&format!(
+            "it resolves to {}, outside {}",
+            canonical.display(),
+            root.display()
+        )));
+    }
+    let metadata = std::fs::metadata(&canonical).map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err(refused("it is not a regular file"));
+    }
+    Ok((canonical, metadata.len()))
+}
+
+/// Decodes `%XX` escapes; `None` for a malformed escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// One buffer's bytes: the GLB binary chunk, a `data:` URI, or a file inside `root`. A file is
+/// checked against the declared `byteLength` before it is read, and no more than that is read:
+/// a buffer that points at a huge file costs only what it declares.
+fn load_buffer(
+    buffer: &gltf::Buffer<'_>,
+    blob: &mut Option<Vec<u8>>,
+    root: &Path,
+) -> Result<Vec<u8>, String> {
+    let declared = buffer.length();
+    let data = match buffer.source() {
+        gltf::buffer::Source::Bin => blob
+            .take()
+            .ok_or("the GLB has no binary chunk for it (or it is claimed twice)")?,
+        gltf::buffer::Source::Uri(uri) if is_data_uri(uri) => decode_data_uri(uri)?,
+        gltf::buffer::Source::Uri(uri) => {
+            let (file, file_bytes) = resolve_uri(root, uri)?;
+            if file_bytes < declared as u64 {
+                return Err(format!("{file_bytes} bytes, the file says {declared}"));
+            }
+            let mut data = Vec::new();
+            data.try_reserve_exact(declared)
+                .map_err(|_| format!("cannot allocate its {declared} bytes"))?;
+            std::fs::File::open(&file)
+                .and_then(|f| f.take(declared as u64).read_to_end(&mut data))
+                .map_err(|e| e.to_string())?;
+            data
+        }
+    };
+    if data.len() < declared {
+        return Err(format!("{} bytes, the file says {declared}", data.len()));
+    }
+    Ok(data)
 }
 
 /// A referenced file's path (so errors name it), or where the bytes are embedded.
@@ -497,46 +749,6 @@ fn describe_image(image: &gltf::Image<'_>, base: &Path) -> String {
         }
         gltf::image::Source::View { .. } => format!("image {} (in a buffer)", image.index()),
     }
-}
-
-/// Expands a decoded image to RGBA8; `None` for float formats and inconsistent sizes.
-fn to_rgba8(data: &gltf::image::Data) -> Option<Vec<u8>> {
-    use gltf::image::Format;
-    let (channels, bytes_per_channel) = match data.format {
-        Format::R8 => (1, 1),
-        Format::R8G8 => (2, 1),
-        Format::R8G8B8 => (3, 1),
-        Format::R8G8B8A8 => (4, 1),
-        Format::R16 => (1, 2),
-        Format::R16G16 => (2, 2),
-        Format::R16G16B16 => (3, 2),
-        Format::R16G16B16A16 => (4, 2),
-        _ => return None,
-    };
-    let texel_bytes = channels * bytes_per_channel;
-    let texels = data.width as usize * data.height as usize;
-    if data.pixels.len() != texels * texel_bytes || texels == 0 {
-        return None;
-    }
-    // 16-bit channels are native-endian u16s; their high byte is the 8-bit value.
-    let high_byte = if cfg!(target_endian = "little") {
-        bytes_per_channel - 1
-    } else {
-        0
-    };
-    let mut out = Vec::with_capacity(texels * 4);
-    for texel in data.pixels.chunks_exact(texel_bytes) {
-        let c = |i: usize| texel[i * bytes_per_channel + high_byte];
-        // One channel is grey, two are grey and alpha (how the decoder reports luma images).
-        let rgba = match channels {
-            1 => [c(0), c(0), c(0), 255],
-            2 => [c(0), c(0), c(0), c(1)],
-            3 => [c(0), c(1), c(2), 255],
-            _ => [c(0), c(1), c(2), c(3)],
-        };
-        out.extend_from_slice(&rgba);
-    }
-    Some(out)
 }
 
 /// Area-weighted vertex normals, for primitives that come without normals.
@@ -667,34 +879,13 @@ mod tests {
     }
 
     #[test]
-    fn sixteen_bit_and_grey_images_expand_to_rgba8() {
-        let grey = gltf::image::Data {
-            pixels: vec![10, 20],
-            format: gltf::image::Format::R8,
-            width: 2,
-            height: 1,
-        };
-        assert_eq!(
-            to_rgba8(&grey),
-            Some(vec![10, 10, 10, 255, 20, 20, 20, 255])
-        );
-        let wide = gltf::image::Data {
-            pixels: [0x1234u16, 0xabcd, 0xff00]
-                .iter()
-                .flat_map(|v| v.to_ne_bytes())
-                .collect(),
-            format: gltf::image::Format::R16G16B16,
-            width: 1,
-            height: 1,
-        };
-        assert_eq!(to_rgba8(&wide), Some(vec![0x12, 0xab, 0xff, 255]));
-        let short = gltf::image::Data {
-            pixels: vec![1, 2, 3],
-            format: gltf::image::Format::R8G8B8A8,
-            width: 1,
-            height: 1,
-        };
-        assert_eq!(to_rgba8(&short), None);
+    fn uris_are_percent_decoded() {
+        assert_eq!(percent_decode("a%20b.bin").as_deref(), Some("a b.bin"));
+        assert_eq!(percent_decode("%2E%2E/x").as_deref(), Some("../x"));
+        assert_eq!(percent_decode("plain"), Some("plain".into()));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
     }
 
     #[test]

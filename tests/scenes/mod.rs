@@ -289,6 +289,298 @@ mod gltf {
     }
 }
 
+mod untrusted_gltf {
+    //! glTF files are untrusted input: the files they reference stay inside the model's folder,
+    //! and the sizes they declare are checked against the bytes behind them before anything is
+    //! allocated. Each refusal is one error line naming the model and what it referenced.
+
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// A triangle's positions (3 × VEC3), UVs (3 × VEC2) and one u32 sparse index: 64 bytes.
+    fn triangle_bytes() -> Vec<u8> {
+        let floats: [f32; 15] = [
+            -1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 0.0, 1.0, 0.0, // positions
+            0.0, 0.0, 1.0, 0.0, 0.5, 1.0, // UVs
+        ];
+        let mut bytes: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes
+    }
+
+    /// A positions accessor over the triangle, with `changes` merged in.
+    fn positions(changes: Value) -> Value {
+        let mut accessor = json!({
+            "bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+            "min": [-1.0, -1.0, 0.0], "max": [1.0, 1.0, 0.0]
+        });
+        for (key, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                accessor.as_object_mut().unwrap().remove(key);
+            } else {
+                accessor[key] = value.clone();
+            }
+        }
+        accessor
+    }
+
+    /// Writes `dir/model.gltf`: the triangle, its one buffer at `buffer_uri`, its POSITION
+    /// accessor `position`, and a base colour texture at `image_uri` if given.
+    fn write_model(
+        dir: &Path,
+        buffer_uri: &str,
+        position: Value,
+        image_uri: Option<&str>,
+    ) -> PathBuf {
+        let mut model = json!({
+            "asset": {"version": "2.0"},
+            "scene": 0,
+            "scenes": [{"nodes": [0]}],
+            "nodes": [{"mesh": 0}],
+            "meshes": [{"primitives": [{
+                "attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "material": 0
+            }]}],
+            "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [0.9, 0.2, 0.1, 1.0]}}],
+            "buffers": [{"uri": buffer_uri, "byteLength": 64}],
+            "bufferViews": [
+                {"buffer": 0, "byteOffset": 0, "byteLength": 36},
+                {"buffer": 0, "byteOffset": 36, "byteLength": 24},
+                {"buffer": 0, "byteOffset": 60, "byteLength": 4}
+            ],
+            "accessors": [
+                position,
+                {"bufferView": 1, "componentType": 5126, "count": 3, "type": "VEC2"}
+            ]
+        });
+        if let Some(uri) = image_uri {
+            model["images"] = json!([{"uri": uri}]);
+            model["textures"] = json!([{"source": 0}]);
+            model["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] = json!({"index": 0});
+        }
+        let path = dir.join("model.gltf");
+        std::fs::write(&path, serde_json::to_string_pretty(&model).unwrap()).unwrap();
+        path
+    }
+
+    /// The buffer as a data: URI (the test's base64, to need no crate for it).
+    fn data_uri(bytes: &[u8]) -> String {
+        const TABLE: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut text = String::from("data:application/octet-stream;base64,");
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+            for i in 0..4 {
+                text.push(if i <= chunk.len() {
+                    TABLE[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        text
+    }
+
+    fn render(model: &Path, dir: &Path) -> std::process::Output {
+        snapshot_output(path_str(model), 0, (W, H), &dir.join("out.png"))
+    }
+
+    /// Asserts one clean error line naming the model and `needle` (the URI or accessor).
+    fn assert_refused(output: &std::process::Output, model: &Path, needle: &str) {
+        assert_clean_failure(output, needle);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(path_str(model)),
+            "the model must be named: {stderr}"
+        );
+    }
+
+    #[test]
+    fn files_inside_the_models_folder_and_data_uris_load() {
+        let dir = scratch("gltf-inside");
+        std::fs::create_dir_all(dir.join("sub dir")).unwrap();
+        std::fs::write(dir.join("sub dir/tri.bin"), triangle_bytes()).unwrap();
+        std::fs::copy(asset("checker.png"), dir.join("checker.png")).unwrap();
+        let model = write_model(
+            &dir,
+            "sub%20dir/../sub%20dir/tri.bin",
+            positions(json!({})),
+            Some("checker.png"),
+        );
+        let output = render(&model, &dir);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let model = write_model(
+            &dir,
+            &data_uri(&triangle_bytes()),
+            positions(json!({})),
+            None,
+        );
+        let output = render(&model, &dir);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn uris_leaving_the_models_folder_are_refused() {
+        // outside.bin and outside.png sit beside the model's folder, not in it.
+        let dir = scratch("gltf-escape");
+        let outside_bin = dir.join("outside.bin");
+        let outside_png = dir.join("outside.png");
+        std::fs::write(&outside_bin, triangle_bytes()).unwrap();
+        std::fs::copy(asset("checker.png"), &outside_png).unwrap();
+        let folder = dir.join("model");
+        std::fs::create_dir_all(folder.join("sub")).unwrap();
+        std::fs::write(folder.join("tri.bin"), triangle_bytes()).unwrap();
+        std::os::unix::fs::symlink(&outside_bin, folder.join("link.bin")).unwrap();
+        std::os::unix::fs::symlink(&outside_png, folder.join("link.png")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", folder.join("zero.bin")).unwrap();
+        let absolute_bin = path_str(&outside_bin).to_string();
+        let file_uri = format!("file://{absolute_bin}");
+        for uri in [
+            "../outside.bin",
+            "sub/../../outside.bin",
+            "%2E%2E/outside.bin",
+            absolute_bin.as_str(),
+            file_uri.as_str(),
+            "file:../outside.bin",
+            "link.bin",
+            // A device: would read until memory runs out.
+            "/dev/zero",
+            "zero.bin",
+        ] {
+            let model = write_model(&folder, uri, positions(json!({})), None);
+            assert_refused(&render(&model, &folder), &model, &format!("{uri:?}"));
+        }
+        let absolute_png = path_str(&outside_png).to_string();
+        for uri in ["../outside.png", absolute_png.as_str(), "link.png"] {
+            let model = write_model(&folder, "tri.bin", positions(json!({})), Some(uri));
+            assert_refused(&render(&model, &folder), &model, &format!("{uri:?}"));
+        }
+    }
+
+    #[test]
+    fn buffers_that_are_not_regular_files_are_refused() {
+        let dir = scratch("gltf-not-regular");
+        let fifo = dir.join("pipe.bin");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo failed");
+        std::fs::create_dir_all(dir.join("folder.bin")).unwrap();
+        for uri in ["pipe.bin", "folder.bin"] {
+            // Reading the FIFO would block for ever (the helper fails the test after its
+            // deadline).
+            let model = write_model(&dir, uri, positions(json!({})), None);
+            let output = render(&model, &dir);
+            assert_refused(&output, &model, &format!("{uri:?}"));
+            assert!(String::from_utf8_lossy(&output.stderr).contains("not a regular file"));
+        }
+    }
+
+    #[test]
+    fn buffer_files_are_checked_against_their_declared_length() {
+        let dir = scratch("gltf-buffer-length");
+        let short = dir.join("short.bin");
+        std::fs::write(&short, &triangle_bytes()[..40]).unwrap();
+        let model = write_model(&dir, "short.bin", positions(json!({})), None);
+        assert_refused(&render(&model, &dir), &model, "40 bytes, the file says 64");
+
+        // A 1 TiB file (sparse: it takes no disk) that declares 64 bytes: only those are read.
+        // Reading the whole file would need a terabyte of memory.
+        let huge = dir.join("huge.bin");
+        let file = std::fs::File::create(&huge).unwrap();
+        file.set_len(1 << 40).unwrap();
+        drop(file);
+        let mut bytes = std::fs::OpenOptions::new().write(true).open(&huge).unwrap();
+        std::io::Write::write_all(&mut bytes, &triangle_bytes()).unwrap();
+        drop(bytes);
+        let model = write_model(&dir, "huge.bin", positions(json!({})), None);
+        let output = render(&model, &dir);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::remove_file(&huge).unwrap();
+    }
+
+    #[test]
+    fn a_texture_bomb_in_a_model_is_refused_from_its_header() {
+        let dir = scratch("gltf-texture-bomb");
+        crate::util::write_png_bomb(&dir.join("bomb.png"), 20_000);
+        let model = write_model(
+            &dir,
+            &data_uri(&triangle_bytes()),
+            positions(json!({})),
+            Some("bomb.png"),
+        );
+        let output = render(&model, &dir);
+        assert_refused(&output, &model, "bomb.png");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("20000x20000"));
+    }
+
+    #[test]
+    fn accessor_counts_beyond_their_bytes_are_refused() {
+        let dir = scratch("gltf-accessor-count");
+        let buffer = data_uri(&triangle_bytes());
+        let sparse = |count: u64| {
+            json!({
+                "count": count,
+                "indices": {"bufferView": 2, "componentType": 5125},
+                "values": {"bufferView": 0}
+            })
+        };
+        let cases = [
+            // One element past the view.
+            positions(json!({"count": 4})),
+            // 2^40 elements: the allocation alone would abort the process.
+            positions(json!({"count": 1u64 << 40})),
+            // 2^62 × 12 bytes wraps to 0 in unchecked arithmetic: an empty mesh, no error.
+            positions(json!({"count": 1u64 << 62})),
+            // 1e8 elements: 1.6 GB from a file of a few hundred bytes.
+            positions(json!({"count": 100_000_000})),
+            // Starting 4 bytes in, the third element runs past the view.
+            positions(json!({"byteOffset": 4})),
+            // Sparse, with no view: count zeros that nothing backs.
+            positions(json!({"bufferView": null, "count": 1u64 << 40, "sparse": sparse(1)})),
+            positions(json!({"bufferView": null, "count": 100_000_000, "sparse": sparse(1)})),
+            // Sparse parts that run past their views.
+            positions(json!({"count": 3, "sparse": sparse(2)})),
+            positions(json!({"count": 1u64 << 40, "sparse": sparse(1u64 << 40)})),
+            positions(json!({"count": 1u64 << 62, "sparse": sparse(1u64 << 62)})),
+        ];
+        for accessor in cases {
+            // Each is refused before anything is allocated for it: quick and small.
+            let model = write_model(&dir, &buffer, accessor, None);
+            let output = render(&model, &dir);
+            assert_refused(&output, &model, "accessor 0 (POSITION");
+        }
+        // The valid accessor still loads (the check is not simply refusing everything).
+        let model = write_model(
+            &dir,
+            &buffer,
+            positions(json!({"count": 3, "sparse": sparse(1)})),
+            None,
+        );
+        let output = render(&model, &dir);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 mod refused {
     //! Scene arguments that are not scenes.
 

@@ -265,6 +265,24 @@ pub fn assert_clean_failure(output: &Output, needle: &str) {
     );
 }
 
+/// Writes a valid PNG that declares `side_px` × `side_px` black pixels in a few hundred
+/// kilobytes at most (1-bit grey, all zeros, deflated row by row): a decompression bomb that a
+/// reader must refuse from its header. Writing it never holds more than one row.
+pub fn write_png_bomb(path: &std::path::Path, side_px: u32) {
+    use std::io::Write;
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = png::Encoder::new(file, side_px, side_px);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::One);
+    let mut writer = encoder.write_header().unwrap();
+    let mut stream = writer.stream_writer().unwrap();
+    let row = vec![0u8; side_px.div_ceil(8) as usize];
+    for _ in 0..side_px {
+        stream.write_all(&row).unwrap();
+    }
+    stream.finish().unwrap();
+}
+
 /// Distinct byte values in a buffer: a flat image has very few.
 pub fn distinct_bytes(bytes: &[u8]) -> usize {
     let mut seen = [false; 256];
