@@ -435,16 +435,16 @@ fn frames<'ctx>(
     let mut pacer = Pacer::new(config.frame_interval);
     let mut served = Duration::ZERO;
     // `sequence` numbers every rendered frame over the process; the scene's frame index restarts
-    // at 0 whenever a client finds the server idle (a new epoch), and so does the --frames count.
+    // at 0 whenever a client finds the server idle (a new epoch, a new run), and so does the
+    // --frames count.
     let mut sequence: u64 = 0;
     let mut epoch_start: u64 = 0;
     let mut epoch = None;
+    // Whether the newest frame published reached a consumer: a run that reaches --frames
+    // counts only if someone was still there to be served its last frame.
+    let mut delivered = false;
     'frames: loop {
-        let limit_reached = epoch.is_some()
-            && config
-                .frames
-                .is_some_and(|limit| sequence - epoch_start >= limit);
-        if limit_reached || stopped() {
+        if stopped() {
             break;
         }
         let Some(current) = hub.wait_for_clients(&stopped) else {
@@ -458,6 +458,27 @@ fn frames<'ctx>(
             epoch = Some(current);
             epoch_start = sequence;
             pacer.reset();
+        }
+        if config
+            .frames
+            .is_some_and(|limit| sequence - epoch_start >= limit)
+        {
+            // --frames reached: the frames still in flight go out too, and every consumer gets
+            // what it is due (each frame within the send timeout), unless a signal comes first.
+            let drain = Instant::now();
+            while let Some(lease) = renderer.ring.complete_oldest()? {
+                delivered = hub.publish(current, lease);
+            }
+            if !delivered {
+                // Everyone who asked for this run left before its end: it is abandoned, and the
+                // next client starts a whole run from frame 0, as a client of an idle server.
+                log::info!("every client left before the last frame; waiting for a new run");
+                continue;
+            }
+            hub.finish();
+            while !hub.wait_drained(Some(Duration::from_millis(50))) && !signalled() {}
+            served += drain.elapsed();
+            break;
         }
         if fail_at == Some(sequence - epoch_start) {
             bail!("failure injected at frame {sequence} ({FAIL_AT_ENV})");
@@ -490,7 +511,7 @@ fn frames<'ctx>(
             && let Some(lease) = renderer.ring.complete_oldest()?
         {
             observer.mark(Mark::Mapped);
-            hub.publish(current, lease);
+            delivered = hub.publish(current, lease);
             observer.mark(Mark::Published);
         }
         observer.frame(&Progress {
@@ -500,19 +521,6 @@ fn frames<'ctx>(
         });
         pacer.wait(&stopped);
         served += started.elapsed();
-    }
-    if !stopped() {
-        // --frames reached: the frames still in flight go out too, and every consumer gets
-        // what it is due (each frame within the send timeout), unless a signal comes first.
-        let drain = Instant::now();
-        if let Some(epoch) = epoch {
-            while let Some(lease) = renderer.ring.complete_oldest()? {
-                hub.publish(epoch, lease);
-            }
-        }
-        hub.finish();
-        while !hub.wait_drained(Some(Duration::from_millis(50))) && !signalled() {}
-        served += drain.elapsed();
     }
     Ok((sequence, served))
 }

@@ -267,6 +267,7 @@ pub fn serve_sink<F: Frame>(
     let hub = &feed.hub;
     let aborted = || hub.is_aborted();
     let mut failure = None;
+    let mut announced = false;
     while let Some(frame) = hub.next_frame(id) {
         let sequence = frame.sequence();
         let started = Instant::now();
@@ -283,6 +284,10 @@ pub fn serve_sink<F: Frame>(
         match result {
             Ok(bytes) => {
                 feed.stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+                if !announced {
+                    announced = true;
+                    log::info!("{name} connected ({} connected)", hub.client_count());
+                }
                 hub.sent(id, sequence);
                 log::trace!("{name}: sent frame {sequence}");
             }
@@ -310,6 +315,9 @@ pub fn serve_sink<F: Frame>(
         String::new()
     };
     match &failure {
+        // It never took a frame: a probe (`--unix` checking for a live server) or a client
+        // that gave up at once, not worth a line at info.
+        _ if !announced => log::debug!("{name} left before its first frame"),
         None => log::info!(
             "{name}: done after {} frames{skipped} ({remaining} connected)",
             totals.sent

@@ -322,7 +322,9 @@ fn accept_loop<'scope, 'env, F: Frame>(
             continue;
         }
         let id = feed.hub.register(feed.policy_or(Policy::Latest));
-        log::info!("{name} connected ({} connected)", feed.hub.client_count());
+        // Logged at info once it has taken a frame (serve_sink): a second server probing
+        // whether this one is alive connects and leaves at once, and is not a client.
+        log::debug!("{name} connected");
         let spawned = thread::Builder::new()
             .name(name.clone())
             .spawn_scoped(scope, move || {
@@ -337,11 +339,12 @@ fn accept_loop<'scope, 'env, F: Frame>(
 
 /// Connects to a listening consumer, serves it until it goes away, and tries again with
 /// exponential backoff (100 ms doubling to 5 s) until the stream finishes. The backoff starts
-/// over only after a connection that delivered at least one whole frame, so a consumer that
+/// over only after a connection that took frames for at least a second, so a consumer that
 /// accepts and closes at once is not hammered.
 fn connect_loop<F: Frame>(feed: &Feed<F>, header: HeaderMode, addr: &str) {
     const FIRST: Duration = Duration::from_millis(100);
     const LONGEST: Duration = Duration::from_secs(5);
+    const STABLE: Duration = Duration::from_secs(1);
     let mut backoff = FIRST;
     let mut reported = false;
     let name = format!("consumer {addr}");
@@ -355,8 +358,12 @@ fn connect_loop<F: Frame>(feed: &Feed<F>, header: HeaderMode, addr: &str) {
                     reported = false;
                     let id = feed.hub.register(feed.policy_or(Policy::Latest));
                     log::info!("connected to {addr}");
+                    let connected = Instant::now();
                     let departure = serve_sink(feed, id, Writer::new(conn, header), &name);
-                    if departure.frames > 0 {
+                    // A frame written is not a frame delivered: one that accepts and closes at
+                    // once takes the first write into its kernel's buffer and resets. Only a
+                    // connection that took frames for a while earns a fresh start.
+                    if departure.frames > 0 && connected.elapsed() >= STABLE {
                         backoff = FIRST;
                     }
                 }

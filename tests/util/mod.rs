@@ -37,8 +37,19 @@ impl Server {
 
     /// Starts `glstream ARGS` and waits for a first stdout line starting with `ready`.
     pub fn start_with(args: &[&str], ready: &str) -> Server {
-        let mut child = glstream()
-            .args(args)
+        let mut command = glstream();
+        command.args(args);
+        Server::spawn(command, ready)
+    }
+
+    /// Starts `command` (a `glstream()` with arguments and environment set) and waits for a
+    /// first stdout line starting with `ready`.
+    pub fn spawn(mut command: Command, ready: &str) -> Server {
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
