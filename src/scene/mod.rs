@@ -150,16 +150,28 @@ pub fn build(
 /// Runs a loader of untrusted files, turning a panic inside a parsing crate into an error that
 /// names the file. The gltf crate validates a document's structure but may still index out of
 /// bounds on, say, an accessor that runs past its buffer; a user's file must not crash us. The
-/// default panic message is suppressed while the loader runs (nothing else is running yet: the
-/// scene is built before any server thread starts).
+/// default panic message is suppressed for this thread while the loader runs: the hook that does
+/// so is installed once and hands every other panic to the previous hook, so nothing swaps the
+/// process-wide hook under another thread (tests run in parallel).
 fn contain_panics<T>(
     path: &std::path::Path,
     load: impl FnOnce() -> Result<T, SceneError>,
 ) -> Result<T, SceneError> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|quiet| quiet.set(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load));
-    std::panic::set_hook(previous);
+    QUIET.with(|quiet| quiet.set(false));
     result.unwrap_or_else(|payload| {
         let message = payload
             .downcast_ref::<&str>()

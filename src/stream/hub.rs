@@ -417,158 +417,204 @@ mod tests {
         }
     }
 
+    /// Runs `body` on a thread of its own and fails the test if it has not finished within 10 s:
+    /// a hub that stops waking a waiter must fail a test, not hang the suite.
+    fn live(body: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            body();
+            let _ = done.send(());
+        });
+        match finished.recv_timeout(Duration::from_secs(10)) {
+            Ok(()) => handle.join().unwrap(),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                if let Err(panic) = handle.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("a hub call blocked for 10 s: a waiter was never woken")
+            }
+        }
+    }
+
     fn frame(sequence: u64) -> TestFrame {
         TestFrame(sequence, Arc::new(vec![sequence as u8]))
     }
 
     #[test]
     fn hub_keeps_only_frames_someone_can_still_want() {
-        let hub = Hub::new(4);
-        let latest = hub.register(Policy::Latest);
-        let epoch = hub.wait_for_clients(&|| false).unwrap();
-        hub.publish(epoch, frame(0));
-        hub.sent(latest, hub.next_frame(latest).unwrap().sequence());
-        let older = frame(1);
-        hub.publish(epoch, older.clone());
-        hub.publish(epoch, frame(2));
-        // Only the newest is held for a latest client that has started: frame 1's only other
-        // holder is `older`.
-        assert_eq!(Arc::strong_count(&older.1), 1);
-        let lossless = hub.register(Policy::Lossless);
-        let kept = frame(3);
-        hub.publish(epoch, kept.clone());
-        hub.publish(epoch, frame(4));
-        assert_eq!(
-            Arc::strong_count(&kept.1),
-            2,
-            "a lossless client still needs frame 3"
-        );
-        hub.sent(lossless, hub.next_frame(lossless).unwrap().sequence());
-        assert_eq!(Arc::strong_count(&kept.1), 1);
-        hub.deregister(latest);
+        live(|| {
+            let hub = Hub::new(4);
+            let latest = hub.register(Policy::Latest);
+            let epoch = hub.wait_for_clients(&|| false).unwrap();
+            hub.publish(epoch, frame(0));
+            hub.sent(latest, hub.next_frame(latest).unwrap().sequence());
+            let older = frame(1);
+            hub.publish(epoch, older.clone());
+            hub.publish(epoch, frame(2));
+            // Only the newest is held for a latest client that has started: frame 1's only other
+            // holder is `older`.
+            assert_eq!(Arc::strong_count(&older.1), 1);
+            let lossless = hub.register(Policy::Lossless);
+            let kept = frame(3);
+            hub.publish(epoch, kept.clone());
+            hub.publish(epoch, frame(4));
+            assert_eq!(
+                Arc::strong_count(&kept.1),
+                2,
+                "a lossless client still needs frame 3"
+            );
+            hub.sent(lossless, hub.next_frame(lossless).unwrap().sequence());
+            assert_eq!(Arc::strong_count(&kept.1), 1);
+            hub.deregister(latest);
+        });
     }
 
     #[test]
     fn latest_client_skips_to_newest() {
-        let hub = Hub::new(4);
-        let id = hub.register(Policy::Latest);
-        let epoch = hub.wait_for_clients(&|| false).unwrap();
-        hub.publish(epoch, frame(0));
-        hub.sent(id, hub.next_frame(id).unwrap().sequence());
-        for s in 1..4 {
-            assert!(hub.publish(epoch, frame(s)));
-        }
-        let f = hub.next_frame(id).unwrap();
-        assert_eq!(f.sequence(), 3);
-        hub.sent(id, 3);
-        hub.finish();
-        assert!(hub.next_frame(id).is_none());
-        assert_eq!(
-            hub.deregister(id),
-            ClientTotals {
-                sent: 2,
-                skipped: 2
+        live(|| {
+            let hub = Hub::new(4);
+            let id = hub.register(Policy::Latest);
+            let epoch = hub.wait_for_clients(&|| false).unwrap();
+            hub.publish(epoch, frame(0));
+            hub.sent(id, hub.next_frame(id).unwrap().sequence());
+            for s in 1..4 {
+                assert!(hub.publish(epoch, frame(s)));
             }
-        );
+            let f = hub.next_frame(id).unwrap();
+            assert_eq!(f.sequence(), 3);
+            hub.sent(id, 3);
+            hub.finish();
+            assert!(hub.next_frame(id).is_none());
+            assert_eq!(
+                hub.deregister(id),
+                ClientTotals {
+                    sent: 2,
+                    skipped: 2
+                }
+            );
+        });
     }
 
     #[test]
     fn a_new_latest_client_gets_the_first_frame_published_after_it_joined() {
-        let hub = Hub::new(4);
-        let id = hub.register(Policy::Latest);
-        let epoch = hub.wait_for_clients(&|| false).unwrap();
-        // Its writer is slow to start: three frames are out before it asks.
-        for s in 0..3 {
-            hub.publish(epoch, frame(s));
-        }
-        assert_eq!(hub.next_frame(id).unwrap().sequence(), 0);
-        hub.sent(id, 0);
-        assert_eq!(hub.next_frame(id).unwrap().sequence(), 2);
+        live(|| {
+            let hub = Hub::new(4);
+            let id = hub.register(Policy::Latest);
+            let epoch = hub.wait_for_clients(&|| false).unwrap();
+            // Its writer is slow to start: three frames are out before it asks.
+            for s in 0..3 {
+                hub.publish(epoch, frame(s));
+            }
+            assert_eq!(hub.next_frame(id).unwrap().sequence(), 0);
+            hub.sent(id, 0);
+            assert_eq!(hub.next_frame(id).unwrap().sequence(), 2);
+        });
     }
 
     #[test]
     fn a_new_client_stuck_in_its_first_write_pins_only_that_frame() {
-        let hub = Hub::new(4);
-        let id = hub.register(Policy::Latest);
-        let epoch = hub.wait_for_clients(&|| false).unwrap();
-        hub.publish(epoch, frame(0));
-        // The writer has taken frame 0 and is blocked writing it; it never calls `sent`.
-        let first = hub.next_frame(id).unwrap();
-        let later: Vec<TestFrame> = (1..20).map(frame).collect();
-        for f in &later {
-            hub.publish(epoch, f.clone());
-        }
-        // Only the newest stays published for it; the others are released, and a retract of
-        // an old frame does not wait for the stuck client.
-        assert!(later[..18].iter().all(|f| Arc::strong_count(&f.1) == 1));
-        hub.retract_through(18, &|| false);
-        drop(first);
+        live(|| {
+            let hub = Hub::new(4);
+            let id = hub.register(Policy::Latest);
+            let epoch = hub.wait_for_clients(&|| false).unwrap();
+            hub.publish(epoch, frame(0));
+            // The writer has taken frame 0 and is blocked writing it; it never calls `sent`.
+            let first = hub.next_frame(id).unwrap();
+            let later: Vec<TestFrame> = (1..20).map(frame).collect();
+            for f in &later {
+                hub.publish(epoch, f.clone());
+            }
+            // Only the newest stays published for it; the others are released, and a retract of
+            // an old frame does not wait for the stuck client.
+            assert!(later[..18].iter().all(|f| Arc::strong_count(&f.1) == 1));
+            hub.retract_through(18, &|| false);
+            drop(first);
+        });
     }
 
     #[test]
     fn nothing_is_published_after_shutdown() {
-        let hub = Hub::new(4);
-        let id = hub.register(Policy::Latest);
-        let epoch = hub.wait_for_clients(&|| false).unwrap();
-        hub.shutdown();
-        assert!(!hub.publish(epoch, frame(0)));
-        assert!(hub.next_frame(id).is_none());
+        live(|| {
+            let hub = Hub::new(4);
+            let id = hub.register(Policy::Latest);
+            let epoch = hub.wait_for_clients(&|| false).unwrap();
+            hub.shutdown();
+            assert!(!hub.publish(epoch, frame(0)));
+            assert!(hub.next_frame(id).is_none());
+        });
     }
 
     #[test]
     fn lossless_client_gets_every_frame_in_order() {
-        let hub = Hub::new(4);
-        let id = hub.register(Policy::Lossless);
-        let epoch = hub.wait_for_clients(&|| false).unwrap();
-        for s in 0..3 {
-            hub.publish(epoch, frame(s));
-        }
-        for s in 0..3 {
-            let f = hub.next_frame(id).unwrap();
-            assert_eq!(f.sequence(), s);
-            hub.sent(id, s);
-        }
+        live(|| {
+            let hub = Hub::new(4);
+            let id = hub.register(Policy::Lossless);
+            let epoch = hub.wait_for_clients(&|| false).unwrap();
+            for s in 0..3 {
+                hub.publish(epoch, frame(s));
+            }
+            for s in 0..3 {
+                let f = hub.next_frame(id).unwrap();
+                assert_eq!(f.sequence(), s);
+                hub.sent(id, s);
+            }
+        });
     }
 
     #[test]
     fn frames_of_an_old_epoch_are_refused_after_idle() {
-        let hub = Hub::new(4);
-        let a = hub.register(Policy::Latest);
-        let old = hub.wait_for_clients(&|| false).unwrap();
-        hub.publish(old, frame(0));
-        hub.deregister(a);
-        let b = hub.register(Policy::Latest);
-        let new = hub.wait_for_clients(&|| false).unwrap();
-        assert_ne!(old, new);
-        assert!(!hub.publish(old, frame(1)));
-        assert!(hub.publish(new, frame(2)));
-        assert_eq!(hub.next_frame(b).unwrap().sequence(), 2);
+        live(|| {
+            let hub = Hub::new(4);
+            let a = hub.register(Policy::Latest);
+            let old = hub.wait_for_clients(&|| false).unwrap();
+            hub.publish(old, frame(0));
+            hub.deregister(a);
+            let b = hub.register(Policy::Latest);
+            let new = hub.wait_for_clients(&|| false).unwrap();
+            assert_ne!(old, new);
+            assert!(!hub.publish(old, frame(1)));
+            assert!(hub.publish(new, frame(2)));
+            assert_eq!(hub.next_frame(b).unwrap().sequence(), 2);
+        });
     }
 
     #[test]
     fn retract_waits_for_lossless_clients() {
-        let hub = Arc::new(Hub::new(4));
-        let id = hub.register(Policy::Lossless);
-        let epoch = hub.wait_for_clients(&|| false).unwrap();
-        hub.publish(epoch, frame(7));
-        let writer = {
-            let hub = Arc::clone(&hub);
-            std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                let f = hub.next_frame(id).unwrap();
-                hub.sent(id, f.sequence());
-            })
-        };
-        hub.retract_through(7, &|| false);
-        // Retract returned, so the writer must have taken frame 7 first.
-        writer.join().unwrap();
-        assert_eq!(hub.deregister(id).sent, 1);
+        live(|| {
+            let hub = Arc::new(Hub::new(4));
+            let id = hub.register(Policy::Lossless);
+            let epoch = hub.wait_for_clients(&|| false).unwrap();
+            hub.publish(epoch, frame(7));
+            let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writer = {
+                let (hub, taken) = (Arc::clone(&hub), Arc::clone(&taken));
+                std::thread::spawn(move || {
+                    // Late on purpose, so that the retract below usually has to wait; the
+                    // assertion holds in either order.
+                    std::thread::sleep(Duration::from_millis(50));
+                    let f = hub.next_frame(id).unwrap();
+                    taken.store(true, std::sync::atomic::Ordering::SeqCst);
+                    hub.sent(id, f.sequence());
+                })
+            };
+            hub.retract_through(7, &|| false);
+            assert!(
+                taken.load(std::sync::atomic::Ordering::SeqCst),
+                "retract returned before the lossless client took frame 7"
+            );
+            writer.join().unwrap();
+            assert_eq!(hub.deregister(id).sent, 1);
+        });
     }
 
     #[test]
     fn retract_of_unpublished_frame_does_not_wait() {
-        let hub: Hub<TestFrame> = Hub::new(2);
-        let _id = hub.register(Policy::Lossless);
-        hub.retract_through(99, &|| false);
+        live(|| {
+            let hub: Hub<TestFrame> = Hub::new(2);
+            let _id = hub.register(Policy::Lossless);
+            hub.retract_through(99, &|| false);
+        });
     }
 }

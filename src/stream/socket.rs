@@ -691,7 +691,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let live = bind_unix(&path).unwrap();
         assert!(matches!(bind_unix(&path), Err(SocketError::UnixInUse(_))));
-        // A listener that dies without cleaning up leaves a stale file, which is replaced.
+        // A listener that dies without cleaning up leaves a stale file, which is replaced. The
+        // owner guard is forgotten on purpose: that is what a crashed server leaves behind.
         std::mem::forget(live.1);
         drop(live.0);
         assert!(path.exists());
