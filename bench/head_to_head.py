@@ -1,0 +1,88 @@
+"""Head-to-head: glstream against the moderngl script a user would write, same shader, same
+Python consumer, alternating in one run (the machines are shared and noisy: alternating spreads
+a noisy minute over every contender instead of one).
+
+For each size, each round runs every contender once: a producer process serves FRAMES frames to
+one consumer process (consumer.py) over loopback TCP. It prints fps (consumer side, after the
+warm-up), CPU ms per frame of producer and consumer (getrusage of each process), the median of
+the rounds, and each contender's ratio to the script.
+
+    bench/head-to-head.sh [--sizes 800x600,1920x1080] [--rounds 3] [--frames 600]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+GLSTREAM = os.path.join(ROOT, "target", "release", "glstream")
+SHADER = os.path.join(HERE, "plasma.frag")
+PYTHON = sys.executable
+
+
+def contenders(width, height, frames):
+    size = ["--width", str(width), "--height", str(height)]
+    common = [GLSTREAM, "-q", "--port", "0", "--scene", SHADER, "--frames", str(frames)] + size
+    return [
+        ("glstream", common),
+        ("glstream --pbo-count 1", common + ["--pbo-count", "1"]),
+        ("glstream --policy lossless", common + ["--policy", "lossless"]),
+        ("moderngl script", [PYTHON, os.path.join(HERE, "moderngl_producer.py"), SHADER,
+                             str(width), str(height), str(frames)]),
+    ]
+
+
+def cpu_ms(rusage):
+    return (rusage.ru_utime + rusage.ru_stime) * 1e3
+
+
+def run_once(command, warmup):
+    producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = producer.stdout.readline()
+    if not line.startswith("listening on "):
+        producer.kill()
+        raise SystemExit("%s did not start: %r %s" % (command[0], line, producer.stderr.read()))
+    addr = line.split()[-1]
+    consumer = subprocess.Popen([PYTHON, os.path.join(HERE, "consumer.py"), addr, str(warmup)],
+                                stdout=subprocess.PIPE, text=True)
+    out = consumer.stdout.read()
+    _, status, consumer_usage = os.wait4(consumer.pid, 0)
+    consumer.returncode = status
+    _, status, producer_usage = os.wait4(producer.pid, 0)
+    producer.returncode = status
+    fields = out.split()
+    if status != 0 or len(fields) < 4:
+        raise SystemExit("%s failed: %s %s" % (command[0], out, producer.stderr.read()))
+    frames, fps = int(fields[1]), float(fields[3])
+    return fps, cpu_ms(producer_usage) / max(frames, 1), cpu_ms(consumer_usage) / max(frames, 1)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="800x600,1920x1080")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--warmup", type=int, default=30)
+    args = parser.parse_args()
+    for size in args.sizes.split(","):
+        width, height = (int(v) for v in size.split("x"))
+        runs = {name: [] for name, _ in contenders(width, height, args.frames)}
+        for _ in range(args.rounds):
+            for name, command in contenders(width, height, args.frames):
+                runs[name].append(run_once(command, args.warmup))
+        script = statistics.median(fps for fps, _, _ in runs["moderngl script"])
+        print("\n%dx%d, %d frames, %d rounds alternating (fps after %d warm-up frames)"
+              % (width, height, args.frames, args.rounds, args.warmup))
+        print("%-28s %-24s %8s %8s %10s %10s" % ("producer", "fps per round", "median", "ratio",
+                                                  "prod ms/f", "cons ms/f"))
+        for name, samples in runs.items():
+            fps = statistics.median(s[0] for s in samples)
+            print("%-28s %-24s %8.1f %8.2f %10.2f %10.2f" % (
+                name, ", ".join("%.0f" % s[0] for s in samples), fps, fps / script,
+                statistics.median(s[1] for s in samples), statistics.median(s[2] for s in samples)))
+
+
+if __name__ == "__main__":
+    main()
