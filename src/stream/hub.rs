@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// A finished frame as the writers see it.
@@ -98,8 +98,9 @@ pub struct Hub<F> {
     frame_ready: Condvar,
     /// Signalled when a writer finishes a frame or a client comes or goes.
     progress: Condvar,
-    /// Set when writers must give up the frame they are on (a shutdown's grace ran out).
-    aborted: AtomicBool,
+    /// Set when writers must give up the frame they are on (a shutdown's grace ran out). Shared,
+    /// so an output can hand it to a library callback that must be `'static`.
+    aborted: Arc<AtomicBool>,
 }
 
 impl<F: Frame> Hub<F> {
@@ -117,7 +118,7 @@ impl<F: Frame> Hub<F> {
             }),
             frame_ready: Condvar::new(),
             progress: Condvar::new(),
-            aborted: AtomicBool::new(false),
+            aborted: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -362,6 +363,11 @@ impl<F: Frame> Hub<F> {
     /// Whether [`Hub::abort`] was called.
     pub fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Relaxed)
+    }
+
+    /// The flag [`Hub::abort`] sets, for callbacks that cannot borrow the hub.
+    pub fn abort_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.aborted)
     }
 
     /// Whether `finish` or `shutdown` was called.
