@@ -48,7 +48,10 @@ fn main() -> ExitCode {
     match glstream::cmd::run(cli) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("glstream: error: {:#}", failure.error);
+            eprintln!(
+                "glstream: error: {}",
+                glstream::cmd::error_line(&failure.error)
+            );
             ExitCode::from(failure.status)
         }
     }

@@ -259,6 +259,28 @@ mod input {
     }
 
     #[test]
+    fn each_cause_is_printed_once() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port().to_string();
+        let stderr = String::from_utf8_lossy(&run(&["--port", &port]).stderr).into_owned();
+        assert_eq!(stderr.matches("os error 98").count(), 1, "{stderr}");
+
+        let dir = scratch("causes-once");
+        let not_png = dir.join("not-a.png");
+        std::fs::write(&not_png, b"this is not a png at all").unwrap();
+        let output = run(&["compare", path_str(&not_png), path_str(&not_png)]);
+        assert_clean_failure(&output, "not-a.png");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.matches("Invalid PNG signature").count(), 1, "{stderr}");
+
+        let long = dir.join(format!("{}.sock", "s".repeat(120)));
+        let output = run(&["--unix", path_str(&long)]);
+        assert_clean_failure(&output, "cannot listen on");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.matches("SUN_LEN").count(), 1, "{stderr}");
+    }
+
+    #[test]
     fn missing_texture_names_the_file() {
         let output = run(&["--port", "0", "--texture", "/nonexistent/texture.png"]);
         assert_clean_failure(&output, "/nonexistent/texture.png");
