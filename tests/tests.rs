@@ -259,6 +259,41 @@ mod input {
     }
 
     #[test]
+    fn missing_arguments_are_named_with_the_subcommand_help() {
+        let output = run(&["compare"]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        for needle in [
+            "the following required arguments were not provided:",
+            "<EXPECTED>",
+            "<ACTUAL>",
+            "see `glstream compare --help`",
+        ] {
+            assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
+        }
+        let output = run(&["snapshot"]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--output"), "{stderr}");
+        assert!(stderr.contains("see `glstream snapshot --help`"), "{stderr}");
+    }
+
+    #[test]
+    fn serve_options_before_a_subcommand_are_refused() {
+        // Before the subcommand, --width is the default action's: it would render 800x600.
+        let dir = scratch("options-before-subcommand");
+        let out = dir.join("shot.png");
+        let output = run(&["--width", "64", "snapshot", "-o", path_str(&out)]);
+        assert_eq!(output.status.code(), Some(2));
+        assert_clean_failure(&output, "--width before `snapshot`");
+        assert!(!out.exists(), "nothing is rendered");
+        assert_clean_failure(&run(&["--port", "0", "devices"]), "--port is a serve option");
+        // Global options may come first.
+        run_ok(&["-q", "devices"]);
+    }
+
+    #[test]
     fn each_cause_is_printed_once() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port().to_string();

@@ -245,7 +245,8 @@ pub fn run_ok(args: &[&str]) -> Output {
 }
 
 /// Asserts a command failed the way bad input must: non-zero exit, no panic, and a stderr of
-/// one line (plus clap's "see --help" hint) containing `needle`.
+/// one `glstream:` line containing `needle` (plus, for a command-line error, clap's usage lines
+/// and a "see `glstream ... --help`" hint).
 pub fn assert_clean_failure(output: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -255,7 +256,7 @@ pub fn assert_clean_failure(output: &Output, needle: &str) {
     assert!(!stderr.contains("panicked"), "panicked:\n{stderr}");
     let errors: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.starts_with("glstream:") && !l.contains("see `glstream --help`"))
+        .filter(|l| l.starts_with("glstream:") && !l.starts_with("glstream: see `glstream"))
         .collect();
     assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
     assert!(
