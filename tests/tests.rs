@@ -316,6 +316,29 @@ mod input {
     }
 
     #[test]
+    fn a_texture_for_a_scene_without_one_is_refused() {
+        let dir = scratch("texture-without-cube");
+        let out = dir.join("shot.png");
+        for scene in ["pattern", "tests/assets/waves.frag"] {
+            let output = run(&[
+                "snapshot",
+                "--scene",
+                scene,
+                "--texture",
+                "/nonexistent/texture.png",
+                "-o",
+                path_str(&out),
+            ]);
+            assert_clean_failure(&output, "--texture /nonexistent/texture.png: only the cube");
+        }
+        assert_clean_failure(
+            &run(&["--port", "0", "--scene", "pattern", "--texture", "/nonexistent/t.png"]),
+            "only the cube",
+        );
+        assert!(!out.exists());
+    }
+
+    #[test]
     fn missing_texture_names_the_file() {
         let output = run(&["--port", "0", "--texture", "/nonexistent/texture.png"]);
         assert_clean_failure(&output, "/nonexistent/texture.png");

@@ -199,7 +199,8 @@ pub struct RenderArgs {
     #[arg(long, default_value = "cube")]
     pub scene: SceneSource,
 
-    /// Use this image file as the cube's texture instead of the built-in one.
+    /// Use this image file as the cube's texture instead of the built-in one (the cube scene only;
+    /// refused with any other).
     #[arg(long)]
     pub texture: Option<PathBuf>,
 }
@@ -211,6 +212,15 @@ impl RenderArgs {
             if value == 0 {
                 bail!("{flag} 0: the frame must be at least 1 pixel");
             }
+        }
+        if let Some(texture) = &self.texture
+            && self.scene != SceneSource::Cube
+        {
+            bail!(
+                "--texture {}: only the cube scene has a texture to replace; drop --texture or use \
+                 --scene cube",
+                texture.display()
+            );
         }
         if !(1..=MAX_PBO_COUNT).contains(&self.pbo_count) {
             bail!(
@@ -350,5 +360,22 @@ mod tests {
         let text = usage(&["recv", "--width", "x"]);
         assert!(text.ends_with("see `glstream recv --help`\n"), "{text}");
         assert!(usage(&["--no-such-flag"]).ends_with("see `glstream --help`\n"));
+    }
+
+    #[test]
+    fn a_texture_is_refused_for_scenes_without_one() {
+        let cli = parse(&["--scene", "pattern", "--texture", "t.png"]).unwrap();
+        let error = cli.serve.validate().unwrap_err().to_string();
+        assert!(
+            error.starts_with("--texture t.png: only the cube"),
+            "{error}"
+        );
+        assert!(
+            parse(&["--texture", "t.png"])
+                .unwrap()
+                .serve
+                .validate()
+                .is_ok()
+        );
     }
 }
