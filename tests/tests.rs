@@ -276,7 +276,10 @@ mod input {
         assert_eq!(output.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--output"), "{stderr}");
-        assert!(stderr.contains("see `glstream snapshot --help`"), "{stderr}");
+        assert!(
+            stderr.contains("see `glstream snapshot --help`"),
+            "{stderr}"
+        );
     }
 
     #[test]
@@ -288,7 +291,10 @@ mod input {
         assert_eq!(output.status.code(), Some(2));
         assert_clean_failure(&output, "--width before `snapshot`");
         assert!(!out.exists(), "nothing is rendered");
-        assert_clean_failure(&run(&["--port", "0", "devices"]), "--port is a serve option");
+        assert_clean_failure(
+            &run(&["--port", "0", "devices"]),
+            "--port is a serve option",
+        );
         // Global options may come first.
         run_ok(&["-q", "devices"]);
     }
@@ -306,7 +312,11 @@ mod input {
         let output = run(&["compare", path_str(&not_png), path_str(&not_png)]);
         assert_clean_failure(&output, "not-a.png");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(stderr.matches("Invalid PNG signature").count(), 1, "{stderr}");
+        assert_eq!(
+            stderr.matches("Invalid PNG signature").count(),
+            1,
+            "{stderr}"
+        );
 
         let long = dir.join(format!("{}.sock", "s".repeat(120)));
         let output = run(&["--unix", path_str(&long)]);
@@ -332,7 +342,14 @@ mod input {
             assert_clean_failure(&output, "--texture /nonexistent/texture.png: only the cube");
         }
         assert_clean_failure(
-            &run(&["--port", "0", "--scene", "pattern", "--texture", "/nonexistent/t.png"]),
+            &run(&[
+                "--port",
+                "0",
+                "--scene",
+                "pattern",
+                "--texture",
+                "/nonexistent/t.png",
+            ]),
             "only the cube",
         );
         assert!(!out.exists());
@@ -470,6 +487,69 @@ mod commands {
         });
         assert_clean_failure(&run(&["recv", "--connect", &addr]), "bad header");
         peer.join().unwrap();
+    }
+}
+
+mod recv {
+    //! `glstream recv` against peers written here: stalls and trickles.
+
+    use super::*;
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    /// A peer on 127.0.0.1 that runs `serve` on the first connection; returns its address.
+    fn peer(serve: impl FnOnce(TcpStream) + Send + 'static) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            if let Ok((socket, _)) = listener.accept() {
+                serve(socket);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_server_that_stalls_mid_header_times_out() {
+        let addr = peer(|mut socket| {
+            socket.write_all(&[0x10]).unwrap();
+            // Stall with the connection open until recv gives up and hangs up.
+            let _ = socket.read(&mut [0u8; 1]);
+        });
+        let started = Instant::now();
+        let output = run(&["recv", "--connect", &addr, "--timeout", "1"]);
+        assert_clean_failure(
+            &output,
+            "no complete frame within 1 s: got 1 of 12 header bytes",
+        );
+        // Bounded by the test helper's deadline either way; this says the timeout was used.
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_timeout_is_per_frame_not_per_read() {
+        // A byte every 300 ms: every single read succeeds well within the timeout, but the
+        // 12-byte header would take 3.6 s.
+        let addr = peer(|mut socket| {
+            for _ in 0..40 {
+                if socket.write_all(&[0]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let output = run(&["recv", "--connect", &addr, "--timeout", "1"]);
+        assert_clean_failure(&output, "no complete frame within 1 s: got ");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(" of 12 header bytes"), "{stderr}");
+    }
+
+    #[test]
+    fn bad_timeouts_are_refused() {
+        assert_clean_failure(
+            &run(&["recv", "--connect", "127.0.0.1:1", "--timeout", "0"]),
+            "--timeout",
+        );
     }
 }
 

@@ -58,4 +58,9 @@ pub struct RecvArgs {
     /// With --verify-pattern, how many frames may be missing between those received.
     #[arg(long, default_value_t = 0)]
     pub max_drops: u64,
+
+    /// Give up, with an error saying how much of the frame arrived, when a whole frame (header
+    /// and payload) has not arrived within this many seconds of being waited for.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub timeout: f64,
 }
