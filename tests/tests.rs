@@ -491,7 +491,7 @@ mod commands {
 }
 
 mod recv {
-    //! `glstream recv` against peers written here: stalls and trickles.
+    //! `glstream recv` against peers written here: stalls, trickles, chosen frame indices.
 
     use super::*;
     use std::net::TcpStream;
@@ -550,6 +550,107 @@ mod recv {
             &run(&["recv", "--connect", "127.0.0.1:1", "--timeout", "0"]),
             "--timeout",
         );
+    }
+
+    /// A glstream v1 header for a 2x2 rgba8 frame with index `index`, and its payload.
+    fn glstream_frame(index: u64) -> Vec<u8> {
+        let mut frame = b"GLST".to_vec();
+        frame.extend_from_slice(&1u16.to_le_bytes());
+        frame.extend_from_slice(&56u16.to_le_bytes());
+        for field in [2u32, 2, 1, 0, 8, 0] {
+            frame.extend_from_slice(&field.to_le_bytes());
+        }
+        for field in [index, 0, 16] {
+            frame.extend_from_slice(&field.to_le_bytes());
+        }
+        assert_eq!(frame.len(), 56);
+        frame.extend((0..16).map(|i| i as u8 * 16));
+        frame
+    }
+
+    fn saved_names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn save_names_files_by_the_glstream_header_index() {
+        let addr = peer(|mut socket| {
+            for index in [41, 42, 44] {
+                socket.write_all(&glstream_frame(index)).unwrap();
+            }
+        });
+        let dir = scratch("recv-save-header-index");
+        run_ok(&[
+            "recv",
+            "--connect",
+            &addr,
+            "--header",
+            "glstream",
+            "--save",
+            path_str(&dir),
+        ]);
+        assert_eq!(
+            saved_names(&dir),
+            ["frame_000041.png", "frame_000042.png", "frame_000044.png"]
+        );
+    }
+
+    #[test]
+    fn save_names_pattern_frames_by_their_index_like_snapshot() {
+        let server = Server::start(&["--scene", "pattern", "--width", "96", "--height", "64"]);
+        // A first client moves the stream on, so the next one joins mid-stream: its first frame
+        // is not frame 0, and the count of frames received is not the index.
+        let mut early = server.connect();
+        read_frames(&mut early, 3);
+        let dir = scratch("recv-save-pattern-index");
+        let addr = server.addr.to_string();
+        run_ok(&[
+            "recv",
+            "--connect",
+            &addr,
+            "--frames",
+            "2",
+            "--verify-pattern",
+            "--max-drops",
+            "1000000",
+            "--save",
+            path_str(&dir),
+        ]);
+        drop(early);
+        drop(server);
+        let names = saved_names(&dir);
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            !names.contains(&"frame_000000.png".to_owned()),
+            "named by count: {names:?}"
+        );
+        // Each file is the frame its name says: snapshot writes the same name with the same pixels.
+        let index: u64 = names[0]["frame_".len()..names[0].len() - 4]
+            .parse()
+            .unwrap();
+        let shots = scratch("recv-save-pattern-snapshot");
+        let range = format!("{index}..={index}");
+        run_ok(&[
+            "snapshot",
+            "--scene",
+            "pattern",
+            "--width",
+            "96",
+            "--height",
+            "64",
+            "--frames",
+            &range,
+            "-o",
+            path_str(&shots),
+        ]);
+        let shot = image::open(shots.join(&names[0])).unwrap().to_rgba8();
+        let saved = image::open(dir.join(&names[0])).unwrap().to_rgba8();
+        assert!(shot == saved, "{} differs from snapshot's", names[0]);
     }
 }
 

@@ -42,11 +42,14 @@ pub struct RecvArgs {
     #[arg(long)]
     pub frames: Option<u64>,
 
-    /// Save frames as PNG (rows top-down) into this directory.
+    /// Save frames as PNG (rows top-down) into this directory, as frame_NNNNNN.png. NNNNNN is the
+    /// frame index when the stream carries one (--header glstream, or the index the pattern
+    /// encodes with --verify-pattern), so the names match `snapshot --frames`; otherwise it is
+    /// the count of frames received before this one (0, 1, 2, ...), whatever the server's index.
     #[arg(long)]
     pub save: Option<PathBuf>,
 
-    /// With --save, keep every K-th frame (frame 0, K, 2K, ...).
+    /// With --save, keep every K-th frame received (the 1st, the K+1-th, ...).
     #[arg(long, default_value_t = 1)]
     pub every: u64,
 

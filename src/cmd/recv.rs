@@ -256,7 +256,8 @@ struct PatternCheck {
 }
 
 impl PatternCheck {
-    fn check(&mut self, count: u64, frame: &Received) -> Result<()> {
+    /// Checks one frame and returns the index its pattern encodes.
+    fn check(&mut self, count: u64, frame: &Received) -> Result<u64> {
         if frame.format != Format::Rgba8 {
             bail!(
                 "--verify-pattern reads rgba8 frames, not {}",
@@ -288,7 +289,7 @@ impl PatternCheck {
         }
         self.first.get_or_insert(index);
         self.last = Some(index);
-        Ok(())
+        Ok(index)
     }
 }
 
@@ -323,12 +324,15 @@ pub fn run(args: &RecvArgs) -> Result<()> {
     let started = Instant::now();
     let mut pattern = args.verify_pattern.then(PatternCheck::default);
     let totals = receive(&mut *stream, args, timeout, |count, frame| {
-        if let Some(check) = &mut pattern {
-            check.check(count, frame)?;
-        }
+        let pattern_index = match &mut pattern {
+            Some(check) => Some(check.check(count, frame)?),
+            None => None,
+        };
+        // Named by frame index where the stream tells it, as `snapshot --frames` names them.
+        let index = frame.frame_index.or(pattern_index).unwrap_or(count);
         match &args.save {
             Some(dir) if count.is_multiple_of(args.every) => capture::save_frame_png(
-                &dir.join(format!("frame_{count:06}.png")),
+                &dir.join(format!("frame_{index:06}.png")),
                 frame.width_px,
                 frame.height_px,
                 frame.format,
