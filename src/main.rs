@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use glstream::alloc_count;
 use glstream::cli::Cli;
 
@@ -28,14 +26,13 @@ fn init_logging(verbose: u8, quiet: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_checked_from(&args) {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
-            // clap's message is several lines (usage, hints); the first says what was wrong.
-            let rendered = e.to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("glstream: {}", first.trim_start_matches("error: "));
-            eprintln!("glstream: see `glstream --help`");
+            // All of clap's lines: the first alone may be a heading ("the following required
+            // arguments were not provided:") whose list follows.
+            eprint!("{}", glstream::cli::usage_error(&e, &args));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -48,7 +45,10 @@ fn main() -> ExitCode {
     match glstream::cmd::run(cli) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("glstream: error: {:#}", failure.error);
+            eprintln!(
+                "glstream: error: {}",
+                glstream::cmd::error_line(&failure.error)
+            );
             ExitCode::from(failure.status)
         }
     }

@@ -3,6 +3,7 @@
 //! A missing EGL device fails these tests with a message saying what to install; none is skipped.
 
 mod lifecycle;
+mod recipes;
 mod scenes;
 mod util;
 
@@ -260,6 +261,104 @@ mod input {
     }
 
     #[test]
+    fn missing_arguments_are_named_with_the_subcommand_help() {
+        let output = run(&["compare"]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        for needle in [
+            "the following required arguments were not provided:",
+            "<EXPECTED>",
+            "<ACTUAL>",
+            "see `glstream compare --help`",
+        ] {
+            assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
+        }
+        let output = run(&["snapshot"]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--output"), "{stderr}");
+        assert!(
+            stderr.contains("see `glstream snapshot --help`"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn serve_options_before_a_subcommand_are_refused() {
+        // Before the subcommand, --width is the default action's: it would render 800x600.
+        let dir = scratch("options-before-subcommand");
+        let out = dir.join("shot.png");
+        let output = run(&["--width", "64", "snapshot", "-o", path_str(&out)]);
+        assert_eq!(output.status.code(), Some(2));
+        assert_clean_failure(&output, "--width before `snapshot`");
+        assert!(!out.exists(), "nothing is rendered");
+        assert_clean_failure(
+            &run(&["--port", "0", "devices"]),
+            "--port is a serve option",
+        );
+        // Global options may come first.
+        run_ok(&["-q", "devices"]);
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port().to_string();
+        let stderr = String::from_utf8_lossy(&run(&["--port", &port]).stderr).into_owned();
+        assert_eq!(stderr.matches("os error 98").count(), 1, "{stderr}");
+
+        let dir = scratch("causes-once");
+        let not_png = dir.join("not-a.png");
+        std::fs::write(&not_png, b"this is not a png at all").unwrap();
+        let output = run(&["compare", path_str(&not_png), path_str(&not_png)]);
+        assert_clean_failure(&output, "not-a.png");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The image crate's message, which it used to repeat as its own source.
+        assert_eq!(
+            stderr.matches("could not be determined").count(),
+            1,
+            "{stderr}"
+        );
+
+        let long = dir.join(format!("{}.sock", "s".repeat(120)));
+        let output = run(&["--unix", path_str(&long)]);
+        assert_clean_failure(&output, "cannot listen on");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.matches("SUN_LEN").count(), 1, "{stderr}");
+    }
+
+    #[test]
+    fn a_texture_for_a_scene_without_one_is_refused() {
+        let dir = scratch("texture-without-cube");
+        let out = dir.join("shot.png");
+        for scene in ["pattern", "tests/assets/waves.frag"] {
+            let output = run(&[
+                "snapshot",
+                "--scene",
+                scene,
+                "--texture",
+                "/nonexistent/texture.png",
+                "-o",
+                path_str(&out),
+            ]);
+            assert_clean_failure(&output, "--texture /nonexistent/texture.png: only the cube");
+        }
+        assert_clean_failure(
+            &run(&[
+                "--port",
+                "0",
+                "--scene",
+                "pattern",
+                "--texture",
+                "/nonexistent/t.png",
+            ]),
+            "only the cube",
+        );
+        assert!(!out.exists());
+    }
+
+    #[test]
     fn missing_texture_names_the_file() {
         let output = run(&["--port", "0", "--texture", "/nonexistent/texture.png"]);
         assert_clean_failure(&output, "/nonexistent/texture.png");
@@ -416,6 +515,170 @@ mod commands {
         });
         assert_clean_failure(&run(&["recv", "--connect", &addr]), "bad header");
         peer.join().unwrap();
+    }
+}
+
+mod recv {
+    //! `glstream recv` against peers written here: stalls, trickles, chosen frame indices.
+
+    use super::*;
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    /// A peer on 127.0.0.1 that runs `serve` on the first connection; returns its address.
+    fn peer(serve: impl FnOnce(TcpStream) + Send + 'static) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            if let Ok((socket, _)) = listener.accept() {
+                serve(socket);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_server_that_stalls_mid_header_times_out() {
+        let addr = peer(|mut socket| {
+            socket.write_all(&[0x10]).unwrap();
+            // Stall with the connection open until recv gives up and hangs up.
+            let _ = socket.read(&mut [0u8; 1]);
+        });
+        let started = Instant::now();
+        let output = run(&["recv", "--connect", &addr, "--timeout", "1"]);
+        assert_clean_failure(
+            &output,
+            "no complete frame within 1 s: got 1 of 12 header bytes",
+        );
+        // Bounded by the test helper's deadline either way; this says the timeout was used.
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_timeout_is_per_frame_not_per_read() {
+        // A byte every 300 ms: every single read succeeds well within the timeout, but the
+        // 12-byte header would take 3.6 s.
+        let addr = peer(|mut socket| {
+            for _ in 0..40 {
+                if socket.write_all(&[0]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let output = run(&["recv", "--connect", &addr, "--timeout", "1"]);
+        assert_clean_failure(&output, "no complete frame within 1 s: got ");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(" of 12 header bytes"), "{stderr}");
+    }
+
+    #[test]
+    fn bad_timeouts_are_refused() {
+        assert_clean_failure(
+            &run(&["recv", "--connect", "127.0.0.1:1", "--timeout", "0"]),
+            "--timeout",
+        );
+    }
+
+    /// A glstream v1 header for a 2x2 rgba8 frame with index `index`, and its payload.
+    fn glstream_frame(index: u64) -> Vec<u8> {
+        let mut frame = b"GLST".to_vec();
+        frame.extend_from_slice(&1u16.to_le_bytes());
+        frame.extend_from_slice(&56u16.to_le_bytes());
+        for field in [2u32, 2, 1, 0, 8, 0] {
+            frame.extend_from_slice(&field.to_le_bytes());
+        }
+        for field in [index, 0, 16] {
+            frame.extend_from_slice(&field.to_le_bytes());
+        }
+        assert_eq!(frame.len(), 56);
+        frame.extend((0..16).map(|i| i as u8 * 16));
+        frame
+    }
+
+    fn saved_names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn save_names_files_by_the_glstream_header_index() {
+        let addr = peer(|mut socket| {
+            for index in [41, 42, 44] {
+                socket.write_all(&glstream_frame(index)).unwrap();
+            }
+        });
+        let dir = scratch("recv-save-header-index");
+        run_ok(&[
+            "recv",
+            "--connect",
+            &addr,
+            "--header",
+            "glstream",
+            "--save",
+            path_str(&dir),
+        ]);
+        assert_eq!(
+            saved_names(&dir),
+            ["frame_000041.png", "frame_000042.png", "frame_000044.png"]
+        );
+    }
+
+    #[test]
+    fn save_names_pattern_frames_by_their_index_like_snapshot() {
+        let server = Server::start(&["--scene", "pattern", "--width", "96", "--height", "64"]);
+        // A first client moves the stream on, so the next one joins mid-stream: its first frame
+        // is not frame 0, and the count of frames received is not the index.
+        let mut early = server.connect();
+        read_frames(&mut early, 3);
+        let dir = scratch("recv-save-pattern-index");
+        let addr = server.addr.to_string();
+        run_ok(&[
+            "recv",
+            "--connect",
+            &addr,
+            "--frames",
+            "2",
+            "--verify-pattern",
+            "--max-drops",
+            "1000000",
+            "--save",
+            path_str(&dir),
+        ]);
+        drop(early);
+        drop(server);
+        let names = saved_names(&dir);
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            !names.contains(&"frame_000000.png".to_owned()),
+            "named by count: {names:?}"
+        );
+        // Each file is the frame its name says: snapshot writes the same name with the same pixels.
+        let index: u64 = names[0]["frame_".len()..names[0].len() - 4]
+            .parse()
+            .unwrap();
+        let shots = scratch("recv-save-pattern-snapshot");
+        let range = format!("{index}..={index}");
+        run_ok(&[
+            "snapshot",
+            "--scene",
+            "pattern",
+            "--width",
+            "96",
+            "--height",
+            "64",
+            "--frames",
+            &range,
+            "-o",
+            path_str(&shots),
+        ]);
+        let shot = image::open(shots.join(&names[0])).unwrap().to_rgba8();
+        let saved = image::open(dir.join(&names[0])).unwrap().to_rgba8();
+        assert!(shot == saved, "{} differs from snapshot's", names[0]);
     }
 }
 

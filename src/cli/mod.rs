@@ -3,12 +3,15 @@
 //! Nothing here touches GL or sockets: every check that can be made from the arguments alone is
 //! made here, before any context is created, so bad input fails fast with one line.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::builder::PossibleValue;
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod compare;
@@ -49,6 +52,103 @@ pub struct Cli {
     /// Less log output (-q warnings only, -qq errors only).
     #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
+}
+
+impl Cli {
+    /// Parses a command line (program name first), as `Parser::try_parse_from` does, and also
+    /// refuses a serve option given before a subcommand: `glstream --width 640 snapshot` would
+    /// otherwise parse and render at the default size, since the options before the subcommand
+    /// belong to the default action. Global options (`-v`, `-q`) may go anywhere.
+    pub fn try_parse_checked_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut command = Cli::command();
+        let mut matches = command.try_get_matches_from_mut(args)?;
+        if let Some((name, _)) = matches.subcommand() {
+            let given = command.get_arguments().find(|arg| {
+                !arg.is_global_set()
+                    && !matches!(
+                        arg.get_action(),
+                        ArgAction::Help
+                            | ArgAction::HelpShort
+                            | ArgAction::HelpLong
+                            | ArgAction::Version
+                    )
+                    && matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+            });
+            if let Some(arg) = given {
+                let flag = arg
+                    .get_long()
+                    .map_or_else(|| arg.get_id().to_string(), |long| format!("--{long}"));
+                let id = arg.get_id().clone();
+                let name = name.to_owned();
+                let subcommand = command
+                    .find_subcommand_mut(&name)
+                    .expect("clap matched this subcommand, so the command has it");
+                let message = if subcommand.get_arguments().any(|a| *a.get_id() == id) {
+                    format!(
+                        "{flag} before `{name}` is a serve option and would be ignored; \
+                         give it after `{name}`"
+                    )
+                } else {
+                    format!("{flag} is a serve option; `{name}` does not take it")
+                };
+                return Err(subcommand.error(ErrorKind::ArgumentConflict, message));
+            }
+        }
+        Cli::from_arg_matches_mut(&mut matches)
+    }
+}
+
+/// A command-line error as glstream prints it: clap's whole message (what is wrong, the missing
+/// arguments, tips, usage) with `glstream: ` before its first line, and instead of clap's
+/// generic "try '--help'" a hint that names the help of the (sub)command that was used. `args` is
+/// the command line that failed (program name first).
+pub fn usage_error(error: &clap::Error, args: &[OsString]) -> String {
+    let rendered = error.to_string();
+    // The usage line names the command path: "Usage: glstream compare [OPTIONS] <EXPECTED> ...".
+    // Some errors (an invalid value) come without one; then the first word of the command line
+    // that names a subcommand says which.
+    let from_usage = rendered
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("Usage: "))
+        .map(|usage| {
+            usage
+                .split_whitespace()
+                .take_while(|word| !word.starts_with(['[', '<', '-']))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|path| path.contains(' '));
+    let command = from_usage.unwrap_or_else(|| {
+        let cli = Cli::command();
+        args.iter()
+            .skip(1)
+            .filter_map(|arg| arg.to_str())
+            .find(|arg| cli.find_subcommand(arg).is_some())
+            .map_or_else(|| "glstream".to_owned(), |name| format!("glstream {name}"))
+    });
+    let mut lines: Vec<&str> = rendered
+        .lines()
+        .filter(|line| !line.starts_with("For more information, try "))
+        .collect();
+    while lines.last().is_some_and(|line| line.trim().is_empty()) {
+        lines.pop();
+    }
+    let mut text = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i == 0 {
+            text.push_str("glstream: ");
+            text.push_str(line.trim_start_matches("error: "));
+        } else {
+            text.push_str(line);
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!("glstream: see `{command} --help`\n"));
+    text
 }
 
 /// Subcommands beside the default serve action.
@@ -99,7 +199,8 @@ pub struct RenderArgs {
     #[arg(long, default_value = "cube")]
     pub scene: SceneSource,
 
-    /// Use this image file as the cube's texture instead of the built-in one.
+    /// Use this image file as the cube's texture instead of the built-in one (the cube scene only;
+    /// refused with any other).
     #[arg(long)]
     pub texture: Option<PathBuf>,
 }
@@ -111,6 +212,15 @@ impl RenderArgs {
             if value == 0 {
                 bail!("{flag} 0: the frame must be at least 1 pixel");
             }
+        }
+        if let Some(texture) = &self.texture
+            && self.scene != SceneSource::Cube
+        {
+            bail!(
+                "--texture {}: only the cube scene has a texture to replace; drop --texture or use \
+                 --scene cube",
+                texture.display()
+            );
         }
         if !(1..=MAX_PBO_COUNT).contains(&self.pbo_count) {
             bail!(
@@ -198,4 +308,74 @@ pub fn positive(flag: &str, value: f64) -> Result<f64> {
         bail!("{flag} {value}: must be a positive number");
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_checked_from(std::iter::once("glstream").chain(args.iter().copied()))
+    }
+
+    fn usage(args: &[&str]) -> String {
+        let argv: Vec<OsString> = std::iter::once("glstream")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        usage_error(&parse(args).unwrap_err(), &argv)
+    }
+
+    #[test]
+    fn serve_options_before_a_subcommand_are_refused_by_name() {
+        let error = parse(&["--width", "640", "snapshot", "-o", "x.png"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--width before `snapshot`"), "{error}");
+        let error = parse(&["--port", "1", "devices"]).unwrap_err().to_string();
+        assert!(error.contains("--port is a serve option"), "{error}");
+        // Defaults are not "given"; global options go anywhere; after the subcommand is right.
+        assert!(parse(&["-v", "snapshot", "--width", "640", "-o", "x.png"]).is_ok());
+        assert!(parse(&["devices", "-q"]).is_ok());
+        assert!(parse(&["--width", "640"]).is_ok());
+    }
+
+    #[test]
+    fn missing_arguments_are_listed_with_the_subcommand_help() {
+        let text = usage(&["compare"]);
+        assert!(
+            text.starts_with("glstream: the following required arguments"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<EXPECTED>") && text.contains("<ACTUAL>"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("glstream: see `glstream compare --help`\n"),
+            "{text}"
+        );
+        assert!(!text.contains("For more information"), "{text}");
+        // An invalid value comes without a usage line; the command line names the subcommand.
+        let text = usage(&["recv", "--width", "x"]);
+        assert!(text.ends_with("see `glstream recv --help`\n"), "{text}");
+        assert!(usage(&["--no-such-flag"]).ends_with("see `glstream --help`\n"));
+    }
+
+    #[test]
+    fn a_texture_is_refused_for_scenes_without_one() {
+        let cli = parse(&["--scene", "pattern", "--texture", "t.png"]).unwrap();
+        let error = cli.serve.validate().unwrap_err().to_string();
+        assert!(
+            error.starts_with("--texture t.png: only the cube"),
+            "{error}"
+        );
+        assert!(
+            parse(&["--texture", "t.png"])
+                .unwrap()
+                .serve
+                .validate()
+                .is_ok()
+        );
+    }
 }

@@ -42,11 +42,14 @@ pub struct RecvArgs {
     #[arg(long)]
     pub frames: Option<u64>,
 
-    /// Save frames as PNG (rows top-down) into this directory.
+    /// Save frames as PNG (rows top-down) into this directory, as frame_NNNNNN.png. NNNNNN is the
+    /// frame index when the stream carries one (--header glstream, or the index the pattern
+    /// encodes with --verify-pattern), so the names match `snapshot --frames`; otherwise it is
+    /// the count of frames received before this one (0, 1, 2, ...), whatever the server's index.
     #[arg(long)]
     pub save: Option<PathBuf>,
 
-    /// With --save, keep every K-th frame (frame 0, K, 2K, ...).
+    /// With --save, keep every K-th frame received (the 1st, the K+1-th, ...).
     #[arg(long, default_value_t = 1)]
     pub every: u64,
 
@@ -58,4 +61,9 @@ pub struct RecvArgs {
     /// With --verify-pattern, how many frames may be missing between those received.
     #[arg(long, default_value_t = 0)]
     pub max_drops: u64,
+
+    /// Give up, with an error saying how much of the frame arrived, when a whole frame (header
+    /// and payload) has not arrived within this many seconds of being waited for.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub timeout: f64,
 }

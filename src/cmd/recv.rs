@@ -7,29 +7,104 @@
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::capture;
-use crate::cli::RecvArgs;
+use crate::cli::{RecvArgs, seconds};
 use crate::format::Format;
 use crate::pattern_code::decode_pattern;
 use crate::stream::protocol::{self, HeaderMode};
 
-/// Reads exactly `buf.len()` bytes; `Ok(false)` if the stream ended before the first byte.
-fn read_full(stream: &mut dyn Read, buf: &mut [u8]) -> io::Result<bool> {
+/// A byte stream whose reads can be bounded in time: a socket, or for tests a byte slice.
+pub trait Source: Read {
+    /// Bounds each following read to `timeout`; `None` waits for ever.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Source for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl Source for UnixStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// A slice never blocks.
+impl Source for &[u8] {
+    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why `read_full` stopped short, and how many bytes it had by then.
+#[derive(Debug)]
+struct Short {
+    got: usize,
+    why: ShortWhy,
+}
+
+#[derive(Debug)]
+enum ShortWhy {
+    /// The stream ended.
+    Ended,
+    /// The frame's deadline passed.
+    TimedOut,
+    /// The read failed.
+    Failed(io::Error),
+}
+
+/// Reads exactly `buf.len()` bytes before `deadline` (a deadline for the whole buffer, not per
+/// read: each read may wait only for what is left of it); `Ok(false)` if the stream ended before
+/// the first byte.
+fn read_full(stream: &mut dyn Source, buf: &mut [u8], deadline: Instant) -> Result<bool, Short> {
     let mut filled = 0;
     while filled < buf.len() {
+        let short = |why| Short { got: filled, why };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(short(ShortWhy::TimedOut));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| short(ShortWhy::Failed(e)))?;
         match stream.read(&mut buf[filled..]) {
             Ok(0) if filled == 0 => return Ok(false),
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => return Err(short(ShortWhy::Ended)),
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            // A socket read timeout is EAGAIN on Linux, ETIMEDOUT elsewhere.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(short(ShortWhy::TimedOut));
+            }
+            Err(e) => return Err(short(ShortWhy::Failed(e))),
         }
     }
     Ok(true)
+}
+
+/// The error for a frame that stopped short: how far it got, and why.
+fn short_frame(frame: u64, timeout: Duration, short: Short, so_far: &str) -> anyhow::Error {
+    match short.why {
+        ShortWhy::TimedOut => anyhow::anyhow!(
+            "frame {frame}: no complete frame within {} s: got {so_far}",
+            timeout.as_secs_f64()
+        ),
+        ShortWhy::Ended => anyhow::anyhow!("frame {frame}: stream ended mid-frame: got {so_far}"),
+        ShortWhy::Failed(e) => {
+            anyhow::Error::new(e).context(format!("frame {frame}: read failed after {so_far}"))
+        }
+    }
 }
 
 /// What a stream delivered.
@@ -65,11 +140,13 @@ pub struct Received<'a> {
 const MAX_FRAME_BYTES: u64 = 1 << 30;
 
 /// Reads frames from `stream` until it ends or `args.frames` is reached, validating every header
-/// and calling `each(count, frame)`. Arbitrary bytes give an error, never a panic or an unbounded
+/// and calling `each(count, frame)`. Each frame, header and payload, must arrive within `timeout`
+/// of the moment it is waited for. Arbitrary bytes give an error, never a panic or an unbounded
 /// allocation.
 pub fn receive(
-    stream: &mut dyn Read,
+    stream: &mut dyn Source,
     args: &RecvArgs,
+    timeout: Duration,
     mut each: impl FnMut(u64, &Received) -> Result<()>,
 ) -> Result<Totals> {
     let mut header = [0u8; protocol::MAX_HEADER_LEN];
@@ -79,6 +156,7 @@ pub fn receive(
     let mut bytes: u64 = 0;
     let mut size = None;
     while args.frames.is_none_or(|limit| frames < limit) {
+        let deadline = Instant::now() + timeout;
         let decoded = if args.header == HeaderMode::Raw {
             let (width_px, height_px) = (args.width.unwrap_or(0), args.height.unwrap_or(0));
             protocol::Decoded {
@@ -91,10 +169,13 @@ pub fn receive(
                 timestamp_ns: None,
             }
         } else {
-            match read_full(stream, header) {
+            match read_full(stream, header, deadline) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(e) => bail!("frame {frames}: stream ended inside a header: {e}"),
+                Err(short) => {
+                    let so_far = format!("{} of {} header bytes", short.got, header.len());
+                    return Err(short_frame(frames, timeout, short, &so_far));
+                }
             }
             let decoded = protocol::decode(args.header, header, args.format)
                 .with_context(|| format!("frame {frames}: bad header"))?;
@@ -125,10 +206,25 @@ pub fn receive(
         }
         size = Some((width_px, height_px));
         payload.resize(decoded.payload_len as usize, 0);
-        match read_full(stream, &mut payload) {
+        match read_full(stream, &mut payload, deadline) {
             Ok(true) => {}
             Ok(false) if args.header == HeaderMode::Raw => break,
-            Ok(false) | Err(_) => bail!("frame {frames}: stream ended mid-frame"),
+            Ok(false) => bail!(
+                "frame {frames}: stream ended mid-frame: got the header and 0 of {} payload bytes",
+                payload.len()
+            ),
+            Err(short) => {
+                let so_far = if args.header == HeaderMode::Raw {
+                    format!("{} of {} bytes", short.got, payload.len())
+                } else {
+                    format!(
+                        "the header and {} of {} payload bytes",
+                        short.got,
+                        payload.len()
+                    )
+                };
+                return Err(short_frame(frames, timeout, short, &so_far));
+            }
         }
         let frame = Received {
             width_px,
@@ -160,7 +256,8 @@ struct PatternCheck {
 }
 
 impl PatternCheck {
-    fn check(&mut self, count: u64, frame: &Received) -> Result<()> {
+    /// Checks one frame and returns the index its pattern encodes.
+    fn check(&mut self, count: u64, frame: &Received) -> Result<u64> {
         if frame.format != Format::Rgba8 {
             bail!(
                 "--verify-pattern reads rgba8 frames, not {}",
@@ -192,7 +289,7 @@ impl PatternCheck {
         }
         self.first.get_or_insert(index);
         self.last = Some(index);
-        Ok(())
+        Ok(index)
     }
 }
 
@@ -201,6 +298,7 @@ pub fn run(args: &RecvArgs) -> Result<()> {
     if args.every == 0 {
         bail!("--every 0: must be at least 1");
     }
+    let timeout = seconds("--timeout", args.timeout, "a time")?;
     if args.header == HeaderMode::Raw {
         let (Some(width_px), Some(height_px)) = (args.width, args.height) else {
             bail!("--header raw carries no size: give --width and --height");
@@ -213,7 +311,7 @@ pub fn run(args: &RecvArgs) -> Result<()> {
     if let Some(dir) = &args.save {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut stream: Box<dyn Read> = match (&args.connect, &args.unix) {
+    let mut stream: Box<dyn Source> = match (&args.connect, &args.unix) {
         (_, Some(path)) => Box::new(
             UnixStream::connect(path)
                 .with_context(|| format!("cannot connect to {}", path.display()))?,
@@ -225,13 +323,16 @@ pub fn run(args: &RecvArgs) -> Result<()> {
     };
     let started = Instant::now();
     let mut pattern = args.verify_pattern.then(PatternCheck::default);
-    let totals = receive(&mut stream, args, |count, frame| {
-        if let Some(check) = &mut pattern {
-            check.check(count, frame)?;
-        }
+    let totals = receive(&mut *stream, args, timeout, |count, frame| {
+        let pattern_index = match &mut pattern {
+            Some(check) => Some(check.check(count, frame)?),
+            None => None,
+        };
+        // Named by frame index where the stream tells it, as `snapshot --frames` names them.
+        let index = frame.frame_index.or(pattern_index).unwrap_or(count);
         match &args.save {
             Some(dir) if count.is_multiple_of(args.every) => capture::save_frame_png(
-                &dir.join(format!("frame_{count:06}.png")),
+                &dir.join(format!("frame_{index:06}.png")),
                 frame.width_px,
                 frame.height_px,
                 frame.format,
@@ -295,8 +396,11 @@ mod tests {
             every: 1,
             verify_pattern: false,
             max_drops: 0,
+            timeout: 10.0,
         }
     }
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
 
     fn frame(width: u16, height: u16, fill: u8) -> Vec<u8> {
         let len = width as u64 * height as u64 * 4;
@@ -311,10 +415,15 @@ mod tests {
     fn reads_whole_frames_and_reports_them() {
         let stream = [frame(3, 2, 7), frame(3, 2, 9)].concat();
         let mut seen = Vec::new();
-        let totals = receive(&mut &stream[..], &args(HeaderMode::Blender), |i, f| {
-            seen.push((i, f.width_px, f.height_px, f.pixels[0]));
-            Ok(())
-        })
+        let totals = receive(
+            &mut &stream[..],
+            &args(HeaderMode::Blender),
+            TIMEOUT,
+            |i, f| {
+                seen.push((i, f.width_px, f.height_px, f.pixels[0]));
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(seen, [(0, 3, 2, 7), (1, 3, 2, 9)]);
         assert_eq!(totals.bytes, stream.len() as u64);
@@ -325,6 +434,7 @@ mod tests {
         let error = receive(
             &mut &frame(0, 5, 0)[..],
             &args(HeaderMode::Blender),
+            TIMEOUT,
             |_, _| Ok(()),
         )
         .unwrap_err();
@@ -337,7 +447,12 @@ mod tests {
         let mut huge = stream.clone();
         huge[0..8].copy_from_slice(&(65535u64 * 65535 * 4).to_le_bytes());
         huge[8..12].copy_from_slice(&[0xff; 4]);
-        let error = receive(&mut &huge[..], &args(HeaderMode::Blender), |_, _| Ok(()));
+        let error = receive(
+            &mut &huge[..],
+            &args(HeaderMode::Blender),
+            TIMEOUT,
+            |_, _| Ok(()),
+        );
         assert!(error.unwrap_err().to_string().contains("1 GiB"));
     }
 
@@ -347,7 +462,7 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..4096),
             mode in prop_oneof![Just(HeaderMode::Blender), Just(HeaderMode::Blender32)],
         ) {
-            let _ = receive(&mut &bytes[..], &args(mode), |_, _| Ok(()));
+            let _ = receive(&mut &bytes[..], &args(mode), TIMEOUT, |_, _| Ok(()));
         }
 
         #[test]
@@ -357,7 +472,7 @@ mod tests {
             // Cutting exactly one whole frame off leaves a valid one-frame stream.
             prop_assume!((stream.len() - cut) % (stream.len() / 2) != 0);
             let truncated = &stream[..stream.len() - cut];
-            let result = receive(&mut &truncated[..], &args(HeaderMode::Blender), |_, _| Ok(()));
+            let result = receive(&mut &truncated[..], &args(HeaderMode::Blender), TIMEOUT, |_, _| Ok(()));
             prop_assert!(result.is_err());
         }
 
@@ -366,7 +481,7 @@ mod tests {
             garbage in proptest::collection::vec(any::<u8>(), 1..64),
         ) {
             let stream = [frame(2, 2, 5), garbage].concat();
-            let _ = receive(&mut &stream[..], &args(HeaderMode::Blender), |_, _| Ok(()));
+            let _ = receive(&mut &stream[..], &args(HeaderMode::Blender), TIMEOUT, |_, _| Ok(()));
         }
     }
 }

@@ -256,7 +256,8 @@ pub fn run_ok(args: &[&str]) -> Output {
 }
 
 /// Asserts a command failed the way bad input must: non-zero exit, no panic, and a stderr of
-/// one line (plus clap's "see --help" hint) containing `needle`.
+/// one `glstream:` line containing `needle` (plus, for a command-line error, clap's usage lines
+/// and a "see `glstream ... --help`" hint).
 pub fn assert_clean_failure(output: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -266,7 +267,7 @@ pub fn assert_clean_failure(output: &Output, needle: &str) {
     assert!(!stderr.contains("panicked"), "panicked:\n{stderr}");
     let errors: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.starts_with("glstream:") && !l.contains("see `glstream --help`"))
+        .filter(|l| l.starts_with("glstream:") && !l.starts_with("glstream: see `glstream"))
         .collect();
     assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
     assert!(
@@ -358,4 +359,63 @@ pub fn check_golden(name: &str, scene: &str, frame: u64) {
         String::from_utf8_lossy(&output.stderr),
         out.display()
     );
+}
+
+/// Runs `command` with bash (`-o pipefail`, so a failing `glstream` before a `|` fails it too) in
+/// `dir`, with the `glstream` under test first on the PATH, to completion (with a deadline).
+pub fn run_shell(command: &str, dir: &std::path::Path) -> Output {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_glstream"))
+        .parent()
+        .expect("the binary is in a directory");
+    let path = match std::env::var_os("PATH") {
+        Some(path) => {
+            let mut dirs = vec![bin_dir.to_path_buf()];
+            dirs.extend(std::env::split_paths(&path));
+            std::env::join_paths(dirs).expect("PATH entries without ':'")
+        }
+        None => bin_dir.as_os_str().to_owned(),
+    };
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("bash")
+        .args(["-o", "pipefail", "-c", command])
+        // Its own process group, so that a pipeline past its deadline is killed whole.
+        .process_group(0)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bash");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(output) => output.expect("collect the command's output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+            panic!("`{command}` did not finish in {TIMEOUT:?}");
+        }
+    }
+}
+
+/// Fails the test, saying what to install, unless `tool` can be run.
+pub fn require_tool(tool: &str, version_flag: &str, package: &str) {
+    match Command::new(tool)
+        .arg(version_flag)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(_) => {}
+        Err(e) => panic!(
+            "{tool} cannot be run ({e}); install it: apt-get install {package} \
+             (.ci/run installs it where it is missing)"
+        ),
+    }
 }
