@@ -389,3 +389,19 @@ fn outputs_run_side_by_side_and_the_logs_agree_on_buffers() {
     assert!(live.wait().success());
     assert!(!live.stderr().contains("connected"), "{}", live.stderr());
 }
+
+#[test]
+fn a_listing_into_a_closed_pipe_ends_quietly() {
+    // `glstream devices | head -1`: the reader is gone before the listing is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glstream"))
+        .arg("devices")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
