@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use util::{
     Server, assert_clean_failure, distinct_bytes, read_blender_frame, read_frames, run, run_ok,
+    snapshot_ok,
 };
 
 /// Small frames keep llvmpipe fast; odd sizes catch stride mistakes.
@@ -144,7 +145,7 @@ mod stream {
             read_frames(&mut client, 4).remove(0)
         };
         // The first client is gone; once the server notices, it is idle again.
-        thread::sleep(Duration::from_millis(500));
+        assert!(server.wait_for_log("left after"), "{}", server.stderr());
         let again = read_frames(&mut server.connect(), 1).remove(0);
         assert!(
             again == first,
@@ -366,8 +367,7 @@ mod input {
 
     #[test]
     fn corrupt_texture_names_the_file() {
-        let dir = std::env::temp_dir().join(format!("glstream-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("corrupt-texture");
         let path = dir.join("broken.png");
         std::fs::write(&path, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
         let output = run(&["--port", "0", "--texture", path.to_str().unwrap()]);
@@ -443,7 +443,7 @@ mod input {
         let path = dir.join("deep.gltf");
         std::fs::write(&path, json).unwrap();
         let out = dir.join("deep.png");
-        snapshot_to(&out, &["--scene", path_str(&path)]);
+        snapshot_ok(&out, (W, H), &["--scene", path_str(&path)]);
     }
 
     #[test]
@@ -471,8 +471,7 @@ mod commands {
     #[test]
     fn recv_reads_and_saves_top_down_pngs() {
         let server = Server::start(&["--width", W, "--height", H, "--policy", "lossless"]);
-        let dir = std::env::temp_dir().join(format!("glstream-recv-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch("recv-save");
         let addr = server.addr.to_string();
         let output = run_ok(&[
             "recv",
@@ -694,40 +693,26 @@ fn path_str(path: &std::path::Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
 
-/// Runs `glstream snapshot --width W --height H ARGS -o OUT` at the tests' small size and fails
-/// the test, with glstream's stderr, if it fails.
-fn snapshot_to(out: &std::path::Path, args: &[&str]) -> std::process::Output {
-    run_ok(
-        &[
-            &["snapshot", "--width", W, "--height", H][..],
-            args,
-            &["-o", path_str(out)],
-        ]
-        .concat(),
-    )
-}
-
 mod snapshots {
     //! `glstream snapshot`: deterministic PNGs that match the stream.
 
     use super::*;
 
-    fn snapshot(frame: u64, out: &std::path::Path, extra: &[&str]) {
-        let frame = frame.to_string();
-        snapshot_to(out, &[&["--frame", &frame][..], extra].concat());
-    }
-
     #[test]
     fn two_snapshots_of_one_frame_are_byte_identical() {
         let dir = scratch("snapshot-twice");
-        snapshot(17, &dir.join("a.png"), &[]);
-        snapshot(17, &dir.join("b.png"), &["--pbo-count", "1"]);
+        snapshot_ok(&dir.join("a.png"), (W, H), &["--frame", "17"]);
+        snapshot_ok(
+            &dir.join("b.png"),
+            (W, H),
+            &["--frame", "17", "--pbo-count", "1"],
+        );
         let a = std::fs::read(dir.join("a.png")).unwrap();
         assert!(
             a == std::fs::read(dir.join("b.png")).unwrap(),
             "PNG bytes differ"
         );
-        snapshot(18, &dir.join("c.png"), &[]);
+        snapshot_ok(&dir.join("c.png"), (W, H), &["--frame", "18"]);
         assert!(
             a != std::fs::read(dir.join("c.png")).unwrap(),
             "frames 17 and 18 must differ"
@@ -740,7 +725,7 @@ mod snapshots {
         let server = Server::start(&["--width", W, "--height", H, "--policy", "lossless"]);
         let streamed = read_frames(&mut server.connect(), 8).remove(7);
         drop(server);
-        snapshot(7, &dir.join("seven.png"), &[]);
+        snapshot_ok(&dir.join("seven.png"), (W, H), &["--frame", "7"]);
         let png = image::open(dir.join("seven.png")).unwrap().to_rgba8();
         let stride = 98 * 4;
         let flipped: Vec<u8> = streamed
@@ -760,7 +745,7 @@ mod snapshots {
     fn a_range_writes_a_numbered_sequence_equal_to_single_snapshots() {
         let dir = scratch("snapshot-range");
         let seq = dir.join("seq");
-        let output = snapshot_to(&seq, &["--frames", "3..=5"]);
+        let output = snapshot_ok(&seq, (W, H), &["--frames", "3..=5"]);
         let mut names: Vec<_> = std::fs::read_dir(&seq)
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -770,7 +755,7 @@ mod snapshots {
             names,
             ["frame_000003.png", "frame_000004.png", "frame_000005.png"]
         );
-        snapshot(4, &dir.join("four.png"), &[]);
+        snapshot_ok(&dir.join("four.png"), (W, H), &["--frame", "4"]);
         assert!(
             std::fs::read(seq.join("frame_000004.png")).unwrap()
                 == std::fs::read(dir.join("four.png")).unwrap()
@@ -824,13 +809,13 @@ mod snapshots {
         let out = dir.join("out.png");
         std::fs::write(&keep, b"precious").unwrap();
         std::fs::hard_link(&keep, &out).unwrap();
-        snapshot(3, &out, &[]);
+        snapshot_ok(&out, (W, H), &["--frame", "3"]);
         assert_eq!(std::fs::read(&keep).unwrap(), b"precious");
         assert_eq!(image::open(&out).unwrap().to_rgba8().dimensions(), (98, 66));
         // No temporary file is left beside it, for single frames or ranges.
         assert_eq!(listing(&dir), ["keep.png", "out.png"]);
         let seq = dir.join("seq");
-        snapshot_to(&seq, &["--frames", "0..2"]);
+        snapshot_ok(&seq, (W, H), &["--frames", "0..2"]);
         assert_eq!(listing(&seq), ["frame_000000.png", "frame_000001.png"]);
     }
 
@@ -876,7 +861,7 @@ mod compare {
     fn fixtures(dir: &std::path::Path) {
         for (frame, name) in [("0", "zero.png"), ("30", "thirty.png")] {
             let out = dir.join(name);
-            snapshot_to(&out, &["--frame", frame]);
+            snapshot_ok(&out, (W, H), &["--frame", frame]);
         }
         let mut nudged = image::open(dir.join("zero.png")).unwrap().to_rgba8();
         for x in 0..20 {
@@ -1060,18 +1045,14 @@ mod golden {
 
     use super::util::check_golden;
 
-    fn check(scene: &str, frame: u64) {
-        check_golden(scene, scene, frame);
-    }
-
     #[test]
     fn cube_frame_0() {
-        check("cube", 0);
+        check_golden("cube", "cube", 0);
     }
 
     #[test]
     fn cube_frame_90() {
-        check("cube", 90);
+        check_golden("cube", "cube", 90);
     }
 }
 
@@ -1272,7 +1253,7 @@ mod consumers {
         // The consumer goes away completely, then comes back on the same port.
         drop(first);
         drop(listener);
-        thread::sleep(Duration::from_millis(300));
+        assert!(server.wait_for_log("left after"), "{}", server.stderr());
         let listener = TcpListener::bind(addr).unwrap();
         let (mut second, _) = listener.accept().unwrap();
         second.set_read_timeout(Some(util::TIMEOUT)).unwrap();
@@ -1336,9 +1317,11 @@ mod consumers {
             "lossless",
             "--send-timeout",
             "120",
+            // Debug logs say when the stalled client was accepted.
+            "-v",
         ]);
         let _stalled = stalled_client(server.addr);
-        thread::sleep(Duration::from_millis(500));
+        assert!(server.wait_for_log(" connected"), "{}", server.stderr());
         let status = std::process::Command::new("kill")
             .args(["-TERM", &server.pid().to_string()])
             .status()
@@ -1575,18 +1558,18 @@ mod formats {
             ("bgra8", image::ColorType::Rgba8),
         ] {
             let out = dir.join(format!("{format}.png"));
-            snapshot_to(&out, &["--format", format]);
+            snapshot_ok(&out, (W, H), &["--format", format]);
             assert_eq!(image::open(&out).unwrap().color(), color, "{format}");
         }
         // bgra8 is written back as RGBA, so it matches the plain snapshot.
         let plain = dir.join("rgba8.png");
-        snapshot_to(&plain, &[]);
+        snapshot_ok(&plain, (W, H), &[]);
         let a = image::open(&plain).unwrap().to_rgba8();
         let b = image::open(dir.join("bgra8.png")).unwrap().to_rgba8();
         assert!(a == b);
         // --flip is undone by nobody: the GPU already wrote rows top-down, so the PNG matches.
         let flipped = dir.join("flipped.png");
-        snapshot_to(&flipped, &["--flip"]);
+        snapshot_ok(&flipped, (W, H), &["--flip"]);
         assert!(image::open(&flipped).unwrap().to_rgba8() == a);
     }
 }

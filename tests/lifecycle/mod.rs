@@ -320,7 +320,9 @@ fn sigterm_ends_a_stream_whose_frame_takes_seconds() {
         "128",
     ]);
     let _client = server.connect();
-    thread::sleep(Duration::from_millis(500));
+    // The once-a-second stats line comes at the end of the first frame: the signal then lands
+    // while the second is being drawn.
+    assert!(server.wait_for_log(" fps, "), "{}", server.stderr());
     let signalled = Instant::now();
     signal(&server, "TERM");
     let status = server.wait();

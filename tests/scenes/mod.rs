@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::util::{Server, assert_clean_failure, distinct_bytes, read_frames, run};
+use super::util::{
+    Server, assert_clean_failure, distinct_bytes, read_frames, run, snapshot, snapshot_ok,
+};
 use super::{H, W, path_str, scratch};
 
 use glstream::pattern_code::decode_pattern;
@@ -13,38 +15,6 @@ fn asset(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/assets")
         .join(name)
-}
-
-/// `glstream snapshot --scene SCENE` of one frame; panics with stderr if it fails.
-fn snapshot(scene: &str, frame: u64, size: (&str, &str), out: &Path) {
-    let output = snapshot_output(scene, frame, size, out);
-    assert!(
-        output.status.success(),
-        "snapshot of {scene} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn snapshot_output(
-    scene: &str,
-    frame: u64,
-    size: (&str, &str),
-    out: &Path,
-) -> std::process::Output {
-    let frame = frame.to_string();
-    run(&[
-        "snapshot",
-        "--scene",
-        scene,
-        "--width",
-        size.0,
-        "--height",
-        size.1,
-        "--frame",
-        &frame,
-        "-o",
-        path_str(out),
-    ])
 }
 
 /// A PNG's pixels with rows bottom-up, as the stream sends them and the decoder wants them.
@@ -72,7 +42,11 @@ mod pattern {
         for (w, h) in [("160", "120"), (W, H), ("64", "32")] {
             for frame in [0, 90, 123_456_789] {
                 let out = dir.join(format!("{w}x{h}_{frame}.png"));
-                snapshot("pattern", frame, (w, h), &out);
+                snapshot_ok(
+                    &out,
+                    (w, h),
+                    &["--scene", "pattern", "--frame", &frame.to_string()],
+                );
                 let (pixels, width, height) = bottom_up(&out);
                 assert_eq!(
                     decode_pattern(&pixels, width, height),
@@ -105,7 +79,7 @@ mod pattern {
     fn other_scenes_are_not_pattern_frames() {
         let dir = scratch("scene-pattern-not");
         let out = dir.join("cube.png");
-        snapshot("cube", 0, (W, H), &out);
+        snapshot_ok(&out, (W, H), &["--scene", "cube", "--frame", "0"]);
         let (pixels, width, height) = bottom_up(&out);
         assert_eq!(decode_pattern(&pixels, width, height), None);
     }
@@ -133,7 +107,11 @@ mod shader {
         .unwrap();
         let out = dir.join("probe.png");
         // Frame 30 without --fps is 30 / 60 = 0.5 s.
-        snapshot(path_str(&shader), 30, (W, H), &out);
+        snapshot_ok(
+            &out,
+            (W, H),
+            &["--scene", path_str(&shader), "--frame", "30"],
+        );
         let png = image::open(&out).unwrap().to_rgba8();
         let bottom = png.get_pixel(5, 60).0;
         let top = png.get_pixel(5, 5).0;
@@ -164,7 +142,11 @@ mod shader {
         )
         .unwrap();
         let out = dir.join("flat.png");
-        snapshot(path_str(&shader), 0, (W, H), &out);
+        snapshot_ok(
+            &out,
+            (W, H),
+            &["--scene", path_str(&shader), "--frame", "0"],
+        );
         let png = image::open(&out).unwrap().to_rgba8();
         let pixel = png.get_pixel(10, 10).0;
         assert_eq!(pixel[0], 255, "{pixel:?}");
@@ -180,7 +162,11 @@ mod shader {
             .iter()
             .map(|&frame| {
                 let out = dir.join(format!("{frame}.png"));
-                snapshot(path_str(&scene), frame, (W, H), &out);
+                snapshot_ok(
+                    &out,
+                    (W, H),
+                    &["--scene", path_str(&scene), "--frame", &frame.to_string()],
+                );
                 image::open(&out).unwrap().to_rgba8().into_raw()
             })
             .collect();
@@ -204,7 +190,11 @@ mod shader {
              }\n",
         )
         .unwrap();
-        let output = snapshot_output(path_str(&shader), 0, (W, H), &dir.join("x.png"));
+        let output = snapshot(
+            &dir.join("x.png"),
+            (W, H),
+            &["--scene", path_str(&shader), "--frame", "0"],
+        );
         assert_clean_failure(&output, "broken_wave.frag");
         let stderr = String::from_utf8_lossy(&output.stderr);
         // Mesa writes `0:3(27): error: ...`; NVIDIA `0(3) : error ...`.
@@ -216,7 +206,11 @@ mod shader {
 
     #[test]
     fn a_missing_shader_file_is_named() {
-        let output = snapshot_output("/nonexistent/dir/sky.frag", 0, (W, H), Path::new("x.png"));
+        let output = snapshot(
+            Path::new("x.png"),
+            (W, H),
+            &["--scene", "/nonexistent/dir/sky.frag", "--frame", "0"],
+        );
         assert_clean_failure(&output, "/nonexistent/dir/sky.frag");
     }
 }
@@ -231,8 +225,16 @@ mod gltf {
         let dir = scratch("scene-gltf-camera");
         let scene = asset("model_camera.glb");
         let (zero, ninety) = (dir.join("0.png"), dir.join("90.png"));
-        snapshot(path_str(&scene), 0, (W, H), &zero);
-        snapshot(path_str(&scene), 90, (W, H), &ninety);
+        snapshot_ok(
+            &zero,
+            (W, H),
+            &["--scene", path_str(&scene), "--frame", "0"],
+        );
+        snapshot_ok(
+            &ninety,
+            (W, H),
+            &["--scene", path_str(&scene), "--frame", "90"],
+        );
         let zero = std::fs::read(zero).unwrap();
         assert!(
             zero == std::fs::read(ninety).unwrap(),
@@ -247,14 +249,22 @@ mod gltf {
         let dir = scratch("scene-gltf-orbit");
         let scene = asset("model.gltf");
         let (zero, one) = (dir.join("0.png"), dir.join("1.png"));
-        snapshot(path_str(&scene), 0, (W, H), &zero);
-        snapshot(path_str(&scene), 1, (W, H), &one);
+        snapshot_ok(
+            &zero,
+            (W, H),
+            &["--scene", path_str(&scene), "--frame", "0"],
+        );
+        snapshot_ok(&one, (W, H), &["--scene", path_str(&scene), "--frame", "1"]);
         assert!(std::fs::read(zero).unwrap() != std::fs::read(one).unwrap());
     }
 
     #[test]
     fn a_missing_gltf_is_named() {
-        let output = snapshot_output("/nonexistent/dir/ship.gltf", 0, (W, H), Path::new("x.png"));
+        let output = snapshot(
+            Path::new("x.png"),
+            (W, H),
+            &["--scene", "/nonexistent/dir/ship.gltf", "--frame", "0"],
+        );
         assert_clean_failure(&output, "/nonexistent/dir/ship.gltf");
     }
 
@@ -264,12 +274,20 @@ mod gltf {
         let glb = dir.join("truncated.glb");
         let whole = std::fs::read(asset("model_camera.glb")).unwrap();
         std::fs::write(&glb, &whole[..whole.len() / 2]).unwrap();
-        let output = snapshot_output(path_str(&glb), 0, (W, H), &dir.join("x.png"));
+        let output = snapshot(
+            &dir.join("x.png"),
+            (W, H),
+            &["--scene", path_str(&glb), "--frame", "0"],
+        );
         assert_clean_failure(&output, "truncated.glb");
 
         let garbage = dir.join("garbage.glb");
         std::fs::write(&garbage, b"glTF\x02\0\0\0this is not a binary glTF").unwrap();
-        let output = snapshot_output(path_str(&garbage), 0, (W, H), &dir.join("x.png"));
+        let output = snapshot(
+            &dir.join("x.png"),
+            (W, H),
+            &["--scene", path_str(&garbage), "--frame", "0"],
+        );
         assert_clean_failure(&output, "garbage.glb");
     }
 
@@ -279,12 +297,20 @@ mod gltf {
         let dir = scratch("scene-gltf-no-texture");
         let model = dir.join("model.gltf");
         std::fs::copy(asset("model.gltf"), &model).unwrap();
-        let output = snapshot_output(path_str(&model), 0, (W, H), &dir.join("x.png"));
+        let output = snapshot(
+            &dir.join("x.png"),
+            (W, H),
+            &["--scene", path_str(&model), "--frame", "0"],
+        );
         assert_clean_failure(&output, "checker.png");
 
         // And with a PNG that is not one.
         std::fs::write(dir.join("checker.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
-        let output = snapshot_output(path_str(&model), 0, (W, H), &dir.join("x.png"));
+        let output = snapshot(
+            &dir.join("x.png"),
+            (W, H),
+            &["--scene", path_str(&model), "--frame", "0"],
+        );
         assert_clean_failure(&output, "checker.png");
     }
 }
@@ -384,7 +410,11 @@ mod untrusted_gltf {
     }
 
     fn render(model: &Path, dir: &Path) -> std::process::Output {
-        snapshot_output(path_str(model), 0, (W, H), &dir.join("out.png"))
+        snapshot(
+            &dir.join("out.png"),
+            (W, H),
+            &["--scene", path_str(model), "--frame", "0"],
+        )
     }
 
     /// Asserts one clean error line naming the model and `needle` (the URI or accessor).
@@ -602,37 +632,33 @@ mod golden {
 
     use super::*;
 
-    fn check(name: &str, scene: &str, frame: u64) {
-        crate::util::check_golden(name, scene, frame);
-    }
-
     #[test]
     fn pattern_frame_0() {
-        check("pattern", "pattern", 0);
+        crate::util::check_golden("pattern", "pattern", 0);
     }
 
     #[test]
     fn pattern_frame_90() {
-        check("pattern", "pattern", 90);
+        crate::util::check_golden("pattern", "pattern", 90);
     }
 
     #[test]
     fn shader_frame_0() {
-        check("shader", path_str(&asset("waves.frag")), 0);
+        crate::util::check_golden("shader", path_str(&asset("waves.frag")), 0);
     }
 
     #[test]
     fn shader_frame_90() {
-        check("shader", path_str(&asset("waves.frag")), 90);
+        crate::util::check_golden("shader", path_str(&asset("waves.frag")), 90);
     }
 
     #[test]
     fn gltf_frame_0() {
-        check("gltf", path_str(&asset("model.gltf")), 0);
+        crate::util::check_golden("gltf", path_str(&asset("model.gltf")), 0);
     }
 
     #[test]
     fn gltf_frame_90() {
-        check("gltf", path_str(&asset("model.gltf")), 90);
+        crate::util::check_golden("gltf", path_str(&asset("model.gltf")), 90);
     }
 }

@@ -304,6 +304,29 @@ pub fn distinct_bytes(bytes: &[u8]) -> usize {
     seen.iter().filter(|&&s| s).count()
 }
 
+/// `glstream snapshot --width W --height H ARGS -o OUT`: the one way these tests render a PNG.
+/// Returns what it printed, success or not (see [`snapshot_ok`]).
+pub fn snapshot(out: &std::path::Path, size: (&str, &str), args: &[&str]) -> Output {
+    let out = out.to_str().expect("utf-8 temp path");
+    run(&[
+        &["snapshot", "--width", size.0, "--height", size.1][..],
+        args,
+        &["-o", out],
+    ]
+    .concat())
+}
+
+/// [`snapshot`], failing the test with glstream's stderr if it fails.
+pub fn snapshot_ok(out: &std::path::Path, size: (&str, &str), args: &[&str]) -> Output {
+    let output = snapshot(out, size, args);
+    assert!(
+        output.status.success(),
+        "snapshot {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Renders `glstream snapshot --scene SCENE --frame FRAME` at 160×120 and compares it with
 /// tests/golden/NAME_FFFF.png (tolerance 2, at most 0.5% outliers: enough for rounding between
 /// rasterizers, far too little for a frame off by one step). A missing golden fails, unless
@@ -316,16 +339,11 @@ pub fn check_golden(name: &str, scene: &str, frame: u64) {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("golden");
     std::fs::create_dir_all(&out).unwrap();
     let actual = out.join(format!("{name}.actual.png"));
-    let actual_str = actual.to_str().expect("utf-8 temp path");
     let frame = frame.to_string();
-    let output = run(&[
-        "snapshot", "--scene", scene, "--width", "160", "--height", "120", "--frame", &frame, "-o",
-        actual_str,
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    snapshot_ok(
+        &actual,
+        ("160", "120"),
+        &["--scene", scene, "--frame", &frame],
     );
     if !golden.exists() {
         if std::env::var("GLSTREAM_BLESS").as_deref() == Ok("1") {
@@ -343,6 +361,7 @@ pub fn check_golden(name: &str, scene: &str, frame: u64) {
         );
     }
     let golden_str = golden.to_str().expect("utf-8 path");
+    let actual_str = actual.to_str().expect("utf-8 temp path");
     let output = run(&[
         "compare",
         golden_str,
