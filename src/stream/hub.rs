@@ -100,6 +100,8 @@ pub struct Hub<F> {
     progress: Condvar,
     /// Set when writers must give up the frame they are on (a shutdown's grace ran out).
     aborted: AtomicBool,
+    /// Set by [`Hub::shutdown`] (a signal), as opposed to [`Hub::finish`] (every frame rendered).
+    shut_down: AtomicBool,
 }
 
 impl<F: Frame> Hub<F> {
@@ -118,6 +120,7 @@ impl<F: Frame> Hub<F> {
             frame_ready: Condvar::new(),
             progress: Condvar::new(),
             aborted: AtomicBool::new(false),
+            shut_down: AtomicBool::new(false),
         }
     }
 
@@ -343,6 +346,7 @@ impl<F: Frame> Hub<F> {
     /// Stops the stream now (a signal): no writer starts another frame, but a frame being
     /// written is finished, so no client ever gets a torn frame.
     pub fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::SeqCst);
         let mut state = self.lock();
         state.finished = true;
         let withdrawn = std::mem::take(&mut state.published);
@@ -362,6 +366,13 @@ impl<F: Frame> Hub<F> {
     /// Whether [`Hub::abort`] was called.
     pub fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`Hub::shutdown`] was called: the stream is being stopped, not completed. A sink
+    /// still waiting to start a frame (a push socket whose peers are all full) can leave at once
+    /// instead of after the shutdown's grace.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
     }
 
     /// Whether `finish` or `shutdown` was called.
