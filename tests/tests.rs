@@ -1669,3 +1669,348 @@ mod bench {
         }
     }
 }
+
+mod zmq {
+    //! ZeroMQ outputs against real consumers: a render farm of three shards into one collector,
+    //! pub subscribers, a collector restarted under running producers, SIGTERM while the push
+    //! peer is stalled, and the Python example (pyzmq + numpy from `<repo>/.venv`).
+
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::time::Instant;
+
+    /// Frames of 76,800 bytes: over pyzmq's 64 KiB threshold, so its `copy=False` is zero-copy.
+    const ZW: &str = "160";
+    const ZH: &str = "120";
+
+    /// The first endpoint on a ready line such as `zmq push listening on tcp://127.0.0.1:PORT`.
+    fn endpoint(server: &Server, prefix: &str) -> String {
+        let line = server.ready_line();
+        let rest = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("ready line {line:?} does not start with {prefix:?}"));
+        rest.split([' ', ',']).next().unwrap().to_string()
+    }
+
+    /// A `recv --zmq-bind tcp://127.0.0.1:*` collector and the endpoint it bound.
+    fn collector(args: &[&str]) -> (Server, String) {
+        let args = [&["recv", "--zmq-bind", "tcp://127.0.0.1:*"][..], args].concat();
+        let server = Server::start_with(&args, "listening on ");
+        let endpoint = endpoint(&server, "listening on ");
+        (server, endpoint)
+    }
+
+    /// A producer of the pattern scene at the ZeroMQ tests' size.
+    fn producer(args: &[&str], ready: &str) -> Server {
+        let size = ["--scene", "pattern", "--width", ZW, "--height", ZH];
+        Server::start_with(&[&size[..], args].concat(), ready)
+    }
+
+    fn sigterm(server: &Server) {
+        let status = Command::new("kill")
+            .args(["-TERM", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The `indices A..=B` a `recv --verify-pattern` reported.
+    fn index_range(stdout: &str) -> (u64, u64) {
+        let range = stdout
+            .split("indices ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("no indices in {stdout:?}"));
+        let (first, last) = range.split_once("..=").unwrap();
+        (first.parse().unwrap(), last.parse().unwrap())
+    }
+
+    #[test]
+    fn three_shards_into_one_collector_give_frames_0_to_89_once_each() {
+        let dir = scratch("zmq-farm");
+        let (mut collector, endpoint) = collector(&[
+            "--frames",
+            "90",
+            "--verify-pattern",
+            "--save",
+            path_str(&dir),
+        ]);
+        let producers: Vec<Server> = (0..3)
+            .map(|k| {
+                let shard = format!("{k}/3");
+                producer(
+                    &[
+                        "--zmq-connect",
+                        &endpoint,
+                        "--shard",
+                        &shard,
+                        "--frames",
+                        "90",
+                    ],
+                    "zmq push connecting to ",
+                )
+            })
+            .collect();
+        assert!(collector.wait().success(), "{}", collector.stderr());
+        let report = collector.stdout();
+        assert!(
+            report.contains("90 distinct frames, indices 0..=89, 0 missing, 0 duplicates"),
+            "{report}"
+        );
+        for mut producer in producers {
+            // Each renders its 30 frames, sees them delivered, and exits on its own.
+            assert!(producer.wait().success(), "{}", producer.stderr());
+            assert!(producer.stderr().contains("done after 30 frames"));
+        }
+        // Files are named by frame index: one ordered sequence however the frames arrived.
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let expected: Vec<String> = (0..90).map(|i| format!("frame_{i:06}.png")).collect();
+        assert_eq!(names, expected);
+        // Frame i is the same image whichever producer rendered it: shard 0 rendered 45.
+        let shot = scratch("zmq-farm-snapshot").join("frame_45.png");
+        run_ok(&[
+            "snapshot",
+            "--scene",
+            "pattern",
+            "--width",
+            ZW,
+            "--height",
+            ZH,
+            "--frame",
+            "45",
+            "-o",
+            path_str(&shot),
+        ]);
+        run_ok(&[
+            "compare",
+            path_str(&shot),
+            path_str(&dir.join("frame_000045.png")),
+        ]);
+    }
+
+    #[test]
+    fn two_pub_subscribers_each_get_whole_untorn_frames() {
+        let mut producer = producer(
+            &[
+                "--zmq-bind",
+                "tcp://127.0.0.1:*",
+                "--zmq-pattern",
+                "pub",
+                "--fps",
+                "30",
+            ],
+            "zmq pub listening on ",
+        );
+        let endpoint = endpoint(&producer, "zmq pub listening on ");
+        let subscribers: Vec<_> = (0..2)
+            .map(|_| {
+                let endpoint = endpoint.clone();
+                thread::spawn(move || {
+                    // --verify-pattern fails on a frame whose pixels do not carry the index
+                    // its header names: a torn or mixed-up frame.
+                    run(&[
+                        "recv",
+                        "--zmq-connect",
+                        &endpoint,
+                        "--zmq-pattern",
+                        "sub",
+                        "--frames",
+                        "20",
+                        "--verify-pattern",
+                        "--max-drops",
+                        "1000",
+                    ])
+                })
+            })
+            .collect();
+        for subscriber in subscribers {
+            let output = subscriber.join().unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(stdout.contains("20 distinct frames"), "{stdout}");
+        }
+        // Both gone: the producer goes idle and keeps running.
+        assert!(producer.wait_for_log("left after"), "{}", producer.stderr());
+        assert!(producer.is_running());
+        sigterm(&producer);
+        assert!(producer.wait().success());
+    }
+
+    #[test]
+    fn a_pub_producer_with_no_subscriber_renders_nothing() {
+        let mut producer = producer(
+            &["--zmq-bind", "tcp://127.0.0.1:*", "--zmq-pattern", "pub"],
+            "zmq pub listening on ",
+        );
+        thread::sleep(Duration::from_secs(1));
+        sigterm(&producer);
+        assert!(producer.wait().success());
+        let log = producer.stderr();
+        assert!(log.contains("streamed 0 frames"), "{log}");
+    }
+
+    #[test]
+    fn a_restarted_collector_is_reconnected_to_without_restarting_the_producer() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = format!("tcp://127.0.0.1:{port}");
+        let mut producer = producer(
+            &["--zmq-connect", &endpoint, "--fps", "30"],
+            "zmq push connecting to ",
+        );
+        let collect = || {
+            let output = run_ok(&[
+                "recv",
+                "--zmq-bind",
+                &endpoint,
+                "--frames",
+                "10",
+                "--verify-pattern",
+            ]);
+            index_range(&String::from_utf8_lossy(&output.stdout))
+        };
+        // The producer started first: its first frames waited for the collector.
+        assert_eq!(collect(), (0, 9));
+        // The collector is gone; the producer waits for a peer, then ZeroMQ reconnects it.
+        thread::sleep(Duration::from_millis(300));
+        assert!(producer.is_running());
+        let (first, last) = collect();
+        assert!(first >= 10 && last == first + 9, "{first}..={last}");
+        assert!(producer.is_running(), "the producer was never restarted");
+        sigterm(&producer);
+        assert!(producer.wait().success());
+    }
+
+    #[test]
+    fn sigterm_exits_within_a_second_while_the_push_peer_is_stalled() {
+        // A peer that accepts the connection and then neither reads nor answers: libzmq queues
+        // up to the high-water mark for it, and the producer waits for room.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+        let mut producer = Server::start_with(
+            &[
+                "--zmq-connect",
+                &endpoint,
+                "--zmq-hwm",
+                "1",
+                "--width",
+                "640",
+                "--height",
+                "480",
+                "--send-timeout",
+                "120",
+            ],
+            "zmq push connecting to ",
+        );
+        let (_stalled, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_secs(1));
+        let signalled = Instant::now();
+        sigterm(&producer);
+        let status = producer.wait_at_most(Duration::from_secs(10));
+        let took = signalled.elapsed();
+        let log = producer.stderr();
+        assert!(status.success(), "{log}");
+        assert!(
+            !log.contains("exiting now"),
+            "the signal watchdog had to end it:\n{log}"
+        );
+        assert!(took < Duration::from_secs(1), "took {took:?}:\n{log}");
+        // It waited for the peer rather than rendering on: the ring and one spare at most.
+        let rendered: u64 = log
+            .split("done after ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no frame count in:\n{log}"));
+        assert!(
+            rendered <= 8,
+            "rendered {rendered} frames for a stalled peer"
+        );
+    }
+
+    #[test]
+    fn bad_endpoints_fail_in_one_line_before_gl_starts() {
+        let output = run(&["--zmq-bind", "inproc://frames"]);
+        assert_clean_failure(&output, "--zmq-bind inproc://frames");
+        let output = run(&["--zmq-bind", "tcp://192.0.2.1:5555"]);
+        assert_clean_failure(&output, "cannot bind tcp://192.0.2.1:5555");
+        assert!(!String::from_utf8_lossy(&output.stderr).contains("GL_RENDERER"));
+        let output = run(&["--shard", "3/3"]);
+        assert_clean_failure(&output, "--shard 3/3");
+        let output = run(&["recv", "--zmq-connect", "localhost:5555"]);
+        assert_clean_failure(&output, "--zmq-connect localhost:5555");
+    }
+
+    /// `<repo>/.venv/bin/python` with pyzmq and numpy; fails (never skips) saying how to make it.
+    fn python() -> PathBuf {
+        let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+        let how = "create it with `python3 -m venv .venv && .venv/bin/pip install pyzmq numpy` \
+                   at the repository root (.ci/run does)";
+        assert!(python.exists(), "{} is missing: {how}", python.display());
+        let check = Command::new(&python)
+            .args(["-c", "import zmq, numpy"])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{} cannot import zmq and numpy ({}): {how}",
+            python.display(),
+            String::from_utf8_lossy(&check.stderr).trim()
+        );
+        python
+    }
+
+    #[test]
+    fn the_python_example_receives_frames_zero_copy_from_a_push_producer() {
+        let python = python();
+        let producer = producer(
+            &["--zmq-bind", "tcp://127.0.0.1:*", "--frames", "10"],
+            "zmq push listening on ",
+        );
+        let endpoint = endpoint(&producer, "zmq push listening on ");
+        let mut command = Command::new(python);
+        command
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/zmq_consumer.py"))
+            .args(["--connect", &endpoint, "--frames", "10", "--checksum"]);
+        let output = util::run_command(command);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(summary["frames"], 10);
+        assert_eq!(
+            summary["indices"],
+            serde_json::json!((0..10).collect::<Vec<_>>())
+        );
+        assert_eq!(
+            (&summary["width"], &summary["height"], &summary["channels"]),
+            (
+                &serde_json::json!(160),
+                &serde_json::json!(120),
+                &serde_json::json!(4)
+            )
+        );
+        assert_eq!(summary["zero_copy"], true, "numpy copied the payload");
+        // The pixels are the stream's: frame 0's byte sum matches the same frame from stdout.
+        let raw = run_ok(&[
+            "--stdout", "--header", "raw", "--scene", "pattern", "--width", ZW, "--height", ZH,
+            "--frames", "1",
+        ]);
+        let sum: u64 = raw.stdout.iter().map(|&b| b as u64).sum();
+        assert_eq!(summary["byte_sums"]["0"], sum);
+    }
+}

@@ -22,7 +22,7 @@ mod snapshot;
 pub use bench::{BenchArgs, BenchTransport};
 pub use compare::{CompareArgs, Outliers};
 pub use recv::RecvArgs;
-pub use serve::{ServeArgs, ServeConfig};
+pub use serve::{ServeArgs, ServeConfig, Shard};
 pub use snapshot::SnapshotArgs;
 
 use crate::format::Format;
@@ -30,6 +30,7 @@ use crate::render::RenderOptions;
 use crate::scene::{SceneOptions, SceneSource};
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
+use crate::stream::zmq::{Pattern, RecvPattern};
 
 /// Headless OpenGL render-to-texture streamer: renders frames on an EGL device, reads them back
 /// through a ring of pixel-pack buffers and streams them over TCP in the byte format of a Blender
@@ -283,6 +284,38 @@ impl ValueEnum for Policy {
             Policy::Lossless => PossibleValue::new("lossless").help(
                 "Every frame in order; the render loop waits for the slowest client (recordings)",
             ),
+        })
+    }
+}
+
+impl ValueEnum for Pattern {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Pattern::Push, Pattern::Pub]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Pattern::Push => PossibleValue::new("push").help(
+                "Each frame to one connected puller (fair queueing); the renderer waits when all are full",
+            ),
+            Pattern::Pub => PossibleValue::new("pub").help(
+                "Every subscriber gets every frame it keeps up with; nothing is rendered without one",
+            ),
+        })
+    }
+}
+
+impl ValueEnum for RecvPattern {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[RecvPattern::Pull, RecvPattern::Sub]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            RecvPattern::Pull => {
+                PossibleValue::new("pull").help("Collect from push producers (a render farm)")
+            }
+            RecvPattern::Sub => PossibleValue::new("sub").help("Subscribe to a pub producer"),
         })
     }
 }

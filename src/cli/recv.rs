@@ -6,17 +6,40 @@ use clap::Args;
 
 use crate::format::Format;
 use crate::stream::protocol::HeaderMode;
+use crate::stream::zmq::RecvPattern;
 
 /// Options of `glstream recv`.
 #[derive(Debug, Args)]
 pub struct RecvArgs {
     /// TCP server to read from, e.g. 127.0.0.1:9000.
-    #[arg(long, value_name = "HOST:PORT", required_unless_present = "unix")]
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        required_unless_present_any = ["unix", "zmq_bind", "zmq_connect"]
+    )]
     pub connect: Option<String>,
 
     /// Unix domain socket to read from.
     #[arg(long, value_name = "PATH", conflicts_with = "connect")]
     pub unix: Option<PathBuf>,
+
+    /// ZeroMQ: bind this endpoint and collect from the producers that connect (tcp://HOST:PORT,
+    /// tcp://HOST:* for any free port, ipc://PATH); repeatable. Frames are [glstream header,
+    /// payload] messages; --save names files by frame index.
+    #[arg(long = "zmq-bind", value_name = "ENDPOINT", conflicts_with_all = ["connect", "unix"])]
+    pub zmq_bind: Vec<String>,
+
+    /// ZeroMQ: connect to a producer's endpoint; repeatable.
+    #[arg(long = "zmq-connect", value_name = "ENDPOINT", conflicts_with_all = ["connect", "unix"])]
+    pub zmq_connect: Vec<String>,
+
+    /// ZeroMQ pattern: pull (from push producers) or sub (from a pub producer).
+    #[arg(long, value_enum, default_value_t = RecvPattern::Pull)]
+    pub zmq_pattern: RecvPattern,
+
+    /// ZeroMQ receive high-water mark, in frames per producer.
+    #[arg(long, default_value_t = 2)]
+    pub zmq_hwm: u32,
 
     /// Header the server sends.
     #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
@@ -54,7 +77,9 @@ pub struct RecvArgs {
     pub every: u64,
 
     /// Read each frame's index from the `pattern` scene and fail on a frame that is not one, on
-    /// frames out of order, or on more than --max-drops missing frames.
+    /// frames out of order, or on more than --max-drops missing frames. With --zmq-*, frames
+    /// may arrive in any order: it reports missing and duplicate indices and fails on a
+    /// duplicate or more than --max-drops missing.
     #[arg(long)]
     pub verify_pattern: bool,
 

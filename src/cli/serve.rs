@@ -12,6 +12,7 @@ use crate::render::RenderOptions;
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::socket::Transport;
+use crate::stream::zmq::{self, Pattern, ZmqConfig};
 
 /// Options of the default action: render and stream.
 #[derive(Debug, Args)]
@@ -66,9 +67,66 @@ pub struct ServeArgs {
     #[arg(long)]
     pub fps: Option<f64>,
 
-    /// Drop a client that has not taken a whole frame within this many seconds.
+    /// Drop a client that has not taken a whole frame within this many seconds. (A ZeroMQ push
+    /// socket is never dropped: peers at their high-water mark make the renderer wait.)
     #[arg(long, default_value_t = 10.0)]
     pub send_timeout: f64,
+
+    /// ZeroMQ: bind this endpoint (tcp://HOST:PORT, tcp://HOST:* for any free port, or
+    /// ipc://PATH); repeatable. Each frame is a two-part message: the 56-byte glstream header,
+    /// then the payload.
+    #[arg(long = "zmq-bind", value_name = "ENDPOINT")]
+    pub zmq_bind: Vec<String>,
+
+    /// ZeroMQ: connect to this endpoint (tcp://HOST:PORT or ipc://PATH); repeatable. ZeroMQ
+    /// reconnects on its own when the peer goes away.
+    #[arg(long = "zmq-connect", value_name = "ENDPOINT")]
+    pub zmq_connect: Vec<String>,
+
+    /// ZeroMQ pattern: push (each frame to one peer; the renderer waits when all are full) or
+    /// pub (every subscriber gets what it keeps up with; nothing is rendered without one).
+    #[arg(long, value_enum, default_value_t = Pattern::Push)]
+    pub zmq_pattern: Pattern,
+
+    /// ZeroMQ high-water mark: frames queued per peer before push waits or pub drops.
+    #[arg(long, default_value_t = 2)]
+    pub zmq_hwm: u32,
+
+    /// Render only the frame indices i with i mod N == K (a render farm of N producers; with
+    /// --frames M, this producer renders the indices below M of its shard).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+}
+
+/// One producer's part of a render farm: the frame indices `i` with `i % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// K: this producer's residue.
+    pub index: u64,
+    /// N: how many producers share the frames.
+    pub count: u64,
+}
+
+impl Shard {
+    /// Every frame: the shard of a lone producer.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// The scene's frame index of this shard's `nth` frame: `K + N × nth`.
+    pub fn frame_index(&self, nth: u64) -> u64 {
+        self.index.saturating_add(self.count.saturating_mul(nth))
+    }
+
+    /// Parses `K/N` with N ≥ 1 and K < N.
+    fn parse(text: &str) -> Result<Self> {
+        let parsed = text.split_once('/').and_then(|(k, n)| {
+            Some((k.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?))
+        });
+        match parsed {
+            Some((index, count)) if count >= 1 && index < count => Ok(Shard { index, count }),
+            Some(_) => bail!("--shard {text}: K/N needs N of at least 1 and K below N"),
+            None => bail!("--shard {text}: expected K/N, e.g. 0/3"),
+        }
+    }
 }
 
 /// The TCP port when none is given.
@@ -94,6 +152,10 @@ pub struct ServeConfig {
     pub frame_interval: Option<Duration>,
     /// Per-client write timeout.
     pub send_timeout: Duration,
+    /// The ZeroMQ output, when asked for.
+    pub zmq: Option<ZmqConfig>,
+    /// The frame indices this producer renders.
+    pub shard: Shard,
 }
 
 /// Checks that `addr` is HOST:PORT with a port from 1 to 65535. Whether the host resolves is
@@ -126,7 +188,8 @@ impl ServeArgs {
         if self.stdout {
             outputs.push(Transport::Stdout);
         }
-        if self.port.is_some() || outputs.is_empty() {
+        let zmq = !self.zmq_bind.is_empty() || !self.zmq_connect.is_empty();
+        if self.port.is_some() || (outputs.is_empty() && !zmq) {
             let port = self.port.unwrap_or(DEFAULT_PORT);
             outputs.insert(0, Transport::Tcp(SocketAddr::new(self.bind, port)));
         }
@@ -152,6 +215,20 @@ impl ServeArgs {
             None => None,
         };
         render.scene.frame_rate = self.fps;
+        let zmq = self.zmq()?;
+        let shard = match &self.shard {
+            Some(text) => Shard::parse(text)?,
+            None => Shard::ALL,
+        };
+        if let Some(frames) = self.frames
+            && shard.index >= frames
+        {
+            bail!(
+                "--shard {}/{} --frames {frames}: this shard has no frame below {frames}",
+                shard.index,
+                shard.count
+            );
+        }
         Ok(ServeConfig {
             render,
             outputs: self.outputs()?,
@@ -165,9 +242,39 @@ impl ServeArgs {
                 positive("--send-timeout", self.send_timeout)?,
                 "a time",
             )?,
+            zmq,
+            shard,
         })
     }
+
+    /// The ZeroMQ output, if any endpoint was given.
+    fn zmq(&self) -> Result<Option<ZmqConfig>> {
+        if self.zmq_bind.is_empty() && self.zmq_connect.is_empty() {
+            return Ok(None);
+        }
+        for endpoint in &self.zmq_bind {
+            zmq::check_endpoint("--zmq-bind", endpoint)?;
+        }
+        for endpoint in &self.zmq_connect {
+            zmq::check_endpoint("--zmq-connect", endpoint)?;
+        }
+        if !(1..=MAX_ZMQ_HWM).contains(&self.zmq_hwm) {
+            bail!(
+                "--zmq-hwm {}: must be between 1 and {MAX_ZMQ_HWM} frames",
+                self.zmq_hwm
+            );
+        }
+        Ok(Some(ZmqConfig {
+            pattern: self.zmq_pattern,
+            bind: self.zmq_bind.clone(),
+            connect: self.zmq_connect.clone(),
+            hwm: self.zmq_hwm,
+        }))
+    }
 }
+
+/// Most frames a ZeroMQ peer may queue: each is a whole frame of memory.
+pub const MAX_ZMQ_HWM: u32 = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -249,6 +356,62 @@ mod tests {
         // A name that does not resolve yet is retried, not refused.
         assert!(
             parse(&["--connect", "consumer.invalid:9000"])
+                .serve
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn zmq_outputs_replace_the_default_tcp_listener() {
+        let config = parse(&["--zmq-bind", "tcp://127.0.0.1:*"])
+            .serve
+            .validate()
+            .unwrap();
+        assert!(config.outputs.is_empty());
+        let zmq = config.zmq.unwrap();
+        assert_eq!(zmq.pattern, Pattern::Push);
+        assert_eq!(zmq.hwm, 2);
+        let config = parse(&[
+            "--zmq-connect",
+            "ipc:///tmp/a",
+            "--zmq-connect",
+            "tcp://h:1",
+            "--zmq-pattern",
+            "pub",
+            "--port",
+            "0",
+        ])
+        .serve
+        .validate()
+        .unwrap();
+        assert_eq!(config.outputs.len(), 1, "--port keeps the TCP listener");
+        let zmq = config.zmq.unwrap();
+        assert_eq!((zmq.pattern, zmq.connect.len()), (Pattern::Pub, 2));
+        assert!(error(&["--zmq-bind", "inproc://x"]).starts_with("--zmq-bind inproc://x"));
+        assert!(error(&["--zmq-connect", "localhost:5"]).starts_with("--zmq-connect"));
+        assert!(error(&["--zmq-bind", "tcp://*:1", "--zmq-hwm", "0"]).starts_with("--zmq-hwm 0"));
+    }
+
+    #[test]
+    fn shards_are_k_of_n_and_map_to_scene_indices() {
+        let config = parse(&["--shard", "2/3"]).serve.validate().unwrap();
+        assert_eq!(config.shard, Shard { index: 2, count: 3 });
+        assert_eq!(
+            (0..4)
+                .map(|n| config.shard.frame_index(n))
+                .collect::<Vec<_>>(),
+            [2, 5, 8, 11]
+        );
+        assert_eq!(parse(&[]).serve.validate().unwrap().shard, Shard::ALL);
+        assert_eq!(Shard::ALL.frame_index(7), 7);
+        for bad in ["3/3", "0/0", "1", "a/b", "-1/3", "1/3/4"] {
+            let arg = format!("--shard={bad}");
+            assert!(error(&[&arg]).starts_with("--shard"), "{bad}");
+        }
+        assert!(error(&["--shard", "4/8", "--frames", "3"]).contains("no frame below 3"));
+        assert!(
+            parse(&["--shard", "2/3", "--frames", "3"])
                 .serve
                 .validate()
                 .is_ok()

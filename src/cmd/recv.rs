@@ -3,10 +3,19 @@
 //! check the `pattern` scene's frame indices for order and drops.
 //!
 //! The payload buffer is allocated once and reused for every frame of the same size.
+//!
+//! With `--zmq-bind` / `--zmq-connect` it is the collector of a ZeroMQ stream instead: it takes
+//! [header, payload] messages (the contract in `stream::zmq`) from any number of producers,
+//! names saved files by frame index (so a render farm's output is one ordered sequence however
+//! its frames arrived), and `--verify-pattern` tallies missing and duplicate indices rather than
+//! order. It runs until `--frames` messages or a signal.
 
-use std::io::{self, Read};
+use std::collections::BTreeSet;
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -16,6 +25,7 @@ use crate::cli::{RecvArgs, seconds};
 use crate::format::Format;
 use crate::pattern_code::decode_pattern;
 use crate::stream::protocol::{self, HeaderMode};
+use crate::stream::zmq;
 
 /// A byte stream whose reads can be bounded in time: a socket, or for tests a byte slice.
 pub trait Source: Read {
@@ -255,32 +265,38 @@ struct PatternCheck {
     scratch: Vec<u8>,
 }
 
+/// The frame index the `pattern` scene drew into `frame`, checked against its header's (a torn
+/// or mislabelled frame fails). `scratch` holds flipped rows for top-down frames.
+fn pattern_index(scratch: &mut Vec<u8>, count: u64, frame: &Received) -> Result<u64> {
+    if frame.format != Format::Rgba8 {
+        bail!(
+            "--verify-pattern reads rgba8 frames, not {}",
+            frame.format.name()
+        );
+    }
+    let bottom_up = if frame.top_down {
+        scratch.clear();
+        let stride = frame.width_px as usize * 4;
+        scratch.extend(frame.pixels.chunks_exact(stride).rev().flatten());
+        &scratch[..]
+    } else {
+        frame.pixels
+    };
+    let Some(index) = decode_pattern(bottom_up, frame.width_px, frame.height_px) else {
+        bail!("frame {count}: not a pattern frame (is the server running --scene pattern?)");
+    };
+    if let Some(header_index) = frame.frame_index
+        && header_index % (1 << 32) != index
+    {
+        bail!("frame {count}: pattern says frame {index}, header says {header_index}");
+    }
+    Ok(index)
+}
+
 impl PatternCheck {
     /// Checks one frame and returns the index its pattern encodes.
     fn check(&mut self, count: u64, frame: &Received) -> Result<u64> {
-        if frame.format != Format::Rgba8 {
-            bail!(
-                "--verify-pattern reads rgba8 frames, not {}",
-                frame.format.name()
-            );
-        }
-        let bottom_up = if frame.top_down {
-            self.scratch.clear();
-            let stride = frame.width_px as usize * 4;
-            self.scratch
-                .extend(frame.pixels.chunks_exact(stride).rev().flatten());
-            &self.scratch[..]
-        } else {
-            frame.pixels
-        };
-        let Some(index) = decode_pattern(bottom_up, frame.width_px, frame.height_px) else {
-            bail!("frame {count}: not a pattern frame (is the server running --scene pattern?)");
-        };
-        if let Some(header_index) = frame.frame_index
-            && header_index % (1 << 32) != index
-        {
-            bail!("frame {count}: pattern says frame {index}, header says {header_index}");
-        }
+        let index = pattern_index(&mut self.scratch, count, frame)?;
         if let Some(last) = self.last {
             if index <= last {
                 bail!("frame {count}: frame {index} arrived after frame {last}: out of order");
@@ -293,10 +309,181 @@ impl PatternCheck {
     }
 }
 
+/// Tallies the `pattern` indices of a ZeroMQ collection, where frames from several producers
+/// arrive in any order: which indices came, and which came more than once.
+#[derive(Debug, Default)]
+struct IndexTally {
+    seen: BTreeSet<u64>,
+    duplicates: Vec<u64>,
+    scratch: Vec<u8>,
+}
+
+/// At most this many indices are listed in a report line.
+const LISTED: usize = 20;
+
+fn list(indices: impl Iterator<Item = u64>) -> String {
+    let mut shown: Vec<String> = indices.take(LISTED + 1).map(|i| i.to_string()).collect();
+    if shown.len() > LISTED {
+        shown[LISTED] = "...".into();
+    }
+    shown.join(", ")
+}
+
+impl IndexTally {
+    fn check(&mut self, count: u64, frame: &Received) -> Result<()> {
+        let index = pattern_index(&mut self.scratch, count, frame)?;
+        if !self.seen.insert(index) {
+            self.duplicates.push(index);
+        }
+        Ok(())
+    }
+
+    /// Indices missing between the lowest and the highest received.
+    fn missing(&self) -> impl Iterator<Item = u64> + '_ {
+        let range = match (self.seen.first(), self.seen.last()) {
+            (Some(&first), Some(&last)) => first..last + 1,
+            _ => 0..0,
+        };
+        range.filter(|i| !self.seen.contains(i))
+    }
+
+    /// Prints the tally; fails on a duplicate or on more than `max_drops` missing.
+    fn report(&self, max_drops: u64) -> Result<()> {
+        let missing = self.missing().count() as u64;
+        if let (Some(first), Some(last)) = (self.seen.first(), self.seen.last()) {
+            println!(
+                "pattern: {} distinct frames, indices {first}..={last}, {missing} missing, {} \
+                 duplicates",
+                self.seen.len(),
+                self.duplicates.len()
+            );
+        }
+        if missing > 0 {
+            println!("missing: {}", list(self.missing()));
+        }
+        if !self.duplicates.is_empty() {
+            bail!(
+                "frames received more than once: {}",
+                list(self.duplicates.iter().copied())
+            );
+        }
+        if missing > max_drops {
+            bail!("{missing} frames missing (--max-drops {max_drops})");
+        }
+        Ok(())
+    }
+}
+
+/// Collects frames from a ZeroMQ socket until `--frames` messages or a signal.
+fn run_zmq(args: &RecvArgs) -> Result<()> {
+    let mut receiver = zmq::receiver(
+        args.zmq_pattern,
+        &args.zmq_bind,
+        &args.zmq_connect,
+        args.zmq_hwm,
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
+    }
+    {
+        // Scripts and tests read the endpoints (a `*` port resolved) from these lines.
+        let mut stdout = io::stdout().lock();
+        for endpoint in receiver.bound() {
+            writeln!(stdout, "listening on {endpoint}")?;
+        }
+        for endpoint in &args.zmq_connect {
+            writeln!(stdout, "connecting to {endpoint}")?;
+        }
+        stdout.flush()?;
+    }
+    let mut tally = args.verify_pattern.then(IndexTally::default);
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    let mut size = None;
+    let mut first: Option<Instant> = None;
+    while args.frames.is_none_or(|limit| frames < limit) && !stop.load(Ordering::SeqCst) {
+        let Some(parts) = receiver
+            .recv(Duration::from_millis(100))
+            .with_context(|| format!("frame {frames}"))?
+        else {
+            continue;
+        };
+        first.get_or_insert_with(Instant::now);
+        let header = parts.header;
+        let (width_px, height_px) = (header.width_px, header.height_px);
+        for (what, expected, got) in [
+            ("width", args.width, width_px),
+            ("height", args.height, height_px),
+        ] {
+            if expected.is_some_and(|e| e != got) {
+                bail!(
+                    "frame {frames}: {what} {got}, expected {}",
+                    expected.unwrap_or(0)
+                );
+            }
+        }
+        if size.is_some_and(|s| s != (width_px, height_px)) {
+            bail!("frame {frames}: size changed to {width_px}x{height_px}");
+        }
+        size = Some((width_px, height_px));
+        // A glstream header always carries the index.
+        let index = header.frame_index.unwrap_or(frames);
+        let frame = Received {
+            width_px,
+            height_px,
+            format: header.format,
+            top_down: header.top_down.unwrap_or(false),
+            frame_index: Some(index),
+            pixels: parts.payload,
+        };
+        if let Some(tally) = &mut tally {
+            tally.check(frames, &frame)?;
+        }
+        if let Some(dir) = &args.save
+            && index.is_multiple_of(args.every)
+        {
+            capture::save_frame_png(
+                &dir.join(format!("frame_{index:06}.png")),
+                width_px,
+                height_px,
+                frame.format,
+                frame.pixels,
+                frame.top_down,
+            )?;
+        }
+        frames += 1;
+        bytes += parts.bytes;
+    }
+    let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64()).max(1e-9);
+    let (w, h) = size.unwrap_or((0, 0));
+    println!(
+        "received {frames} frames {w}x{h} in {seconds:.2} s since the first: {:.1} fps, {:.1} MB/s",
+        frames as f64 / seconds,
+        bytes as f64 / seconds / 1e6
+    );
+    if let Some(tally) = &tally {
+        tally.report(args.max_drops)?;
+    }
+    if let Some(limit) = args.frames
+        && frames < limit
+    {
+        bail!("stopped after {frames} of {limit} frames");
+    }
+    Ok(())
+}
+
 /// Runs the consumer until the stream ends or `--frames` is reached.
 pub fn run(args: &RecvArgs) -> Result<()> {
     if args.every == 0 {
         bail!("--every 0: must be at least 1");
+    }
+    if !args.zmq_bind.is_empty() || !args.zmq_connect.is_empty() {
+        if let Some(dir) = &args.save {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        return run_zmq(args);
     }
     let timeout = seconds("--timeout", args.timeout, "a time")?;
     if args.header == HeaderMode::Raw {
@@ -386,6 +573,10 @@ mod tests {
         RecvArgs {
             connect: None,
             unix: None,
+            zmq_bind: Vec::new(),
+            zmq_connect: Vec::new(),
+            zmq_pattern: zmq::RecvPattern::Pull,
+            zmq_hwm: 2,
             header,
             format: Format::Rgba8,
             top_down: false,
@@ -409,6 +600,35 @@ mod tests {
         bytes.extend_from_slice(&width.to_le_bytes());
         bytes.resize(12 + len as usize, fill);
         bytes
+    }
+
+    #[test]
+    fn a_tally_reports_missing_and_duplicate_indices() {
+        let mut tally = IndexTally::default();
+        for index in [4, 0, 2, 1, 2] {
+            if !tally.seen.insert(index) {
+                tally.duplicates.push(index);
+            }
+        }
+        assert_eq!(tally.missing().collect::<Vec<_>>(), [3]);
+        assert_eq!(tally.duplicates, [2]);
+        assert!(
+            tally
+                .report(5)
+                .unwrap_err()
+                .to_string()
+                .contains("more than once: 2")
+        );
+        tally.duplicates.clear();
+        assert!(
+            tally
+                .report(0)
+                .unwrap_err()
+                .to_string()
+                .contains("1 frames missing")
+        );
+        assert!(tally.report(1).is_ok());
+        assert_eq!(list(0..30), format!("{}, ...", list(0..20)));
     }
 
     #[test]

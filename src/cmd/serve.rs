@@ -27,7 +27,7 @@ use crate::gl::readback::{FrameLease, FrameMeta};
 use crate::render::{self, Renderer};
 use crate::stream::hub::{Frame, Policy};
 use crate::stream::output::{Feed, FrameShape, Output, Stats};
-use crate::stream::socket;
+use crate::stream::{socket, zmq};
 
 impl Frame for FrameLease<'_> {
     fn bytes(&self) -> &[u8] {
@@ -279,12 +279,14 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     for transport in &config.outputs {
         outputs.push(socket::bind(transport, config.header)?);
     }
+    let zmq_output = config.zmq.as_ref().map(zmq::bind).transpose()?;
     let context = render::context(&config.render)?;
     let mut renderer = Renderer::new(&context, &config.render)?;
-    let outputs: Outputs<'_> = outputs
+    let mut outputs: Outputs<'_> = outputs
         .into_iter()
         .map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>)
         .collect();
+    outputs.extend(zmq_output.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>));
     let report = stream(config, &mut renderer, outputs, &stop, &mut StatsLog::new())?;
     drop(watch);
     let seconds = report.served.as_secs_f64().max(1e-9);
@@ -341,7 +343,14 @@ pub fn stream<'ctx>(
     // in flight), so each frame's send ran alone, between two readbacks; one spare lets the
     // outputs send frame N from its mapping while the GL thread reads frame N + 1. It is used
     // at once, so it is allocated now rather than mid-stream.
-    let spare_limit = match config.policy {
+    // A ZeroMQ push socket alone is a lossless consumer (its peers' back-pressure stops the
+    // renderer), so it gets the lossless ring: one spare, not one per possible client.
+    let push_only = config.outputs.is_empty()
+        && config
+            .zmq
+            .as_ref()
+            .is_some_and(|z| z.pattern == zmq::Pattern::Push);
+    let spare_limit = match config.policy.or(push_only.then_some(Policy::Lossless)) {
         Some(Policy::Lossless) => {
             renderer.ring.set_spare_limit(1);
             renderer.ring.allocate_spares()?;
@@ -461,7 +470,8 @@ fn frames<'ctx>(
         }
         if config
             .frames
-            .is_some_and(|limit| sequence - epoch_start >= limit)
+            // With --shard K/N the n-th frame of a run is the scene's frame K + N·n.
+            .is_some_and(|limit| config.shard.frame_index(sequence - epoch_start) >= limit)
         {
             // --frames reached: the frames still in flight go out too, and every consumer gets
             // what it is due (each frame within the send timeout), unless a signal comes first.
@@ -487,7 +497,7 @@ fn frames<'ctx>(
         observer.mark(Mark::Start);
         let meta = FrameMeta {
             sequence,
-            frame_index: sequence - epoch_start,
+            frame_index: config.shard.frame_index(sequence - epoch_start),
             timestamp_ns: unix_ns(),
         };
         renderer.render(meta.frame_index);

@@ -101,6 +101,8 @@ pub struct Hub<F> {
     /// Set when writers must give up the frame they are on (a shutdown's grace ran out). Shared,
     /// so an output can hand it to a library callback that must be `'static`.
     aborted: Arc<AtomicBool>,
+    /// Set by [`Hub::shutdown`] (a signal), as opposed to [`Hub::finish`] (every frame rendered).
+    shut_down: AtomicBool,
 }
 
 impl<F: Frame> Hub<F> {
@@ -119,6 +121,7 @@ impl<F: Frame> Hub<F> {
             frame_ready: Condvar::new(),
             progress: Condvar::new(),
             aborted: Arc::new(AtomicBool::new(false)),
+            shut_down: AtomicBool::new(false),
         }
     }
 
@@ -344,6 +347,7 @@ impl<F: Frame> Hub<F> {
     /// Stops the stream now (a signal): no writer starts another frame, but a frame being
     /// written is finished, so no client ever gets a torn frame.
     pub fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::SeqCst);
         let mut state = self.lock();
         state.finished = true;
         let withdrawn = std::mem::take(&mut state.published);
@@ -368,6 +372,13 @@ impl<F: Frame> Hub<F> {
     /// The flag [`Hub::abort`] sets, for callbacks that cannot borrow the hub.
     pub fn abort_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.aborted)
+    }
+
+    /// Whether [`Hub::shutdown`] was called: the stream is being stopped, not completed. A sink
+    /// still waiting to start a frame (a push socket whose peers are all full) can leave at once
+    /// instead of after the shutdown's grace.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
     }
 
     /// Whether `finish` or `shutdown` was called.

@@ -24,6 +24,8 @@ pub fn glstream() -> Command {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    ready_line: String,
+    stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -69,13 +71,19 @@ impl Server {
             }
         });
         let stdout = child.stdout.take().unwrap();
+        let later = Arc::new(Mutex::new(String::new()));
+        let out_sink = Arc::clone(&later);
         let (tx, rx) = std::sync::mpsc::channel();
         thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let first = lines.next().and_then(Result::ok);
             let _ = tx.send(first);
-            // Keep draining so the server never blocks on a full stdout pipe.
-            for _ in lines {}
+            // Keep draining so the server never blocks on a full stdout pipe; keep the lines.
+            for line in lines.map_while(Result::ok) {
+                let mut out = out_sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
         });
         let line = rx.recv_timeout(TIMEOUT).ok().flatten();
         let ready_line = line.as_deref().filter(|l| l.starts_with(ready));
@@ -96,8 +104,20 @@ impl Server {
         Server {
             child,
             addr,
+            ready_line: line.unwrap_or_default(),
+            stdout: later,
             stderr,
         }
+    }
+
+    /// The first stdout line, which the server printed when it was ready.
+    pub fn ready_line(&self) -> &str {
+        &self.ready_line
+    }
+
+    /// The stdout lines after the first, so far (complete once the process has exited).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -221,12 +241,19 @@ pub fn read_or_eof(stream: &mut impl Read, buf: &mut [u8]) -> bool {
 /// Runs `glstream ARGS` to completion (with a deadline) and returns its output. The output is
 /// collected while the command runs, so a command that writes a lot (--stdout) cannot block.
 pub fn run(args: &[&str]) -> Output {
-    let child = glstream()
-        .args(args)
+    let mut command = glstream();
+    command.args(args);
+    run_command(command)
+}
+
+/// Runs any command like [`run`]: output collected as it comes, killed after the test timeout.
+pub fn run_command(mut command: Command) -> Output {
+    let args = format!("{command:?}");
+    let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn glstream");
+        .unwrap_or_else(|e| panic!("cannot start {args}: {e}"));
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
@@ -238,7 +265,7 @@ pub fn run(args: &[&str]) -> Output {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            panic!("glstream {args:?} did not finish in {TIMEOUT:?}");
+            panic!("{args} did not finish in {TIMEOUT:?}");
         }
     }
 }

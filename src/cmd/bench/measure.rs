@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::alloc_count::Snapshot;
-use crate::cli::{BenchTransport, ServeConfig};
+use crate::cli::{BenchTransport, ServeConfig, Shard};
 use crate::cmd::serve::{self, Mark, Observer, Progress};
 use crate::gl::readback::FrameMeta;
 use crate::render::{RenderOptions, Renderer};
@@ -183,6 +183,8 @@ pub fn end_to_end(
         frames: Some(total),
         frame_interval: None,
         send_timeout: Duration::from_secs(30),
+        zmq: None,
+        shard: Shard::ALL,
     };
     let output = socket::bind(&target, config.header)?;
     let mut args = vec!["recv".to_string(), "-q".into()];
