@@ -796,13 +796,17 @@ impl RenderTarget {
                 (glow::DEPTH_ATTACHMENT, Attachment::Texture(&depth)),
             ],
         )?;
-        Ok(Self {
+        let target = Self {
             framebuffer,
             color,
             depth,
             width_px,
             height_px,
-        })
+        };
+        // Once, so that scenes that clear nothing (they cover every pixel) still start from a
+        // defined image and a depth of 1.0 (what depth32f shows for them).
+        target.begin(Clear::ColorAndDepth([0.0, 0.0, 0.0, 1.0]));
+        Ok(target)
     }
 
     /// Width in pixels.
@@ -815,16 +819,26 @@ impl RenderTarget {
         self.height_px
     }
 
-    /// Binds the target for drawing and reading, sets the viewport and clears colour and depth.
-    pub fn begin(&self, clear: [f32; 4]) {
+    /// Binds the target for drawing and reading, sets the viewport and clears what `clear`
+    /// says. A clear is a full pass over the target on a software rasterizer: a scene clears
+    /// only what it does not overwrite anyway.
+    pub fn begin(&self, clear: Clear) {
         self.framebuffer.bind_draw();
         let gl = &self.framebuffer.gl;
+        let bits = match clear {
+            Clear::ColorAndDepth(color) => {
+                // SAFETY: context current (module invariant); plain state.
+                unsafe { gl.clear_color(color[0], color[1], color[2], color[3]) };
+                glow::COLOR_BUFFER_BIT | glow::DEPTH_BUFFER_BIT
+            }
+            Clear::Depth => glow::DEPTH_BUFFER_BIT,
+            Clear::Nothing => return,
+        };
         // SAFETY: context current (module invariant); plain state and a clear of the bound,
         // complete framebuffer.
         unsafe {
-            gl.clear_color(clear[0], clear[1], clear[2], clear[3]);
             gl.clear_depth_f32(1.0);
-            gl.clear(glow::COLOR_BUFFER_BIT | glow::DEPTH_BUFFER_BIT);
+            gl.clear(bits);
         }
     }
 
@@ -834,6 +848,17 @@ impl RenderTarget {
         self.depth.bind(1);
         self.color.bind(0);
     }
+}
+
+/// What [`RenderTarget::begin`] clears before a frame is drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Clear {
+    /// Colour to this RGBA value, and depth to 1.0.
+    ColorAndDepth([f32; 4]),
+    /// Depth only: the scene's backdrop covers every pixel's colour.
+    Depth,
+    /// Nothing: the scene writes every pixel and tests no depth (one full-screen pass).
+    Nothing,
 }
 
 /// Something `glReadPixels` can read a frame from.

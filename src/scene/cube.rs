@@ -13,7 +13,7 @@ use super::{Scene, SceneError, SceneOptions};
 use crate::capture;
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{
-    Mesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces, set_depth_test,
+    Clear, Mesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces, set_depth_test,
 };
 
 const BUILTIN_TEXTURE: &[u8] = include_bytes!("../../assets/crate.png");
@@ -108,7 +108,7 @@ impl CubeScene {
 
 impl Scene for CubeScene {
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
-        target.begin([0.0, 0.0, 0.0, 1.0]);
+        target.begin(Clear::Depth);
 
         self.backdrop.draw();
         let u = &self.uniforms;

@@ -36,7 +36,7 @@ use super::backdrop::Backdrop;
 use super::{Scene, SceneError};
 use crate::capture;
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{Mesh, Program, RenderTarget, Texture, Uniform, set_depth_test};
+use crate::gl::objects::{Clear, Mesh, Program, RenderTarget, Texture, Uniform, set_depth_test};
 
 /// One turn of the orbiting camera, for models without a camera of their own.
 pub const FRAMES_PER_ORBIT: u64 = 360;
@@ -836,7 +836,7 @@ fn framing_camera(bounds: &Bounds, aspect: f32) -> CameraRig {
 
 impl Scene for GltfScene {
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
-        target.begin([0.0, 0.0, 0.0, 1.0]);
+        target.begin(Clear::Depth);
 
         self.backdrop.draw();
         let u = &self.uniforms;

@@ -7,7 +7,7 @@
 
 use super::{Scene, SceneError};
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{FullscreenPass, RenderTarget, Uniform};
+use crate::gl::objects::{Clear, FullscreenPass, RenderTarget, Uniform};
 use crate::pattern_code::grid_height_px;
 
 /// The pattern scene's GL objects.
@@ -41,7 +41,7 @@ impl PatternScene {
 
 impl Scene for PatternScene {
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
-        target.begin([0.0, 0.0, 0.0, 1.0]);
+        target.begin(Clear::Nothing);
         let program = self.pass.program();
         program.bind();
         // The pattern carries the index modulo 2^32; the truncation is the documented wrap.

@@ -14,7 +14,7 @@ use glam::Vec3;
 
 use super::{Scene, SceneError, SceneOptions};
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{FullscreenPass, RenderTarget, Uniform};
+use crate::gl::objects::{Clear, FullscreenPass, RenderTarget, Uniform};
 
 /// The frame rate iTime assumes when the stream is not paced.
 const DEFAULT_FPS: f64 = 60.0;
@@ -86,7 +86,7 @@ impl ShaderScene {
 
 impl Scene for ShaderScene {
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
-        target.begin([0.0, 0.0, 0.0, 1.0]);
+        target.begin(Clear::Nothing);
         let program = self.pass.program();
         program.bind();
         let u = &self.uniforms;
