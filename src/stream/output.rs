@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::hub::{ClientId, Frame, Hub, Policy};
+use super::protocol::FrameInfo;
 use crate::format::Format;
 
 /// What every frame of a stream looks like.
@@ -34,6 +35,21 @@ pub struct FrameShape {
     pub format: Format,
     /// Rows top-down (`--flip`) instead of OpenGL's bottom-up.
     pub top_down: bool,
+}
+
+impl FrameShape {
+    /// What a wire header says about frame `frame_index` of this shape, rendered at
+    /// `timestamp_ns`.
+    pub fn info(&self, frame_index: u64, timestamp_ns: u64) -> FrameInfo {
+        FrameInfo {
+            width_px: self.width_px,
+            height_px: self.height_px,
+            format: self.format,
+            top_down: self.top_down,
+            frame_index,
+            timestamp_ns,
+        }
+    }
 }
 
 /// Counters the render loop reads for its once-a-second stats line and its summary.

@@ -29,7 +29,7 @@ use super::hub::{ClientId, Frame, Policy};
 use super::output::{
     Deadline, Feed, FrameShape, Output, OutputError, SLICE, SendError, Sink, serve_sink,
 };
-use super::protocol::{FrameInfo, HeaderMode, MAX_HEADER_LEN, encode};
+use super::protocol::{HeaderMode, MAX_HEADER_LEN, encode};
 
 /// Why a socket output could not be set up.
 #[derive(Debug, Error)]
@@ -546,14 +546,7 @@ impl Sink for Writer {
         shape: &FrameShape,
         deadline: &Deadline<'_>,
     ) -> Result<u64, SendError> {
-        let info = FrameInfo {
-            width_px: shape.width_px,
-            height_px: shape.height_px,
-            format: shape.format,
-            top_down: shape.top_down,
-            frame_index: frame.frame_index(),
-            timestamp_ns: frame.timestamp_ns(),
-        };
+        let info = shape.info(frame.frame_index(), frame.timestamp_ns());
         let mut header = [0u8; MAX_HEADER_LEN];
         // The size was checked against the header when the stream was set up.
         let header_len = encode(self.header, &info, &mut header).unwrap_or(0);

@@ -50,7 +50,7 @@ use super::output::{
     Deadline, Feed, FrameShape, Output, OutputError, SLICE, SendError, Sink, serve_sink,
 };
 use super::protocol::{
-    self, Decoded, FrameInfo, GLSTREAM_HEADER_LEN, HeaderMode, MAX_HEADER_LEN, ProtocolError,
+    self, Decoded, GLSTREAM_HEADER_LEN, HeaderMode, MAX_HEADER_LEN, ProtocolError,
 };
 use crate::format::Format;
 
@@ -214,14 +214,7 @@ fn open(
 
 /// Part 1 of a frame's message: the glstream v1 header.
 pub fn header_part(shape: &FrameShape, frame_index: u64, timestamp_ns: u64) -> [u8; 56] {
-    let info = FrameInfo {
-        width_px: shape.width_px,
-        height_px: shape.height_px,
-        format: shape.format,
-        top_down: shape.top_down,
-        frame_index,
-        timestamp_ns,
-    };
+    let info = shape.info(frame_index, timestamp_ns);
     let mut header = [0u8; MAX_HEADER_LEN];
     // The glstream header describes any size GL can render (u32 fields); `check_size` ran for
     // the stream's shape before the outputs started.
