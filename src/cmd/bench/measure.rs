@@ -176,6 +176,7 @@ pub fn end_to_end(
     let config = ServeConfig {
         render: options.clone(),
         outputs: vec![target.clone()],
+        shm: None,
         max_clients: 1,
         header: HeaderMode::Blender,
         // Every frame must reach the consumer, or the fps would count frames nobody received.
