@@ -11,12 +11,17 @@ use crate::stream::protocol::HeaderMode;
 #[derive(Debug, Args)]
 pub struct RecvArgs {
     /// TCP server to read from, e.g. 127.0.0.1:9000.
-    #[arg(long, value_name = "HOST:PORT", required_unless_present = "unix")]
+    #[arg(long, value_name = "HOST:PORT", required_unless_present_any = ["unix", "shm"])]
     pub connect: Option<String>,
 
     /// Unix domain socket to read from.
     #[arg(long, value_name = "PATH", conflicts_with = "connect")]
     pub unix: Option<PathBuf>,
+
+    /// iceoryx2 shared-memory service to subscribe to (glstream --shm SERVICE); its header
+    /// carries size, format and row order, so --header, --format and --top-down do not apply.
+    #[arg(long, value_name = "SERVICE", conflicts_with_all = ["connect", "unix"])]
+    pub shm: Option<String>,
 
     /// Header the server sends.
     #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]

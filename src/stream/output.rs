@@ -132,9 +132,9 @@ pub enum OutputError {
     },
     /// What the output serves through could not be set up (a shared-memory service that exists
     /// with other settings, or that another process publishes on).
-    #[error("{what}")]
+    #[error("cannot start the {what} output")]
     Setup {
-        /// The output, as the command line names it.
+        /// Which output.
         what: String,
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,

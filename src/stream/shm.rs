@@ -429,7 +429,7 @@ impl<F: Frame> Output<F> for ShmOutput {
                 what: "shm".into(),
                 source,
             })?;
-        let what = format!("--shm {}", self.service);
+        let what = "shm".to_owned();
         match setup.recv() {
             Ok(Ok(())) => {
                 log::info!("publishing on iceoryx2 service {}", self.service);
