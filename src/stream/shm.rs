@@ -134,8 +134,14 @@ pub const QOS: Qos = Qos {
 
 /// How long the output waits between looks at the subscriber count while nobody subscribes.
 const IDLE_POLL: Duration = Duration::from_millis(20);
-/// How often dead nodes (processes killed without cleaning up) are looked for and removed.
+/// How often dead nodes (processes killed without cleaning up) are looked for and removed while
+/// nobody is served.
 const CLEANUP_EVERY: Duration = Duration::from_secs(1);
+/// The same while frames are served: a sweep lists every iceoryx2 node on the machine and
+/// allocates for each (about a thousand allocations), so it is rarer. A dead subscriber costs the
+/// live ones nothing meanwhile; it only keeps a stream whose every subscriber died rendering for
+/// up to this long.
+const CLEANUP_WHILE_SERVING_EVERY: Duration = Duration::from_secs(5);
 /// A lossless send blocked this long on a subscriber makes the output look for dead nodes (a
 /// subscriber killed with a full queue would otherwise hold it until the deadline).
 const DEAD_CHECK_AFTER: Duration = Duration::from_millis(100);
@@ -491,7 +497,7 @@ impl Sink for ShmSink<'_> {
             return Err(SendError::Aborted { sent: 0, total });
         }
         // A subscriber killed with SIGKILL stays counted until its node is removed.
-        if self.cleaned.elapsed() >= CLEANUP_EVERY {
+        if self.cleaned.elapsed() >= CLEANUP_WHILE_SERVING_EVERY {
             self.cleaned = Instant::now();
             publishing.node.try_cleanup_dead_nodes();
         }

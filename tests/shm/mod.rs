@@ -336,3 +336,76 @@ fn shm_and_tcp_serve_side_by_side() {
     }
     assert!(server.wait().success());
 }
+
+#[test]
+fn the_readme_python_consumer_runs_as_written() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let blocks: Vec<&str> = readme
+        .split("```python\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("\n```").next())
+        .filter(|block| block.contains("\"glstream::FrameHeader\""))
+        .collect();
+    assert_eq!(blocks.len(), 1, "README.md should have one shm consumer");
+    // Only the service name changes, to one no other test uses.
+    let name = service("readme");
+    let from = "iox2.ServiceName.new(\"glstream/frames\")";
+    assert!(blocks[0].contains(from), "README's consumer lost {from}");
+    let script = blocks[0].replace(from, &format!("iox2.ServiceName.new({name:?})"));
+    let path = super::scratch("shm-readme").join("consumer.py");
+    std::fs::write(&path, script).unwrap();
+    let mut server = publishing(&[
+        "--shm", &name, "--scene", "pattern", "--frames", "30", "--policy", "lossless", "--width",
+        "96", "--height", "64",
+    ]);
+    let output = run_python(&[super::path_str(&path)]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let indices: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let expected: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+    assert_eq!(indices, expected, "{stdout}");
+    assert!(server.wait().success());
+}
+
+#[test]
+fn bench_measures_shm_and_reports_its_allocations_honestly() {
+    let output = util::run_ok(&[
+        "bench",
+        "--width",
+        "96",
+        "--height",
+        "64",
+        "--frames",
+        "20",
+        "--warmup",
+        "3",
+        "--repeats",
+        "1",
+        "--pbo-counts",
+        "2",
+        "--transports",
+        "shm",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("bench printed nothing")).unwrap();
+    let configs = report["configs"].as_array().unwrap();
+    let shm = configs
+        .iter()
+        .find(|c| c["mode"] == "e2e" && c["transport"] == "shm")
+        .unwrap_or_else(|| panic!("no shm run: {report}"));
+    assert!(shm["fps"].as_f64().unwrap() > 0.0, "{shm}");
+    // iceoryx2 allocates one small Arc per loaned sample; nothing else may allocate per frame.
+    let allocs = shm["allocs_per_frame"].as_f64().unwrap();
+    assert!((0.9..=1.1).contains(&allocs), "{shm}");
+    for c in configs.iter().filter(|c| c["transport"] != "shm") {
+        assert_eq!(c["allocs_per_frame"].as_f64(), Some(0.0), "{c}");
+    }
+}
