@@ -53,6 +53,10 @@ use crate::format::Format;
 /// native byte order. Its iceoryx2 type name is [`FRAME_HEADER_TYPE_NAME`]; a consumer's header
 /// type must have that name, this size and this alignment (a Python `ctypes.Structure` with these
 /// fields in this order and `type_name()` returning the name does).
+// SAFETY: the `ZeroCopySend` derive expands to an `unsafe impl` asserting that the type may be
+// shared between processes: it is `#[repr(C)]`, holds only integers (no pointers, references or
+// handles that mean something in one process only) and every bit pattern is valid, which the
+// derive also checks field by field at compile time.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ZeroCopySend)]
 #[type_name("glstream::FrameHeader")]
 #[repr(C)]
