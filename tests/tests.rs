@@ -5,6 +5,7 @@
 mod lifecycle;
 mod recipes;
 mod scenes;
+mod shm;
 mod util;
 
 use std::io::{Read, Write};

@@ -27,7 +27,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
 
-    /// Transports for the end-to-end runs, comma-separated.
+    /// Transports for the end-to-end runs, comma-separated: tcp, unix, shm.
     #[arg(long, value_delimiter = ',', default_value = "tcp,unix")]
     pub transports: Vec<BenchTransport>,
 }
@@ -39,6 +39,8 @@ pub enum BenchTransport {
     Tcp,
     /// A Unix domain socket in the temporary directory.
     Unix,
+    /// The iceoryx2 shared-memory output (`--shm`), to `glstream recv --shm`.
+    Shm,
 }
 
 impl BenchTransport {
@@ -46,6 +48,7 @@ impl BenchTransport {
         match self {
             BenchTransport::Tcp => "tcp",
             BenchTransport::Unix => "unix",
+            BenchTransport::Shm => "shm",
         }
     }
 }

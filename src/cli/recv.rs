@@ -15,7 +15,7 @@ pub struct RecvArgs {
     #[arg(
         long,
         value_name = "HOST:PORT",
-        required_unless_present_any = ["unix", "zmq_bind", "zmq_connect"]
+        required_unless_present_any = ["unix", "zmq_bind", "zmq_connect", "shm"]
     )]
     pub connect: Option<String>,
 
@@ -26,11 +26,11 @@ pub struct RecvArgs {
     /// ZeroMQ: bind this endpoint and collect from the producers that connect (tcp://HOST:PORT,
     /// tcp://HOST:* for any free port, ipc://PATH); repeatable. Frames are [glstream header,
     /// payload] messages; --save names files by frame index.
-    #[arg(long = "zmq-bind", value_name = "ENDPOINT", conflicts_with_all = ["connect", "unix"])]
+    #[arg(long = "zmq-bind", value_name = "ENDPOINT", conflicts_with_all = ["connect", "unix", "shm"])]
     pub zmq_bind: Vec<String>,
 
     /// ZeroMQ: connect to a producer's endpoint; repeatable.
-    #[arg(long = "zmq-connect", value_name = "ENDPOINT", conflicts_with_all = ["connect", "unix"])]
+    #[arg(long = "zmq-connect", value_name = "ENDPOINT", conflicts_with_all = ["connect", "unix", "shm"])]
     pub zmq_connect: Vec<String>,
 
     /// ZeroMQ pattern: pull (from push producers) or sub (from a pub producer).
@@ -40,6 +40,11 @@ pub struct RecvArgs {
     /// ZeroMQ receive high-water mark, in frames per producer.
     #[arg(long, default_value_t = 2)]
     pub zmq_hwm: u32,
+
+    /// iceoryx2 shared-memory service to subscribe to (glstream --shm SERVICE); its header
+    /// carries size, format and row order, so --header, --format and --top-down do not apply.
+    #[arg(long, value_name = "SERVICE", conflicts_with_all = ["connect", "unix"])]
+    pub shm: Option<String>,
 
     /// Header the server sends.
     #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]

@@ -11,6 +11,7 @@ use super::{MAX_CLIENTS, RenderArgs, positive, seconds};
 use crate::render::RenderOptions;
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
+use crate::stream::shm;
 use crate::stream::socket::Transport;
 use crate::stream::zmq::{self, Pattern, ZmqConfig};
 
@@ -39,6 +40,12 @@ pub struct ServeArgs {
     /// reconnect with backoff when it goes away.
     #[arg(long, value_name = "HOST:PORT")]
     pub connect: Option<String>,
+
+    /// Also (or, without --port, only) publish every frame on the iceoryx2 shared-memory service
+    /// SERVICE (e.g. glstream/frames): payload [u8], user header glstream::FrameHeader (see
+    /// README). Default policy: latest.
+    #[arg(long, value_name = "SERVICE")]
+    pub shm: Option<String>,
 
     /// Write the stream to standard output (logs stay on stderr); with --header raw it pipes
     /// straight into ffmpeg -f rawvideo. The stream ends when the reader does.
@@ -139,6 +146,8 @@ pub struct ServeConfig {
     pub render: RenderOptions,
     /// Where the stream goes: one or more outputs, served side by side.
     pub outputs: Vec<Transport>,
+    /// The iceoryx2 service to publish on (`--shm`), beside the socket outputs.
+    pub shm: Option<String>,
     /// Connections beyond this many are refused.
     pub max_clients: usize,
     /// Wire header.
@@ -189,7 +198,7 @@ impl ServeArgs {
             outputs.push(Transport::Stdout);
         }
         let zmq = !self.zmq_bind.is_empty() || !self.zmq_connect.is_empty();
-        if self.port.is_some() || (outputs.is_empty() && !zmq) {
+        if self.port.is_some() || (outputs.is_empty() && !zmq && self.shm.is_none()) {
             let port = self.port.unwrap_or(DEFAULT_PORT);
             outputs.insert(0, Transport::Tcp(SocketAddr::new(self.bind, port)));
         }
@@ -232,6 +241,13 @@ impl ServeArgs {
         Ok(ServeConfig {
             render,
             outputs: self.outputs()?,
+            shm: match &self.shm {
+                Some(service) => {
+                    shm::check_service_name(service)?;
+                    Some(service.clone())
+                }
+                None => None,
+            },
             max_clients: self.max_clients,
             header: self.header,
             policy: self.policy,
@@ -305,6 +321,7 @@ mod tests {
         assert_eq!(config.render.pbo_count, 2);
         assert_eq!(config.header, HeaderMode::Blender);
         assert_eq!(config.policy, None, "each output's own default");
+        assert_eq!(config.shm, None);
         assert!(config.frame_interval.is_none());
     }
 
@@ -345,6 +362,25 @@ mod tests {
                 Transport::Stdout
             ]
         );
+    }
+
+    #[test]
+    fn shm_runs_alone_or_beside_tcp_and_bad_service_names_are_refused() {
+        let config = parse(&["--shm", "glstream/frames"])
+            .serve
+            .validate()
+            .unwrap();
+        assert_eq!(config.shm.as_deref(), Some("glstream/frames"));
+        assert!(config.outputs.is_empty(), "no TCP listener unless --port");
+        let config = parse(&["--shm", "glstream/frames", "--port", "9000"])
+            .serve
+            .validate()
+            .unwrap();
+        assert_eq!(
+            config.outputs,
+            [Transport::Tcp("127.0.0.1:9000".parse().unwrap())]
+        );
+        assert!(error(&["--shm", ""]).contains("not a valid iceoryx2 service name"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::cli::{RecvArgs, seconds};
 use crate::format::Format;
 use crate::pattern_code::decode_pattern;
 use crate::stream::protocol::{self, HeaderMode};
+use crate::stream::shm::{self, ShmSubscriber};
 use crate::stream::zmq;
 
 /// A byte stream whose reads can be bounded in time: a socket, or for tests a byte slice.
@@ -247,6 +248,85 @@ pub fn receive(
         each(frames, &frame)?;
         frames += 1;
         bytes += (header.len() + payload.len()) as u64;
+    }
+    Ok(Totals {
+        frames,
+        bytes,
+        size,
+    })
+}
+
+/// Subscribes to the shared-memory service `service` and hands each frame to `each` straight from
+/// shared memory (no copy), validating every header, until the publisher has gone and every frame
+/// it sent was received, or `args.frames` is reached. Each frame must arrive within `timeout`.
+pub fn receive_shm(
+    service: &str,
+    args: &RecvArgs,
+    timeout: Duration,
+    mut each: impl FnMut(u64, &Received) -> Result<()>,
+) -> Result<Totals> {
+    // iceoryx2's signal handlers only record a signal: Ctrl-C must still end a consumer.
+    shm::claim_signals();
+    shm::keep_default_signals().context("cannot install signal handlers")?;
+    let mut subscriber = ShmSubscriber::open(service, Instant::now() + timeout)?;
+    let mut frames: u64 = 0;
+    let mut bytes: u64 = 0;
+    let mut size = None;
+    while args.frames.is_none_or(|limit| frames < limit) {
+        let Some(sample) = subscriber.next(Instant::now() + timeout)? else {
+            if subscriber.ended() {
+                break;
+            }
+            bail!(
+                "frame {frames}: no frame within {} s",
+                timeout.as_secs_f64()
+            );
+        };
+        let header = *sample.user_header();
+        let pixels = sample.payload();
+        let Some(format) = shm::header_format(&header) else {
+            bail!("frame {frames}: bad header: format code {}", header.format);
+        };
+        let (width_px, height_px) = (header.width, header.height);
+        if width_px == 0
+            || height_px == 0
+            || header.stride != width_px * format.bytes_per_pixel()
+            || header.payload_len() != pixels.len() as u64
+        {
+            bail!(
+                "frame {frames}: bad header: {width_px}x{height_px} {} stride {} for {} payload \
+                 bytes",
+                format.name(),
+                header.stride,
+                pixels.len()
+            );
+        }
+        for (what, expected, got) in [
+            ("width", args.width, width_px),
+            ("height", args.height, height_px),
+        ] {
+            if expected.is_some_and(|e| e != got) {
+                bail!(
+                    "frame {frames}: {what} {got}, expected {}",
+                    expected.unwrap_or(0)
+                );
+            }
+        }
+        if size.is_some_and(|s| s != (width_px, height_px)) {
+            bail!("frame {frames}: size changed to {width_px}x{height_px} mid-stream");
+        }
+        size = Some((width_px, height_px));
+        let frame = Received {
+            width_px,
+            height_px,
+            format,
+            top_down: header.top_down(),
+            frame_index: Some(header.frame_index),
+            pixels,
+        };
+        each(frames, &frame)?;
+        frames += 1;
+        bytes += (shm::FRAME_HEADER_LEN + pixels.len()) as u64;
     }
     Ok(Totals {
         frames,
@@ -498,19 +578,9 @@ pub fn run(args: &RecvArgs) -> Result<()> {
     if let Some(dir) = &args.save {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut stream: Box<dyn Source> = match (&args.connect, &args.unix) {
-        (_, Some(path)) => Box::new(
-            UnixStream::connect(path)
-                .with_context(|| format!("cannot connect to {}", path.display()))?,
-        ),
-        (Some(addr), None) => {
-            Box::new(TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?)
-        }
-        (None, None) => bail!("give --connect HOST:PORT or --unix PATH"),
-    };
     let started = Instant::now();
     let mut pattern = args.verify_pattern.then(PatternCheck::default);
-    let totals = receive(&mut *stream, args, timeout, |count, frame| {
+    let each = |count, frame: &Received| {
         let pattern_index = match &mut pattern {
             Some(check) => Some(check.check(count, frame)?),
             None => None,
@@ -528,7 +598,24 @@ pub fn run(args: &RecvArgs) -> Result<()> {
             ),
             _ => Ok(()),
         }
-    })?;
+    };
+    let totals = match &args.shm {
+        Some(service) => receive_shm(service, args, timeout, each)?,
+        None => {
+            let mut stream: Box<dyn Source> = match (&args.connect, &args.unix) {
+                (_, Some(path)) => Box::new(
+                    UnixStream::connect(path)
+                        .with_context(|| format!("cannot connect to {}", path.display()))?,
+                ),
+                (Some(addr), None) => Box::new(
+                    TcpStream::connect(addr)
+                        .with_context(|| format!("cannot connect to {addr}"))?,
+                ),
+                (None, None) => bail!("give --connect HOST:PORT, --unix PATH or --shm SERVICE"),
+            };
+            receive(&mut *stream, args, timeout, each)?
+        }
+    };
     let Totals {
         frames,
         bytes,
@@ -577,6 +664,7 @@ mod tests {
             zmq_connect: Vec::new(),
             zmq_pattern: zmq::RecvPattern::Pull,
             zmq_hwm: 2,
+            shm: None,
             header,
             format: Format::Rgba8,
             top_down: false,

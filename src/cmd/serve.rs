@@ -27,7 +27,7 @@ use crate::gl::readback::{FrameLease, FrameMeta};
 use crate::render::{self, Renderer};
 use crate::stream::hub::{Frame, Policy};
 use crate::stream::output::{Feed, FrameShape, Output, Stats};
-use crate::stream::{socket, zmq};
+use crate::stream::{shm, socket, zmq};
 
 impl Frame for FrameLease<'_> {
     fn bytes(&self) -> &[u8] {
@@ -273,6 +273,9 @@ impl Drop for SignalWatch {
 /// Runs the server until `--frames` is reached, a signal arrives, or (stdout) the reader leaves.
 pub fn run(config: &ServeConfig) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
+    // Before the signal handlers: iceoryx2 installs its own, which must come first for ours to
+    // chain to them (see `shm::claim_signals`).
+    let shm = config.shm.as_deref().map(shm::bind).transpose()?;
     let watch = watch_signals(&stop)?;
     // Bind before the (slower) GL start-up, so a port in use fails at once.
     let mut outputs: Vec<socket::SocketOutput> = Vec::new();
@@ -285,6 +288,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     let mut outputs: Outputs<'_> = outputs
         .into_iter()
         .map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>)
+        .chain(shm.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>))
         .collect();
     outputs.extend(zmq_output.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>));
     let report = stream(config, &mut renderer, outputs, &stop, &mut StatsLog::new())?;
@@ -346,6 +350,7 @@ pub fn stream<'ctx>(
     // A ZeroMQ push socket alone is a lossless consumer (its peers' back-pressure stops the
     // renderer), so it gets the lossless ring: one spare, not one per possible client.
     let push_only = config.outputs.is_empty()
+        && config.shm.is_none()
         && config
             .zmq
             .as_ref()

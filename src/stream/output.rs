@@ -146,6 +146,15 @@ pub enum OutputError {
         /// The OS error.
         source: io::Error,
     },
+    /// What the output serves through could not be set up (a shared-memory service that exists
+    /// with other settings, or that another process publishes on).
+    #[error("cannot start the {what} output")]
+    Setup {
+        /// Which output.
+        what: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// One way frames leave the process (a listener, a connection, a pipe, a shared-memory service).

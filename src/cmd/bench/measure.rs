@@ -14,10 +14,13 @@ use anyhow::{Context, Result, bail};
 use crate::alloc_count::Snapshot;
 use crate::cli::{BenchTransport, ServeConfig, Shard};
 use crate::cmd::serve::{self, Mark, Observer, Progress};
+use crate::gl::readback::FrameLease;
 use crate::gl::readback::FrameMeta;
 use crate::render::{RenderOptions, Renderer};
 use crate::stream::hub::Policy;
+use crate::stream::output::Output as StreamOutput;
 use crate::stream::protocol::HeaderMode;
+use crate::stream::shm;
 use crate::stream::socket::{self, Transport};
 
 /// Stages a frame's time is split into, in table order. Each mode fills the ones it has.
@@ -111,6 +114,13 @@ fn unix_socket_path() -> PathBuf {
     std::env::temp_dir().join(format!("glstream-bench-{}-{run}.sock", std::process::id()))
 }
 
+/// A shared-memory service name no other bench run (in this process or another) uses.
+fn shm_service_name() -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    format!("glstream/bench-{}-{run}", std::process::id())
+}
+
 /// Time per stage of the stream loop, summed: render, retract, readback, wait + map, publish
 /// (the slots of [`STAGES`] they go in).
 const LOOP_STAGES: [(Mark, usize); 5] = [
@@ -169,13 +179,16 @@ pub fn end_to_end(
     frames: u64,
 ) -> Result<Sample> {
     let total = warmup + frames;
-    let target = match transport {
-        BenchTransport::Tcp => Transport::Tcp(([127, 0, 0, 1], 0).into()),
-        BenchTransport::Unix => Transport::Unix(unix_socket_path()),
+    let mut args = vec!["recv".to_string(), "-q".into()];
+    let (target, service) = match transport {
+        BenchTransport::Tcp => (Some(Transport::Tcp(([127, 0, 0, 1], 0).into())), None),
+        BenchTransport::Unix => (Some(Transport::Unix(unix_socket_path())), None),
+        BenchTransport::Shm => (None, Some(shm_service_name())),
     };
     let config = ServeConfig {
         render: options.clone(),
-        outputs: vec![target.clone()],
+        outputs: target.iter().cloned().collect(),
+        shm: service.clone(),
         max_clients: 1,
         header: HeaderMode::Blender,
         // Every frame must reach the consumer, or the fps would count frames nobody received.
@@ -186,13 +199,25 @@ pub fn end_to_end(
         zmq: None,
         shard: Shard::ALL,
     };
-    let output = socket::bind(&target, config.header)?;
-    let mut args = vec!["recv".to_string(), "-q".into()];
-    match (output.local_addr(), output.unix_path()) {
-        (Some(addr), _) => args.extend(["--connect".into(), addr.to_string()]),
-        (None, Some(path)) => args.extend(["--unix".into(), path.display().to_string()]),
-        (None, None) => bail!("bench serves TCP and Unix sockets only"),
-    }
+    let output: Box<dyn StreamOutput<FrameLease<'_>>> = match (&target, &service) {
+        (Some(target), _) => {
+            let output = socket::bind(target, config.header)?;
+            match (output.local_addr(), output.unix_path()) {
+                (Some(addr), _) => args.extend(["--connect".into(), addr.to_string()]),
+                (None, Some(path)) => args.extend(["--unix".into(), path.display().to_string()]),
+                (None, None) => bail!("bench serves TCP and Unix sockets only"),
+            }
+            Box::new(output)
+        }
+        (None, Some(service)) => {
+            let output = shm::bind(service)?;
+            // iceoryx2's signal handlers only record a signal; Ctrl-C must still end the bench.
+            shm::keep_default_signals().context("cannot install signal handlers")?;
+            args.extend(["--shm".into(), service.clone()]);
+            Box::new(output)
+        }
+        (None, None) => bail!("no output to measure"),
+    };
     args.extend(["--frames".into(), total.to_string()]);
     args.extend(["--format".into(), options.format.name().to_string()]);
     let exe = std::env::current_exe().context("finding the glstream executable")?;
@@ -230,13 +255,7 @@ pub fn end_to_end(
         send: Duration::ZERO,
         allocs_end: None,
     };
-    let streamed = serve::stream(
-        &config,
-        renderer,
-        vec![Box::new(output)],
-        &stop,
-        &mut observer,
-    );
+    let streamed = serve::stream(&config, renderer, vec![output], &stop, &mut observer);
     let ended = Instant::now();
     let BenchObserver {
         stages,

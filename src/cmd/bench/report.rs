@@ -164,7 +164,13 @@ impl Summary {
             let _ = writeln!(
                 out,
                 " {:>8.2} {recv_cpu:>8} {:>8}",
-                c.cpu_ms.0, c.allocs_per_frame
+                c.cpu_ms.0,
+                // Whole numbers as they are (the socket transports' 0); others to two places.
+                if c.allocs_per_frame.fract() == 0.0 {
+                    format!("{}", c.allocs_per_frame)
+                } else {
+                    format!("{:.2}", c.allocs_per_frame)
+                }
             );
         }
         let render = self.best(|m| m == Mode::Render).map_or(0.0, |c| c.fps);

@@ -1,0 +1,701 @@
+//! The shared-memory output (`--shm SERVICE`) and its consumer side, on iceoryx2.
+//!
+//! Every frame is published on the iceoryx2 publish-subscribe service SERVICE with payload type
+//! `[u8]` (stride × height bytes, the pixels the socket outputs send) and user header
+//! [`FrameHeader`]. That pair of types is the whole contract: a subscriber opens the service with
+//! only those two types, in any language iceoryx2 binds (`iceoryx2==0.10.0` from PyPI for
+//! Python), and glstream chooses everything else (the quality of service in [`QOS`]). The
+//! contract lives here and only here; README.md writes it out and the tests read it from Python.
+//!
+//! The output is one hub client standing for every subscriber: it registers with the hub when the
+//! first subscriber appears (so a subscriber of an idle stream gets frame 0 first) and leaves it
+//! when the last has gone (so an idle stream renders nothing), noticed at the next frame. Each
+//! frame is copied once, from the mapped PBO into a sample loaned from iceoryx2's shared memory,
+//! and sent. `--policy latest` is iceoryx2's safe overflow (a subscriber that falls behind loses
+//! its oldest queued frame, never gets a torn one, never blocks the publisher); `--policy
+//! lossless` makes `send` wait for a subscriber whose queue is full, within the frame's deadline
+//! (`--send-timeout`, after which that subscriber misses the frame) and the hub's abort flag.
+//!
+//! iceoryx2's ports are not `Send`: the node, the service and the publisher are created on the
+//! output's own thread, and [`ShmOutput::start`](Output::start) waits until that thread reports
+//! them ready (or why not), so a bad service or a second live publisher is an error before the
+//! first frame is rendered.
+//!
+//! iceoryx2 installs its own SIGINT/SIGTERM handlers the first time it creates shared memory, and
+//! they do not chain to handlers installed before them; [`claim_signals`] makes it install them
+//! at once, so that handlers installed afterwards (glstream's) chain to iceoryx2's and keep
+//! working. Its `ZeroCopySend` derive writes an `unsafe impl` for [`FrameHeader`]; the invariant
+//! it asserts (a `#[repr(C)]` type of plain integers, no pointers, valid in any process) holds.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::{self, Scope};
+use std::time::{Duration, Instant};
+
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::port::{BackpressureAction, BackpressureInfo};
+use iceoryx2::prelude::*;
+use iceoryx2::sample::Sample;
+use iceoryx2::service::builder::publish_subscribe::{
+    PublishSubscribeOpenError, PublishSubscribeOpenOrCreateError,
+};
+use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
+use thiserror::Error;
+
+use super::hub::{Frame, Policy};
+use super::output::{Deadline, Feed, FrameShape, Output, OutputError, SendError, Sink, serve_sink};
+use crate::format::Format;
+
+/// The per-frame user header of the shared-memory stream, `#[repr(C)]`, 40 bytes, aligned to 8,
+/// native byte order. Its iceoryx2 type name is [`FRAME_HEADER_TYPE_NAME`]; a consumer's header
+/// type must have that name, this size and this alignment (a Python `ctypes.Structure` with these
+/// fields in this order and `type_name()` returning the name does).
+// SAFETY: the `ZeroCopySend` derive expands to an `unsafe impl` asserting that the type may be
+// shared between processes: it is `#[repr(C)]`, holds only integers (no pointers, references or
+// handles that mean something in one process only) and every bit pattern is valid, which the
+// derive also checks field by field at compile time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ZeroCopySend)]
+#[type_name("glstream::FrameHeader")]
+#[repr(C)]
+pub struct FrameHeader {
+    /// The scene's frame index (restarts at 0 when a subscriber finds the stream idle).
+    pub frame_index: u64,
+    /// When the frame was rendered, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Pixel format, the `glstream` header's code: 1 rgba8, 2 bgra8, 3 rgb8, 4 gray8, 5 depth32f.
+    pub format: u32,
+    /// Bit 0 set: rows top-down (`--flip`); otherwise bottom-up (OpenGL order).
+    pub flags: u32,
+    /// Bytes per row; the payload is stride × height bytes.
+    pub stride: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// The header type's name as iceoryx2 compares it when a subscriber opens the service.
+pub const FRAME_HEADER_TYPE_NAME: &str = "glstream::FrameHeader";
+/// Bytes of [`FrameHeader`].
+pub const FRAME_HEADER_LEN: usize = 40;
+/// [`FrameHeader::flags`] bit: rows are top-down.
+pub const FLAG_TOP_DOWN: u32 = 1;
+
+const _: () = assert!(std::mem::size_of::<FrameHeader>() == FRAME_HEADER_LEN);
+const _: () = assert!(std::mem::align_of::<FrameHeader>() == 8);
+const _: () = assert!(std::mem::offset_of!(FrameHeader, width) == 16);
+const _: () = assert!(std::mem::offset_of!(FrameHeader, reserved) == 36);
+
+impl FrameHeader {
+    /// The header of `frame`, of a stream shaped `shape`.
+    pub fn new(shape: &FrameShape, frame_index: u64, timestamp_ns: u64) -> Self {
+        Self {
+            frame_index,
+            timestamp_ns,
+            width: shape.width_px,
+            height: shape.height_px,
+            format: shape.format.code(),
+            flags: if shape.top_down { FLAG_TOP_DOWN } else { 0 },
+            stride: shape.width_px * shape.format.bytes_per_pixel(),
+            reserved: 0,
+        }
+    }
+
+    /// Whether the rows are top-down.
+    pub fn top_down(&self) -> bool {
+        self.flags & FLAG_TOP_DOWN != 0
+    }
+
+    /// Payload bytes the header describes (stride × height).
+    pub fn payload_len(&self) -> u64 {
+        self.stride as u64 * self.height as u64
+    }
+}
+
+/// The quality of service glstream creates the service with. Subscribers open it without asking
+/// for any (iceoryx2 checks only what an opener asks for), so these may change between releases.
+pub struct Qos {
+    /// Subscribers the service admits.
+    pub max_subscribers: usize,
+    /// Frames queued per subscriber.
+    pub buffer: usize,
+    /// Samples a subscriber may hold at once.
+    pub borrowed: usize,
+}
+
+/// See [`Qos`]. A publisher holds max_subscribers × (buffer + borrowed) + 1 samples of one frame
+/// each in shared memory: 33 frames, 63 MB at 800×600 RGBA, 274 MB at 1920×1080.
+pub const QOS: Qos = Qos {
+    max_subscribers: 8,
+    buffer: 2,
+    borrowed: 2,
+};
+
+/// How long the output waits between looks at the subscriber count while nobody subscribes.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often dead nodes (processes killed without cleaning up) are looked for and removed while
+/// nobody is served.
+const CLEANUP_EVERY: Duration = Duration::from_secs(1);
+/// The same while frames are served: a sweep lists every iceoryx2 node on the machine and
+/// allocates for each (about a thousand allocations), so it is rarer. A dead subscriber costs the
+/// live ones nothing meanwhile; it only keeps a stream whose every subscriber died rendering for
+/// up to this long.
+const CLEANUP_WHILE_SERVING_EVERY: Duration = Duration::from_secs(5);
+/// A lossless send blocked this long on a subscriber makes the output look for dead nodes (a
+/// subscriber killed with a full queue would otherwise hold it until the deadline).
+const DEAD_CHECK_AFTER: Duration = Duration::from_millis(100);
+/// How long a subscriber polls between empty receives.
+const RECEIVE_POLL: Duration = Duration::from_micros(250);
+
+/// Why the shared-memory output or a subscriber could not do its job.
+#[derive(Debug, Error)]
+pub enum ShmError {
+    /// The service name is not one iceoryx2 accepts.
+    #[error("--shm {0:?}: not a valid iceoryx2 service name (1 to 255 printable characters)")]
+    InvalidName(String),
+    /// The iceoryx2 node could not be created.
+    #[error("cannot create an iceoryx2 node ({0})")]
+    Node(String),
+    /// The service exists with settings this process cannot use.
+    #[error("cannot open shared-memory service {service}: {reason}")]
+    Service {
+        /// The service name.
+        service: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// The publisher could not be created.
+    #[error("cannot publish on shared-memory service {service}: {reason}")]
+    Publisher {
+        /// The service name.
+        service: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// A subscriber could not be created or could not receive.
+    #[error("cannot subscribe to shared-memory service {service}: {reason}")]
+    Subscriber {
+        /// The service name.
+        service: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// No publisher made the service exist within the time given.
+    #[error(
+        "shared-memory service {service} does not exist (no glstream --shm {service} running?)"
+    )]
+    Missing {
+        /// The service name.
+        service: String,
+    },
+}
+
+/// Checks that `name` is a valid iceoryx2 service name.
+pub fn check_service_name(name: &str) -> Result<(), ShmError> {
+    to_service_name(name).map(drop)
+}
+
+fn to_service_name(name: &str) -> Result<ServiceName, ShmError> {
+    ServiceName::new(name).map_err(|_| ShmError::InvalidName(name.to_owned()))
+}
+
+/// Makes iceoryx2 install its SIGINT/SIGTERM handlers now, before the caller installs its own.
+/// iceoryx2 installs them (without chaining to what was there) the first time it zeroes new
+/// shared memory; installed first, they are the ones a later `signal-hook` handler chains to, so
+/// both see the signal. Its log level is set here too: from `-vv` on iceoryx2 logs at debug,
+/// from `-v` at info, otherwise only its errors (its warning that no config file was found would
+/// otherwise print at every start).
+pub fn claim_signals() {
+    set_log_level(match log::max_level() {
+        log::LevelFilter::Trace => LogLevel::Debug,
+        log::LevelFilter::Debug => LogLevel::Info,
+        _ => LogLevel::Error,
+    });
+    let _ = iceoryx2_bb_posix::signal::SignalHandler::call_and_fetch(|| ());
+}
+
+/// Restores the default action (end the process) of SIGINT and SIGTERM after [`claim_signals`],
+/// for commands without signal handling of their own (`recv`, `bench`): iceoryx2's handlers only
+/// record a signal.
+pub fn keep_default_signals() -> io::Result<()> {
+    let always = Arc::new(AtomicBool::new(true));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_default(signal, Arc::clone(&always))?;
+    }
+    Ok(())
+}
+
+/// The `--shm SERVICE` output, not yet started.
+pub struct ShmOutput {
+    service: String,
+}
+
+/// Checks `service` and prepares its output; the service itself is opened when the output
+/// starts, on its own thread. Call before installing signal handlers (see [`claim_signals`]).
+pub fn bind(service: &str) -> Result<ShmOutput, ShmError> {
+    check_service_name(service)?;
+    claim_signals();
+    Ok(ShmOutput {
+        service: service.to_owned(),
+    })
+}
+
+/// A node, the service and its one publisher, all on the output's thread.
+struct Publishing {
+    node: Node<ipc::Service>,
+    service: PubSub<ipc::Service, [u8], FrameHeader>,
+    publisher: Publisher<ipc::Service, [u8], FrameHeader>,
+    limits: Arc<SendLimits>,
+}
+
+/// What the backpressure handler (a `'static` callback) needs to know about the current send.
+struct SendLimits {
+    origin: Instant,
+    /// The current frame's deadline, nanoseconds after `origin`.
+    deadline_ns: AtomicU64,
+    /// The hub's abort flag.
+    aborted: Arc<AtomicBool>,
+    /// Subscribers that missed a frame at its deadline.
+    missed: AtomicU64,
+    /// When dead nodes were last looked for, nanoseconds after `origin`.
+    swept_ns: AtomicU64,
+}
+
+impl SendLimits {
+    fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// What a lossless send does about a subscriber whose queue is full.
+    fn on_backpressure(&self, info: &BackpressureInfo) -> BackpressureAction {
+        if self.aborted.load(Ordering::Relaxed) {
+            return BackpressureAction::DiscardDataAndFail;
+        }
+        let now = self.now_ns();
+        if now >= self.deadline_ns.load(Ordering::Relaxed) {
+            self.missed.fetch_add(1, Ordering::Relaxed);
+            return BackpressureAction::DiscardData;
+        }
+        // A subscriber killed with a full queue is only noticed by a sweep for dead nodes, which
+        // disconnects it and so ends this wait without costing a live subscriber any frame.
+        let swept = self.swept_ns.load(Ordering::Relaxed);
+        if info.elapsed_time >= DEAD_CHECK_AFTER
+            && now.saturating_sub(swept) >= DEAD_CHECK_AFTER.as_nanos() as u64
+        {
+            self.swept_ns.store(now, Ordering::Relaxed);
+            remove_dead_nodes();
+        }
+        BackpressureAction::Retry
+    }
+}
+
+/// Removes what processes that died without cleaning up left behind (their subscribers stay
+/// counted, and connected, until then); returns how many were removed.
+fn remove_dead_nodes() -> u64 {
+    let mut removed = 0;
+    let _ = Node::<ipc::Service>::list(Config::global_config(), |state| {
+        if let NodeState::Dead(dead) = state
+            && dead.blocking_remove_stale_resources(Duration::ZERO).is_ok()
+        {
+            removed += 1;
+        }
+        CallbackProgression::Continue
+    });
+    if removed > 0 {
+        log::info!("removed {removed} dead iceoryx2 node(s)");
+    }
+    removed
+}
+
+impl Publishing {
+    /// Creates the node (which removes dead nodes, so a producer killed with SIGKILL does not
+    /// block its successor), opens or creates the service and creates the publisher.
+    fn open<F: Frame>(service_name: &str, feed: &Feed<F>) -> Result<Self, ShmError> {
+        let name = to_service_name(service_name)?;
+        let node = NodeBuilder::new()
+            .name(&NodeName::new("glstream").map_err(|e| ShmError::Node(format!("{e:?}")))?)
+            // glstream handles signals itself; see claim_signals.
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<ipc::Service>()
+            .map_err(|e| ShmError::Node(format!("{e:?}")))?;
+        remove_dead_nodes();
+        let lossless = feed.policy_or(Policy::Latest) == Policy::Lossless;
+        let max_subscribers = QOS.max_subscribers.min(feed.max_clients);
+        let service = node
+            .service_builder(&name)
+            .publish_subscribe::<[u8]>()
+            .user_header::<FrameHeader>()
+            .max_publishers(1)
+            .max_subscribers(max_subscribers)
+            .max_nodes(max_subscribers + 2)
+            .history_size(0)
+            .subscriber_max_buffer_size(QOS.buffer)
+            .subscriber_max_borrowed_samples(QOS.borrowed)
+            .enable_safe_overflow(!lossless)
+            .open_or_create()
+            .map_err(|e| ShmError::Service {
+                service: service_name.to_owned(),
+                reason: open_or_create_reason(&e, lossless),
+            })?;
+        let limits = Arc::new(SendLimits {
+            origin: Instant::now(),
+            deadline_ns: AtomicU64::new(u64::MAX),
+            aborted: feed.hub.abort_flag(),
+            missed: AtomicU64::new(0),
+            swept_ns: AtomicU64::new(0),
+        });
+        let handler_limits = Arc::clone(&limits);
+        let frame_bytes = feed
+            .shape
+            .format
+            .frame_bytes(feed.shape.width_px, feed.shape.height_px);
+        let publisher = service
+            .publisher_builder()
+            .initial_max_slice_len(frame_bytes as usize)
+            // Every frame of a stream has the same size.
+            .allocation_strategy(AllocationStrategy::Static)
+            .max_loaned_samples(1)
+            // Consulted only without safe overflow, that is for lossless streams.
+            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+            .set_backpressure_handler(move |info: &BackpressureInfo| {
+                handler_limits.on_backpressure(info)
+            })
+            .create()
+            .map_err(|e| ShmError::Publisher {
+                service: service_name.to_owned(),
+                reason: match e {
+                    iceoryx2::port::publisher::PublisherCreateError::ExceedsMaxSupportedPublishers => {
+                        "another glstream is publishing on it (a service has one publisher)".into()
+                    }
+                    other => format!("{other:?}"),
+                },
+            })?;
+        Ok(Self {
+            node,
+            service,
+            publisher,
+            limits,
+        })
+    }
+
+    fn subscribers(&self) -> usize {
+        self.service.dynamic_config().number_of_subscribers()
+    }
+}
+
+/// Why opening or creating the service failed, in words.
+fn open_or_create_reason(e: &PublishSubscribeOpenOrCreateError, lossless: bool) -> String {
+    use PublishSubscribeOpenError as Open;
+    match e {
+        PublishSubscribeOpenOrCreateError::PublishSubscribeOpenError(open) => match open {
+            Open::IncompatibleOverflowBehavior => format!(
+                "it exists, held open by its subscribers, with the other policy (give --policy {})",
+                if lossless { "latest" } else { "lossless" }
+            ),
+            Open::IncompatibleTypes => {
+                "it exists with other payload or header types (another program made it)".into()
+            }
+            Open::ExceedsMaxNumberOfNodes => "it has as many users as it admits".into(),
+            Open::InsufficientPermissions => "no permission (another user's service?)".into(),
+            other => format!("{other:?}"),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+impl<F: Frame> Output<F> for ShmOutput {
+    fn announcement(&self) -> Option<String> {
+        Some(format!("publishing on shm:{}", self.service))
+    }
+
+    fn start<'scope, 'env>(
+        self: Box<Self>,
+        scope: &'scope Scope<'scope, 'env>,
+        feed: &'env Feed<F>,
+    ) -> Result<(), OutputError> {
+        let (ready, setup) = mpsc::sync_channel::<Result<(), ShmError>>(1);
+        let service = self.service.clone();
+        thread::Builder::new()
+            .name("shm".into())
+            .spawn_scoped(scope, move || {
+                let publishing = match Publishing::open(&service, feed) {
+                    Ok(publishing) => {
+                        let _ = ready.send(Ok(()));
+                        publishing
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                serve(feed, &publishing, &service);
+            })
+            .map_err(|source| OutputError::Thread {
+                what: "shm".into(),
+                source,
+            })?;
+        let what = "shm".to_owned();
+        match setup.recv() {
+            Ok(Ok(())) => {
+                log::info!("publishing on iceoryx2 service {}", self.service);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(OutputError::Setup {
+                what,
+                source: Box::new(e),
+            }),
+            Err(_) => Err(OutputError::Setup {
+                what,
+                source: "its thread ended before it was ready".into(),
+            }),
+        }
+    }
+}
+
+/// The output's thread: waits for subscribers, registers with the hub while there are any and
+/// feeds them through [`serve_sink`], until the stream is finished.
+fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str) {
+    let name = format!("shm:{service} subscribers");
+    let mut cleaned = Instant::now();
+    while !feed.hub.is_finished() {
+        if cleaned.elapsed() >= CLEANUP_EVERY {
+            cleaned = Instant::now();
+            publishing.node.try_cleanup_dead_nodes();
+        }
+        if publishing.subscribers() == 0 {
+            thread::sleep(IDLE_POLL);
+            continue;
+        }
+        let id = feed.hub.register(feed.policy_or(Policy::Latest));
+        log::debug!("{name}: {} subscribed", publishing.subscribers());
+        let sink = ShmSink {
+            publishing,
+            cleaned: Instant::now(),
+        };
+        serve_sink(feed, id, sink, &name);
+    }
+}
+
+/// The [`Sink`] for all subscribers of the service: each frame is one loaned sample.
+struct ShmSink<'a> {
+    publishing: &'a Publishing,
+    cleaned: Instant,
+}
+
+impl Sink for ShmSink<'_> {
+    fn send<F: Frame>(
+        &mut self,
+        frame: &F,
+        shape: &FrameShape,
+        deadline: &Deadline<'_>,
+    ) -> Result<u64, SendError> {
+        let publishing = self.publishing;
+        let payload = frame.bytes();
+        let total = (FRAME_HEADER_LEN + payload.len()) as u64;
+        if (deadline.aborted)() {
+            return Err(SendError::Aborted { sent: 0, total });
+        }
+        // A subscriber killed with SIGKILL stays counted until its node is removed.
+        if self.cleaned.elapsed() >= CLEANUP_WHILE_SERVING_EVERY {
+            self.cleaned = Instant::now();
+            publishing.node.try_cleanup_dead_nodes();
+        }
+        if publishing.subscribers() == 0 {
+            return Err(SendError::HungUp(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "every subscriber left",
+            )));
+        }
+        let limits = &publishing.limits;
+        let deadline_ns = deadline
+            .at
+            .saturating_duration_since(limits.origin)
+            .as_nanos() as u64;
+        limits.deadline_ns.store(deadline_ns, Ordering::Relaxed);
+        let missed = limits.missed.load(Ordering::Relaxed);
+        // The one copy: from the mapped PBO into shared memory.
+        let sample = publishing
+            .publisher
+            .loan_slice_uninit(payload.len())
+            .map_err(|e| SendError::Failed(io::Error::other(format!("cannot loan: {e:?}"))))?;
+        let mut sample = sample.write_from_slice(payload);
+        *sample.user_header_mut() =
+            FrameHeader::new(shape, frame.frame_index(), frame.timestamp_ns());
+        match sample.send() {
+            Ok(_) => {}
+            Err(_) if (deadline.aborted)() => return Err(SendError::Aborted { sent: 0, total }),
+            Err(e) => return Err(SendError::Failed(io::Error::other(format!("{e:?}")))),
+        }
+        let missed_now = limits.missed.load(Ordering::Relaxed) - missed;
+        if missed_now > 0 {
+            log::info!(
+                "shm: {missed_now} subscriber(s) did not make room for frame {} within the send \
+                 timeout and missed it",
+                frame.frame_index()
+            );
+        }
+        Ok(total)
+    }
+
+    fn close(&mut self, _clean: bool, _deadline: &Deadline<'_>) {
+        // Frames already sent stay in the subscribers' queues, readable after the publisher is
+        // gone: nothing to flush.
+    }
+}
+
+/// A subscriber of a glstream shared-memory stream (`recv --shm`).
+pub struct ShmSubscriber {
+    service_name: String,
+    node: Node<ipc::Service>,
+    service: PubSub<ipc::Service, [u8], FrameHeader>,
+    subscriber: Subscriber<ipc::Service, [u8], FrameHeader>,
+    publisher_seen: bool,
+}
+
+/// One received frame: the header, and the payload in shared memory until it is dropped.
+pub type ShmSample = Sample<ipc::Service, [u8], FrameHeader>;
+
+impl ShmSubscriber {
+    /// Opens `service` with only the payload and header types, retrying while it does not exist
+    /// yet, until `deadline`.
+    pub fn open(service: &str, deadline: Instant) -> Result<Self, ShmError> {
+        let name = to_service_name(service)?;
+        let node = NodeBuilder::new()
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<ipc::Service>()
+            .map_err(|e| ShmError::Node(format!("{e:?}")))?;
+        let opened = loop {
+            match node
+                .service_builder(&name)
+                .publish_subscribe::<[u8]>()
+                .user_header::<FrameHeader>()
+                .open()
+            {
+                Ok(opened) => break opened,
+                Err(PublishSubscribeOpenError::DoesNotExist) if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Err(PublishSubscribeOpenError::DoesNotExist) => {
+                    return Err(ShmError::Missing {
+                        service: service.to_owned(),
+                    });
+                }
+                Err(e) => {
+                    return Err(ShmError::Service {
+                        service: service.to_owned(),
+                        reason: format!("{e:?}"),
+                    });
+                }
+            }
+        };
+        let subscriber =
+            opened
+                .subscriber_builder()
+                .create()
+                .map_err(|e| ShmError::Subscriber {
+                    service: service.to_owned(),
+                    reason: format!("{e:?}"),
+                })?;
+        Ok(Self {
+            service_name: service.to_owned(),
+            node,
+            service: opened,
+            subscriber,
+            publisher_seen: false,
+        })
+    }
+
+    /// The next frame, waiting until `deadline`; `Ok(None)` when the stream has ended (its
+    /// publisher is gone and every frame it sent was received) or the deadline passed: then
+    /// [`ShmSubscriber::ended`] says which.
+    pub fn next(&mut self, deadline: Instant) -> Result<Option<ShmSample>, ShmError> {
+        loop {
+            let publishers = self.service.dynamic_config().number_of_publishers();
+            self.publisher_seen |= publishers > 0;
+            let received = self
+                .subscriber
+                .receive()
+                .map_err(|e| ShmError::Subscriber {
+                    service: self.service_name.clone(),
+                    reason: format!("{e:?}"),
+                })?;
+            if received.is_some() {
+                return Ok(received);
+            }
+            // Looked at before the receive: a publisher that sent its last frame and left
+            // between the two is not taken for an ended stream with a frame still queued.
+            if self.ended_with(publishers) || Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(RECEIVE_POLL);
+        }
+    }
+
+    fn ended_with(&self, publishers: usize) -> bool {
+        self.publisher_seen && publishers == 0
+    }
+
+    /// Whether the publisher has come and gone.
+    pub fn ended(&self) -> bool {
+        self.ended_with(self.service.dynamic_config().number_of_publishers())
+    }
+
+    /// Removes nodes of dead processes (a killed producer), as a producer does at start.
+    pub fn cleanup(&self) {
+        self.node.try_cleanup_dead_nodes();
+    }
+}
+
+/// The pixel format a header names, if it names one.
+pub fn header_format(header: &FrameHeader) -> Option<Format> {
+    Format::from_code(header.format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    #[test]
+    fn the_header_layout_is_the_documented_one() {
+        let offsets = [
+            offset_of!(FrameHeader, frame_index),
+            offset_of!(FrameHeader, timestamp_ns),
+            offset_of!(FrameHeader, width),
+            offset_of!(FrameHeader, height),
+            offset_of!(FrameHeader, format),
+            offset_of!(FrameHeader, flags),
+            offset_of!(FrameHeader, stride),
+            offset_of!(FrameHeader, reserved),
+        ];
+        assert_eq!(offsets, [0, 8, 16, 20, 24, 28, 32, 36]);
+    }
+
+    #[test]
+    fn the_header_describes_the_frame() {
+        let shape = FrameShape {
+            width_px: 98,
+            height_px: 66,
+            format: Format::Rgb8,
+            top_down: true,
+        };
+        let header = FrameHeader::new(&shape, 7, 42);
+        assert_eq!(header.stride, 98 * 3);
+        assert_eq!(header.payload_len(), 98 * 3 * 66);
+        assert_eq!(header.format, 3);
+        assert!(header.top_down());
+        assert_eq!(header_format(&header), Some(Format::Rgb8));
+    }
+
+    #[test]
+    fn service_names_are_checked() {
+        assert!(check_service_name("glstream/frames").is_ok());
+        assert!(check_service_name("").is_err());
+        assert!(check_service_name(&"x".repeat(300)).is_err());
+    }
+}
