@@ -3,7 +3,8 @@ Python consumer, alternating in one run (the machines are shared and noisy: alte
 a noisy minute over every contender instead of one).
 
 For each size, each round runs every contender once: a producer process serves FRAMES frames to
-one consumer process (consumer.py) over loopback TCP. It prints fps (consumer side, after the
+one consumer process (consumer.py) over loopback TCP (and glstream --shm to a Python iceoryx2 subscriber, for the shared-memory
+goal). It prints fps (consumer side, after the
 warm-up), CPU ms per frame of producer and consumer (getrusage of each process), the median of
 the rounds, and each contender's ratio to the script.
 
@@ -31,6 +32,8 @@ def contenders(width, height, frames):
         ("glstream --policy lossless", common + ["--policy", "lossless"]),
         ("moderngl script", [PYTHON, os.path.join(HERE, "moderngl_producer.py"), SHADER,
                              str(width), str(height), str(frames)]),
+        # Not over TCP: the same frames into the consumer's memory through shared memory.
+        ("glstream --shm", common[:2] + ["--shm", "glstream/head-to-head"] + common[4:]),
     ]
 
 
@@ -41,12 +44,15 @@ def cpu_ms(rusage):
 def run_once(command, warmup):
     producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = producer.stdout.readline()
-    if not line.startswith("listening on "):
+    if line.startswith("listening on "):
+        consumer_script, source = "consumer.py", line.split()[-1]
+    elif line.startswith("publishing on shm:"):
+        consumer_script, source = "shm_consumer.py", line.strip().split("shm:", 1)[1]
+    else:
         producer.kill()
         raise SystemExit("%s did not start: %r %s" % (command[0], line, producer.stderr.read()))
-    addr = line.split()[-1]
-    consumer = subprocess.Popen([PYTHON, os.path.join(HERE, "consumer.py"), addr, str(warmup)],
-                                stdout=subprocess.PIPE, text=True)
+    consumer = subprocess.Popen([PYTHON, os.path.join(HERE, consumer_script), source,
+                                 str(warmup)], stdout=subprocess.PIPE, text=True)
     out = consumer.stdout.read()
     _, status, consumer_usage = os.wait4(consumer.pid, 0)
     consumer.returncode = status
