@@ -171,12 +171,18 @@ pub struct StreamReport {
     pub drained: bool,
 }
 
-/// The observer of a served stream: prints the announcements and logs fps, MB/s and clients
-/// once a second.
+/// The observer of a served stream: prints the announcements, logs fps, MB/s and clients once a
+/// second, and keeps the frame count and the render and readback times in the stream's
+/// [`Stats`] (for the HTTP output's /metrics and /healthz).
 struct StatsLog {
     started: Instant,
     frames: u64,
     bytes: u64,
+    /// When the pass began, its draw calls were issued, and its PBO was free.
+    marks: [Option<Instant>; 3],
+    /// This pass's render and readback times, recorded at the end of the pass.
+    render: Option<Duration>,
+    readback: Option<Duration>,
 }
 
 impl StatsLog {
@@ -185,6 +191,9 @@ impl StatsLog {
             started: Instant::now(),
             frames: 0,
             bytes: 0,
+            marks: [None; 3],
+            render: None,
+            readback: None,
         }
     }
 }
@@ -202,7 +211,36 @@ impl Observer for StatsLog {
         Ok(())
     }
 
+    fn mark(&mut self, mark: Mark) {
+        let now = Instant::now();
+        match mark {
+            Mark::Start => self.marks = [Some(now), None, None],
+            Mark::Rendered => {
+                self.marks[1] = Some(now);
+                self.render = self.marks[0].map(|start| now - start);
+            }
+            Mark::Retracted => self.marks[2] = Some(now),
+            // Readback: glReadPixels and the fence, then (once the ring is full) the wait for the
+            // oldest frame and its map.
+            Mark::Submitted | Mark::Mapped => {
+                self.readback = self.marks[2].map(|free| now - free);
+            }
+            Mark::Published => {}
+        }
+    }
+
     fn frame(&mut self, progress: &Progress<'_>) {
+        let stats = progress.stats;
+        stats
+            .frames_rendered
+            .store(progress.frames, Ordering::Relaxed);
+        stats.last_frame_ns.store(unix_ns(), Ordering::Relaxed);
+        if let Some(render) = self.render.take() {
+            stats.stages.render.observe(render);
+        }
+        if let Some(readback) = self.readback.take() {
+            stats.stages.readback.observe(readback);
+        }
         self.frames += 1;
         let elapsed = self.started.elapsed();
         if elapsed < Duration::from_secs(1) {
