@@ -27,7 +27,7 @@ use crate::gl::readback::{FrameLease, FrameMeta};
 use crate::render::{self, Renderer};
 use crate::stream::hub::{Frame, Policy};
 use crate::stream::output::{Feed, FrameShape, Output, Stats};
-use crate::stream::{socket, zmq};
+use crate::stream::{http, socket, zmq};
 
 impl Frame for FrameLease<'_> {
     fn bytes(&self) -> &[u8] {
@@ -318,6 +318,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         outputs.push(socket::bind(transport, config.header)?);
     }
     let zmq_output = config.zmq.as_ref().map(zmq::bind).transpose()?;
+    let http_output = config.http.as_ref().map(http::bind).transpose()?;
     let context = render::context(&config.render)?;
     let mut renderer = Renderer::new(&context, &config.render)?;
     let mut outputs: Outputs<'_> = outputs
@@ -325,6 +326,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         .map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>)
         .collect();
     outputs.extend(zmq_output.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>));
+    outputs.extend(http_output.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>));
     let report = stream(config, &mut renderer, outputs, &stop, &mut StatsLog::new())?;
     drop(watch);
     let seconds = report.served.as_secs_f64().max(1e-9);

@@ -185,6 +185,7 @@ pub fn end_to_end(
         send_timeout: Duration::from_secs(30),
         zmq: None,
         shard: Shard::ALL,
+        http: None,
     };
     let output = socket::bind(&target, config.header)?;
     let mut args = vec!["recv".to_string(), "-q".into()];
