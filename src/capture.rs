@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail, ensure};
 use image::codecs::png::PngEncoder;
-use image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, ImageEncoder, Luma};
+use image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, ImageEncoder};
 use thiserror::Error;
 
 use crate::format::Format;
@@ -138,6 +138,28 @@ pub fn save_frame_png(
     pixels: &[u8],
     top_down: bool,
 ) -> Result<()> {
+    ensure_png_path(path)?;
+    check_frame(width_px, height_px, format, pixels)?;
+    write_atomically(path, |writer| {
+        write_frame_png(writer, width_px, height_px, format, pixels, top_down)
+    })
+}
+
+/// The PNG file [`save_frame_png`] writes, in memory (the HTTP output's `/frame.png`).
+pub fn frame_png(
+    width_px: u32,
+    height_px: u32,
+    format: Format,
+    pixels: &[u8],
+    top_down: bool,
+) -> Result<Vec<u8>> {
+    check_frame(width_px, height_px, format, pixels)?;
+    let mut png = Vec::new();
+    write_frame_png(&mut png, width_px, height_px, format, pixels, top_down)?;
+    Ok(png)
+}
+
+fn check_frame(width_px: u32, height_px: u32, format: Format, pixels: &[u8]) -> Result<()> {
     ensure!(
         width_px > 0 && height_px > 0,
         "cannot save an empty {width_px}x{height_px} frame"
@@ -148,41 +170,48 @@ pub fn save_frame_png(
         pixels.len(),
         format.name()
     );
+    Ok(())
+}
+
+/// Encodes a checked frame as a PNG into `writer`, rows top-down.
+fn write_frame_png(
+    writer: impl Write,
+    width_px: u32,
+    height_px: u32,
+    format: Format,
+    pixels: &[u8],
+    top_down: bool,
+) -> Result<()> {
     let stride_bytes = (width_px * format.bytes_per_pixel()) as usize;
     let rows = if top_down {
         pixels.to_vec()
     } else {
         flip_rows(pixels, stride_bytes)
     };
-    let save_rows = |rows: &[u8], color: ExtendedColorType| {
-        ensure_png_path(path)?;
-        write_atomically(path, |writer| {
-            Ok(PngEncoder::new(writer).write_image(rows, width_px, height_px, color)?)
-        })
+    let encode = |rows: &[u8], color: ExtendedColorType| -> Result<()> {
+        Ok(PngEncoder::new(writer).write_image(rows, width_px, height_px, color)?)
     };
     match format {
-        Format::Rgba8 => save_rows(&rows, ExtendedColorType::Rgba8),
+        Format::Rgba8 => encode(&rows, ExtendedColorType::Rgba8),
         Format::Bgra8 => {
             let rgba: Vec<u8> = rows
                 .chunks_exact(4)
                 .flat_map(|p| [p[2], p[1], p[0], p[3]])
                 .collect();
-            save_rows(&rgba, ExtendedColorType::Rgba8)
+            encode(&rgba, ExtendedColorType::Rgba8)
         }
-        Format::Rgb8 => save_rows(&rows, ExtendedColorType::Rgb8),
-        Format::Gray8 => save_rows(&rows, ExtendedColorType::L8),
+        Format::Rgb8 => encode(&rows, ExtendedColorType::Rgb8),
+        Format::Gray8 => encode(&rows, ExtendedColorType::L8),
         Format::Depth32f => {
-            let depth: Vec<u16> = rows
+            // 16-bit samples in native byte order, as the encoder takes them.
+            let depth: Vec<u8> = rows
                 .chunks_exact(4)
-                .map(|b| {
+                .flat_map(|b| {
                     let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    (d.clamp(0.0, 1.0) * 65535.0).round() as u16
+                    ((d.clamp(0.0, 1.0) * 65535.0).round() as u16).to_ne_bytes()
                 })
                 .collect();
-            let image: ImageBuffer<Luma<u16>, Vec<u16>> =
-                ImageBuffer::from_raw(width_px, height_px, depth)
-                    .context("depth buffer does not match its size")?;
-            save_png(path, &image)
+            encode(&depth, ExtendedColorType::L16)
         }
     }
 }

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{MAX_CLIENTS, RenderArgs, positive, seconds};
 use crate::render::RenderOptions;
+use crate::stream::http::HttpConfig;
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::shm;
@@ -103,6 +104,20 @@ pub struct ServeArgs {
     /// --frames M, this producer renders the indices below M of its shard).
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+
+    /// Serve HTTP on this port (on --bind; 0 picks a free one): a live page at /, MJPEG at
+    /// /stream.mjpg, the newest frame at /frame.png, Prometheus metrics at /metrics and
+    /// /healthz. Runs beside the other outputs, or alone.
+    #[arg(long, value_name = "PORT")]
+    pub http: Option<u16>,
+
+    /// Frames per second each HTTP viewer gets at most (/stream.mjpg).
+    #[arg(long, default_value_t = 10.0)]
+    pub preview_fps: f64,
+
+    /// JPEG quality of /stream.mjpg, 1 to 100.
+    #[arg(long, default_value_t = 80)]
+    pub jpeg_quality: u8,
 }
 
 /// One producer's part of a render farm: the frame indices `i` with `i % count == index`.
@@ -165,6 +180,8 @@ pub struct ServeConfig {
     pub zmq: Option<ZmqConfig>,
     /// The frame indices this producer renders.
     pub shard: Shard,
+    /// The HTTP output, when asked for.
+    pub http: Option<HttpConfig>,
 }
 
 /// Checks that `addr` is HOST:PORT with a port from 1 to 65535. Whether the host resolves is
@@ -198,7 +215,9 @@ impl ServeArgs {
             outputs.push(Transport::Stdout);
         }
         let zmq = !self.zmq_bind.is_empty() || !self.zmq_connect.is_empty();
-        if self.port.is_some() || (outputs.is_empty() && !zmq && self.shm.is_none()) {
+        if self.port.is_some()
+            || (outputs.is_empty() && !zmq && self.shm.is_none() && self.http.is_none())
+        {
             let port = self.port.unwrap_or(DEFAULT_PORT);
             outputs.insert(0, Transport::Tcp(SocketAddr::new(self.bind, port)));
         }
@@ -225,6 +244,7 @@ impl ServeArgs {
         };
         render.scene.frame_rate = self.fps;
         let zmq = self.zmq()?;
+        let http = self.http_config(&render, frame_interval)?;
         let shard = match &self.shard {
             Some(text) => Shard::parse(text)?,
             None => Shard::ALL,
@@ -260,7 +280,43 @@ impl ServeArgs {
             )?,
             zmq,
             shard,
+            http,
         })
+    }
+
+    /// The HTTP output, if --http was given.
+    fn http_config(
+        &self,
+        render: &RenderOptions,
+        frame_interval: Option<Duration>,
+    ) -> Result<Option<HttpConfig>> {
+        let Some(port) = self.http else {
+            return Ok(None);
+        };
+        let preview_interval = seconds(
+            "--preview-fps",
+            1.0 / positive("--preview-fps", self.preview_fps)?,
+            "a rate",
+        )?;
+        if !(1..=100).contains(&self.jpeg_quality) {
+            bail!(
+                "--jpeg-quality {}: must be between 1 and 100",
+                self.jpeg_quality
+            );
+        }
+        if render.width_px > u16::MAX.into() || render.height_px > u16::MAX.into() {
+            bail!(
+                "--http: a JPEG is at most 65535 pixels a side, the frames are {}x{}",
+                render.width_px,
+                render.height_px
+            );
+        }
+        Ok(Some(HttpConfig {
+            addr: SocketAddr::new(self.bind, port),
+            preview_interval,
+            jpeg_quality: self.jpeg_quality,
+            frame_interval,
+        }))
     }
 
     /// The ZeroMQ output, if any endpoint was given.
@@ -452,6 +508,29 @@ mod tests {
                 .validate()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn http_runs_beside_the_others_or_alone() {
+        let config = parse(&["--http", "0"]).serve.validate().unwrap();
+        assert!(config.outputs.is_empty(), "--http alone: no TCP listener");
+        let http = config.http.unwrap();
+        assert_eq!(http.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(http.preview_interval, Duration::from_millis(100));
+        assert_eq!(http.jpeg_quality, 80);
+        let config = parse(&["--port", "9000", "--http", "8080", "--bind", "0.0.0.0"])
+            .serve
+            .validate()
+            .unwrap();
+        assert_eq!(
+            config.outputs,
+            [Transport::Tcp("0.0.0.0:9000".parse().unwrap())]
+        );
+        assert_eq!(config.http.unwrap().addr, "0.0.0.0:8080".parse().unwrap());
+        assert!(parse(&[]).serve.validate().unwrap().http.is_none());
+        assert!(error(&["--http", "0", "--jpeg-quality", "0"]).starts_with("--jpeg-quality 0"));
+        assert!(error(&["--http", "0", "--preview-fps", "0"]).starts_with("--preview-fps 0"));
+        assert!(error(&["--http", "0", "--header", "raw", "--width", "70000"]).contains("65535"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::gl::readback::{FrameLease, FrameMeta};
 use crate::render::{self, Renderer};
 use crate::stream::hub::{Frame, Policy};
 use crate::stream::output::{Feed, FrameShape, Output, Stats};
-use crate::stream::{shm, socket, zmq};
+use crate::stream::{http, shm, socket, zmq};
 
 impl Frame for FrameLease<'_> {
     fn bytes(&self) -> &[u8] {
@@ -171,12 +171,18 @@ pub struct StreamReport {
     pub drained: bool,
 }
 
-/// The observer of a served stream: prints the announcements and logs fps, MB/s and clients
-/// once a second.
+/// The observer of a served stream: prints the announcements, logs fps, MB/s and clients once a
+/// second, and keeps the frame count and the render and readback times in the stream's
+/// [`Stats`] (for the HTTP output's /metrics and /healthz).
 struct StatsLog {
     started: Instant,
     frames: u64,
     bytes: u64,
+    /// When the pass began, its draw calls were issued, and its PBO was free.
+    marks: [Option<Instant>; 3],
+    /// This pass's render and readback times, recorded at the end of the pass.
+    render: Option<Duration>,
+    readback: Option<Duration>,
 }
 
 impl StatsLog {
@@ -185,6 +191,9 @@ impl StatsLog {
             started: Instant::now(),
             frames: 0,
             bytes: 0,
+            marks: [None; 3],
+            render: None,
+            readback: None,
         }
     }
 }
@@ -202,7 +211,36 @@ impl Observer for StatsLog {
         Ok(())
     }
 
+    fn mark(&mut self, mark: Mark) {
+        let now = Instant::now();
+        match mark {
+            Mark::Start => self.marks = [Some(now), None, None],
+            Mark::Rendered => {
+                self.marks[1] = Some(now);
+                self.render = self.marks[0].map(|start| now - start);
+            }
+            Mark::Retracted => self.marks[2] = Some(now),
+            // Readback: glReadPixels and the fence, then (once the ring is full) the wait for the
+            // oldest frame and its map.
+            Mark::Submitted | Mark::Mapped => {
+                self.readback = self.marks[2].map(|free| now - free);
+            }
+            Mark::Published => {}
+        }
+    }
+
     fn frame(&mut self, progress: &Progress<'_>) {
+        let stats = progress.stats;
+        stats
+            .frames_rendered
+            .store(progress.frames, Ordering::Relaxed);
+        stats.last_frame_ns.store(unix_ns(), Ordering::Relaxed);
+        if let Some(render) = self.render.take() {
+            stats.stages.render.observe(render);
+        }
+        if let Some(readback) = self.readback.take() {
+            stats.stages.readback.observe(readback);
+        }
         self.frames += 1;
         let elapsed = self.started.elapsed();
         if elapsed < Duration::from_secs(1) {
@@ -283,6 +321,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         outputs.push(socket::bind(transport, config.header)?);
     }
     let zmq_output = config.zmq.as_ref().map(zmq::bind).transpose()?;
+    let http_output = config.http.as_ref().map(http::bind).transpose()?;
     let context = render::context(&config.render)?;
     let mut renderer = Renderer::new(&context, &config.render)?;
     let mut outputs: Outputs<'_> = outputs
@@ -291,6 +330,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         .chain(shm.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>))
         .collect();
     outputs.extend(zmq_output.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>));
+    outputs.extend(http_output.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>));
     let report = stream(config, &mut renderer, outputs, &stop, &mut StatsLog::new())?;
     drop(watch);
     let seconds = report.served.as_secs_f64().max(1e-9);
@@ -351,6 +391,7 @@ pub fn stream<'ctx>(
     // renderer), so it gets the lossless ring: one spare, not one per possible client.
     let push_only = config.outputs.is_empty()
         && config.shm.is_none()
+        && config.http.is_none()
         && config
             .zmq
             .as_ref()

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::hub::{ClientId, Frame, Hub, Policy};
+use super::hub::{ClientId, ClientTotals, Frame, Hub, Policy};
+use super::metrics::{OutputRegistry, StageTimes};
 use super::protocol::FrameInfo;
 use crate::format::Format;
 
@@ -59,6 +60,14 @@ pub struct Stats {
     pub bytes_sent: AtomicU64,
     /// Nanoseconds sinks spent sending, summed over sinks.
     pub send_ns: AtomicU64,
+    /// Frames rendered so far (kept by the production observer).
+    pub frames_rendered: AtomicU64,
+    /// When the newest frame was rendered, nanoseconds since the Unix epoch (0: none yet).
+    pub last_frame_ns: AtomicU64,
+    /// Time per stage: render and readback from the render loop, send from [`serve_sink`].
+    pub stages: StageTimes,
+    /// Per-output consumer counters.
+    pub outputs: OutputRegistry,
 }
 
 /// Everything an output is given: the hub to take frames from, the stream's settings, the
@@ -105,6 +114,21 @@ impl<F: Frame> Feed<F> {
     /// The policy the user chose, or `default` (the output's own).
     pub fn policy_or(&self, default: Policy) -> Policy {
         self.policy.unwrap_or(default)
+    }
+
+    /// Registers a hub client for a consumer of the output called `output` (`tcp`, `http`,
+    /// ...), whose counters [`serve_sink`] then keeps.
+    pub fn register(&self, output: &str, policy: Policy) -> ClientId {
+        let counters = self.stats.outputs.output(output);
+        let id = self.hub.register(policy);
+        self.stats.outputs.attach(id, counters);
+        id
+    }
+
+    /// Deregisters a hub client, and stops counting it as connected.
+    pub fn deregister(&self, id: ClientId) -> ClientTotals {
+        self.stats.outputs.detach(id);
+        self.hub.deregister(id)
     }
 
     /// Ends the stream: an output whose only consumer is gone (stdout) has nobody left to serve.
@@ -270,6 +294,13 @@ pub trait Sink {
     /// delivered: a sink then makes sure the consumer gets them all before it closes (bounded by
     /// `deadline`); otherwise it closes at once.
     fn close(&mut self, clean: bool, deadline: &Deadline<'_>);
+
+    /// When the sink next wants a frame: a sink that paces itself (a preview at its own rate)
+    /// says so, and [`serve_sink`] waits until then before it takes one, so that the frames in
+    /// between are skipped by the hub instead of taken and thrown away. `None`: at once.
+    fn next_due(&mut self) -> Option<Instant> {
+        None
+    }
 }
 
 /// How a consumer left.
@@ -291,9 +322,24 @@ pub fn serve_sink<F: Frame>(
 ) -> Departure {
     let hub = &feed.hub;
     let aborted = || hub.is_aborted();
+    let counters = feed.stats.outputs.of(id);
     let mut failure = None;
     let mut announced = false;
-    while let Some(frame) = hub.next_frame(id) {
+    let mut last_sequence = None;
+    loop {
+        if let Some(due) = sink.next_due() {
+            // In slices, so that the end of the stream is noticed at once.
+            while !hub.is_finished() {
+                let left = due.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(SLICE));
+            }
+        }
+        let Some(frame) = hub.next_frame(id) else {
+            break;
+        };
         let sequence = frame.sequence();
         let started = Instant::now();
         let deadline = Deadline {
@@ -303,12 +349,21 @@ pub fn serve_sink<F: Frame>(
         };
         let result = sink.send(&frame, &feed.shape, &deadline);
         drop(frame);
+        let elapsed = started.elapsed();
         feed.stats
             .send_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        feed.stats.stages.send.observe(elapsed);
         match result {
             Ok(bytes) => {
                 feed.stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+                if let Some(c) = &counters {
+                    c.bytes.fetch_add(bytes, Ordering::Relaxed);
+                    c.frames.fetch_add(1, Ordering::Relaxed);
+                    let skipped = last_sequence.map_or(0, |last: u64| sequence - last - 1);
+                    c.skipped.fetch_add(skipped, Ordering::Relaxed);
+                }
+                last_sequence = Some(sequence);
                 if !announced {
                     announced = true;
                     log::info!("{name} connected ({} connected)", hub.client_count());
@@ -332,7 +387,15 @@ pub fn serve_sink<F: Frame>(
             aborted: &aborted,
         },
     );
-    let totals = hub.deregister(id);
+    if let Some(c) = &counters
+        && matches!(
+            failure,
+            Some(SendError::TimedOut { .. } | SendError::Failed(_))
+        )
+    {
+        c.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    let totals = feed.deregister(id);
     let remaining = hub.client_count();
     let skipped = if totals.skipped > 0 {
         format!(", {} skipped", totals.skipped)

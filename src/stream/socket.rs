@@ -234,7 +234,7 @@ impl<F: Frame> Output<F> for SocketOutput {
             Bound::Tcp(listener) => spawn(
                 "accept",
                 Box::new(move || {
-                    accept_loop(scope, feed, header, listener.as_fd(), || {
+                    accept_loop(scope, feed, header, "tcp", listener.as_fd(), || {
                         let (stream, peer) = listener.accept()?;
                         Ok((Conn::Tcp(stream), format!("client {peer}")))
                     })
@@ -244,7 +244,7 @@ impl<F: Frame> Output<F> for SocketOutput {
                 "accept",
                 Box::new(move || {
                     let mut n = 0u64;
-                    accept_loop(scope, feed, header, listener.as_fd(), || {
+                    accept_loop(scope, feed, header, "unix", listener.as_fd(), || {
                         let (stream, _) = listener.accept()?;
                         n += 1;
                         Ok((Conn::Unix(stream), format!("client unix#{n}")))
@@ -261,7 +261,7 @@ impl<F: Frame> Output<F> for SocketOutput {
             Bound::Stdout(file) => {
                 // Registered before any frame is rendered, so stdout gets frame 0 first.
                 // A recording keeps every frame unless the user says otherwise.
-                let id = feed.hub.register(feed.policy_or(Policy::Lossless));
+                let id = feed.register("stdout", feed.policy_or(Policy::Lossless));
                 spawn(
                     "stdout",
                     Box::new(move || serve_stdout(feed, id, header, file)),
@@ -289,6 +289,7 @@ fn accept_loop<'scope, 'env, F: Frame>(
     scope: &'scope Scope<'scope, 'env>,
     feed: &'env Feed<F>,
     header: HeaderMode,
+    output: &str,
     listener: BorrowedFd<'_>,
     mut accept: impl FnMut() -> io::Result<(Conn, String)>,
 ) {
@@ -315,13 +316,18 @@ fn accept_loop<'scope, 'env, F: Frame>(
                 "refusing {name}: {connected} connected already (--max-clients {})",
                 feed.max_clients
             );
+            feed.stats
+                .outputs
+                .output(output)
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             continue;
         }
         if let Err(e) = conn.configure() {
             log::info!("{name}: cannot configure its socket, dropping it: {e}");
             continue;
         }
-        let id = feed.hub.register(feed.policy_or(Policy::Latest));
+        let id = feed.register(output, feed.policy_or(Policy::Latest));
         // Logged at info once it has taken a frame (serve_sink): a second server probing
         // whether this one is alive connects and leaves at once, and is not a client.
         log::debug!("{name} connected");
@@ -332,7 +338,7 @@ fn accept_loop<'scope, 'env, F: Frame>(
             });
         if let Err(e) = spawned {
             log::warn!("cannot start a writer thread, dropping the client: {e}");
-            feed.hub.deregister(id);
+            feed.deregister(id);
         }
     }
 }
@@ -356,7 +362,7 @@ fn connect_loop<F: Frame>(feed: &Feed<F>, header: HeaderMode, addr: &str) {
                     log::info!("{name}: cannot configure the socket: {e}");
                 } else {
                     reported = false;
-                    let id = feed.hub.register(feed.policy_or(Policy::Latest));
+                    let id = feed.register("connect", feed.policy_or(Policy::Latest));
                     log::info!("connected to {addr}");
                     let connected = Instant::now();
                     let departure = serve_sink(feed, id, Writer::new(conn, header), &name);
@@ -400,7 +406,7 @@ fn connect(addr: &str) -> io::Result<TcpStream> {
 fn serve_stdout<F: Frame>(feed: &Feed<F>, id: ClientId, header: HeaderMode, file: File) {
     let mut conn = Conn::Pipe(Pipe::new(file));
     if let Err(e) = conn.configure() {
-        feed.hub.deregister(id);
+        feed.deregister(id);
         feed.fail(format!("cannot stream to standard output: {e}"));
         return;
     }

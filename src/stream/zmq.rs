@@ -319,7 +319,7 @@ impl<F: Frame> Output<F> for ZmqOutput {
             Pattern::Push => {
                 // Registered before any frame is rendered, so the peers get frame 0 first: a
                 // push producer always renders, and waits on its peers.
-                let id = feed.hub.register(Policy::Lossless);
+                let id = feed.register("zmq", Policy::Lossless);
                 Box::new(move || {
                     let sink = PushSink {
                         socket: Some((socket, context)),
@@ -491,7 +491,7 @@ fn serve_pub<F: Frame>(feed: &Feed<F>, socket: zmq::Socket, context: zmq::Contex
             break;
         }
         if topics > 0 && !hub.is_finished() {
-            let id = hub.register(Policy::Latest);
+            let id = feed.register("zmq", Policy::Latest);
             log::info!("zmq pub: subscribed to; rendering");
             let sink = PubSink {
                 socket: &socket,

@@ -198,6 +198,7 @@ pub fn end_to_end(
         send_timeout: Duration::from_secs(30),
         zmq: None,
         shard: Shard::ALL,
+        http: None,
     };
     let output: Box<dyn StreamOutput<FrameLease<'_>>> = match (&target, &service) {
         (Some(target), _) => {

@@ -1,0 +1,923 @@
+//! The HTTP output (`--http PORT`): a page that shows the stream live, the stream as MJPEG, the
+//! newest frame as a PNG, Prometheus metrics and a health check, for browsers, VLC, ffmpeg,
+//! OpenCV, scripts and monitoring.
+//!
+//! **Endpoints** (GET or HEAD; anything else is 405, an unknown path 404):
+//! - `/`: the page ([`PAGE`], no external resources), which shows `/stream.mjpg` and polls
+//!   `/stats.json`.
+//! - `/stream.mjpg`: `multipart/x-mixed-replace; boundary=glstreamframe`, one JPEG per part
+//!   (`Content-Type`, `Content-Length` and `X-Frame-Index` headers), rows top-down. Each viewer is
+//!   a hub client of the latest policy (so it wakes an idle renderer and counts against
+//!   `--max-clients`) that takes a frame at most every `1/--preview-fps` ([`Sink::next_due`]):
+//!   the frames in between are skipped by the hub, never taken. A frame is encoded only when its
+//!   viewer has taken the previous part, and only once for every viewer that gets it (the newest
+//!   part is shared), so with no viewer JPEG costs nothing, and a slow viewer skips frames. One
+//!   that takes nothing for `--send-timeout` is dropped and its connection closed.
+//! - `/frame.png`: the next frame published, as a PNG, top-down, with `X-Frame-Index` (and
+//!   `X-Frame-Sequence`). It is a one-frame hub client: on a stream that runs it costs the
+//!   renderer nothing; on an idle server it wakes the renderer for one frame, which is frame 0
+//!   of a new run (as for any client of an idle server), so a script gets a frame whether or not
+//!   anyone watches. 503 once the stream is over or `--max-clients` are connected.
+//! - `/metrics`: Prometheus/OpenMetrics text from `prometheus-client`; see [`Metrics`] for the
+//!   names. Reading it never wakes the renderer.
+//! - `/healthz`: 200 while the stream runs and either nobody is connected (idle: nothing to
+//!   render) or a frame was rendered recently; 503 otherwise. Never wakes the renderer.
+//! - `/stats.json`: what the page shows.
+//!
+//! **Threads.** One scoped thread runs a current-thread tokio runtime with hyper's HTTP/1 server:
+//! it accepts, parses requests and writes responses for every connection. Blocking work runs on
+//! scoped threads of its own: one per MJPEG viewer (its [`serve_sink`] loop: copy, flip and
+//! encode from the frame, then hand the part to the connection through a channel of one) and one
+//! per `/frame.png` request. Frames never enter the runtime; only encoded bytes do. Every thread
+//! ends once the hub is finished (the runtime checks every 100 ms).
+//!
+//! **Bad clients.** Request headers must arrive within [`HEADER_TIMEOUT`] (slow loris) and fit
+//! in [`MAX_HEADER_BYTES`] (431 otherwise); at most `--max-clients` + [`SPARE_CONNECTIONS`]
+//! connections are open at once, the rest are closed at accept. None of it blocks another
+//! connection: they are all polled on one thread and none of them waits on a frame.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::thread::{self, Scope};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Bytes, Frame as BodyFrame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+use thiserror::Error;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::hub::{Frame, Policy};
+use super::metrics::{HistogramSnapshot, OutputCounters, OutputTotals, StageHistogram};
+use super::output::{Deadline, Feed, FrameShape, Output, OutputError, SendError, Sink, serve_sink};
+use crate::format::Format;
+
+/// The page at `/`: plain HTML, CSS and JavaScript, nothing fetched from elsewhere.
+pub const PAGE: &str = include_str!("http/page.html");
+
+/// The multipart boundary of `/stream.mjpg`.
+pub const BOUNDARY: &str = "glstreamframe";
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most bytes of request headers accepted (431 beyond).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Connections allowed beyond `--max-clients` (page loads, scrapes, health checks).
+pub const SPARE_CONNECTIONS: usize = 64;
+
+/// The name of this output in the per-output counters and `/metrics` labels.
+pub const OUTPUT_NAME: &str = "http";
+
+/// A validated HTTP output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Address to listen on (`--bind`, `--http`).
+    pub addr: SocketAddr,
+    /// Shortest time between two frames to one viewer (`1 / --preview-fps`).
+    pub preview_interval: Duration,
+    /// JPEG quality, 1 to 100.
+    pub jpeg_quality: u8,
+    /// The render loop's pace (`--fps`), if any: a health check allows for it.
+    pub frame_interval: Option<Duration>,
+}
+
+/// Why the HTTP output could not be set up.
+#[derive(Debug, Error)]
+pub enum HttpError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr} (--http)")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// The HTTP output, its port bound (so a busy port fails before GL starts) but not yet served.
+pub struct HttpOutput {
+    listener: TcpListener,
+    config: HttpConfig,
+}
+
+/// Binds the HTTP port.
+pub fn bind(config: &HttpConfig) -> Result<HttpOutput, HttpError> {
+    let bind_error = |source| HttpError::Bind {
+        addr: config.addr,
+        source,
+    };
+    let listener = TcpListener::bind(config.addr).map_err(bind_error)?;
+    // tokio takes over the socket and requires it non-blocking.
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    Ok(HttpOutput {
+        listener,
+        config: config.clone(),
+    })
+}
+
+impl HttpOutput {
+    /// The address bound (the port, when 0 was asked for).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
+impl<F: Frame> Output<F> for HttpOutput {
+    fn announcement(&self) -> Option<String> {
+        self.local_addr()
+            .map(|addr| format!("http listening on http://{addr}/"))
+    }
+
+    fn start<'scope, 'env>(
+        self: Box<Self>,
+        scope: &'scope Scope<'scope, 'env>,
+        feed: &'env Feed<F>,
+    ) -> Result<(), OutputError> {
+        let thread_error = |what: &str| {
+            let what = what.to_string();
+            move |source| OutputError::Thread { what, source }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(thread_error("http runtime"))?;
+        let HttpOutput { listener, config } = *self;
+        let shared = Arc::new(Shared {
+            counters: feed.stats.outputs.output(OUTPUT_NAME),
+            newest: Mutex::new(None),
+            busy_since: Mutex::new(None),
+            config,
+        });
+        thread::Builder::new()
+            .name("http".into())
+            .spawn_scoped(scope, move || {
+                let server = Server {
+                    scope,
+                    feed,
+                    shared,
+                };
+                runtime.block_on(server.run(listener));
+                // Connections still open were closed when `run` returned; nothing else is left.
+                runtime.shutdown_background();
+            })
+            .map(drop)
+            .map_err(thread_error("http"))
+    }
+}
+
+/// The newest MJPEG part encoded, shared by every viewer that takes the same frame.
+struct Encoded {
+    sequence: u64,
+    frame_index: u64,
+    part: Bytes,
+}
+
+/// What the server's threads share.
+struct Shared {
+    config: HttpConfig,
+    counters: Arc<OutputCounters>,
+    newest: Mutex<Option<Encoded>>,
+    /// Since when clients have been connected, as seen by health checks.
+    busy_since: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// The frame index of the newest part encoded, if any.
+    fn newest_index(&self) -> Option<u64> {
+        self.newest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|e| e.frame_index)
+    }
+}
+
+struct Server<'scope, 'env, F: Frame> {
+    scope: &'scope Scope<'scope, 'env>,
+    feed: &'env Feed<F>,
+    shared: Arc<Shared>,
+}
+
+type ResponseBody = BoxBody<Bytes, Infallible>;
+
+impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
+    async fn run(&self, listener: TcpListener) {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                self.feed.fail(format!("cannot serve HTTP: {e}"));
+                return;
+            }
+        };
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .max_header_size(MAX_HEADER_BYTES)
+            .max_buf_size(MAX_HEADER_BYTES.max(8192) * 2);
+        let max_connections = self.feed.max_clients + SPARE_CONNECTIONS;
+        let mut connections = FuturesUnordered::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        if connections.len() >= max_connections {
+                            log::info!(
+                                "http: refusing {peer}: {max_connections} connections open \
+                                 (--max-clients + {SPARE_CONNECTIONS})"
+                            );
+                            continue;
+                        }
+                        if let Err(e) = stream.set_nodelay(true) {
+                            log::debug!("http: {peer}: cannot set TCP_NODELAY: {e}");
+                        }
+                        // Set off by a viewer's thread when it gives up on the viewer: its
+                        // connection may be stuck writing to a peer that reads nothing.
+                        let cut = Arc::new(Notify::new());
+                        let service = {
+                            let cut = Arc::clone(&cut);
+                            service_fn(move |request| {
+                                let cut = Arc::clone(&cut);
+                                async move { Ok::<_, Infallible>(self.handle(request, peer, cut).await) }
+                            })
+                        };
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        connections.push(async move {
+                            tokio::select! {
+                                result = connection => {
+                                    if let Err(e) = result {
+                                        log::debug!("http: {peer}: {e}");
+                                    }
+                                }
+                                () = cut.notified() => log::debug!("http: {peer}: closed"),
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        log::warn!("http: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(()) = connections.next(), if !connections.is_empty() => {}
+                _ = tick.tick() => {
+                    if self.feed.hub.is_finished() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers one request. Nothing here blocks: frames are taken on threads of their own.
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        cut: Arc<Notify>,
+    ) -> Response<ResponseBody> {
+        let head = match *request.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                log::debug!("http: {peer}: {} refused", request.method());
+                let mut response = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "only GET and HEAD are served\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return response;
+            }
+        };
+        match request.uri().path() {
+            "/" | "/index.html" => respond(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+            "/stream.mjpg" if head => mjpeg_response(empty()),
+            "/stream.mjpg" => self.viewer(peer, cut),
+            "/frame.png" => self.frame_png().await,
+            "/metrics" => respond(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.metrics(),
+            ),
+            "/healthz" => {
+                let (healthy, message) = self.health();
+                let status = if healthy {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                text(status, message)
+            }
+            "/stats.json" => respond(StatusCode::OK, "application/json", self.stats_json()),
+            path => {
+                log::debug!("http: {peer}: no {path}");
+                text(StatusCode::NOT_FOUND, format!("no {path} here\n"))
+            }
+        }
+    }
+
+    /// Why a new client cannot be taken now, if it cannot.
+    fn refusal(&self) -> Option<String> {
+        if self.feed.hub.is_finished() {
+            return Some("the stream is over\n".into());
+        }
+        let connected = self.feed.hub.client_count();
+        if connected >= self.feed.max_clients {
+            self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Some(format!(
+                "{connected} clients connected already (--max-clients {})\n",
+                self.feed.max_clients
+            ));
+        }
+        None
+    }
+
+    /// Starts an MJPEG viewer: a hub client fed by a thread of its own.
+    fn viewer(&self, peer: SocketAddr, cut: Arc<Notify>) -> Response<ResponseBody> {
+        if let Some(reason) = self.refusal() {
+            log::info!("http: refusing viewer {peer}: {}", reason.trim_end());
+            return text(StatusCode::SERVICE_UNAVAILABLE, reason);
+        }
+        let feed = self.feed;
+        let id = feed.register(OUTPUT_NAME, Policy::Latest);
+        let (parts, receiver) = mpsc::channel(1);
+        let sink = ViewerSink {
+            parts,
+            encode_times: &feed.stats.stages.encode,
+            shared: Arc::clone(&self.shared),
+            send_timeout: feed.send_timeout,
+            last_sent: None,
+            queued_at: None,
+            pixels: Vec::new(),
+        };
+        let name = format!("http viewer {peer}");
+        let spawned =
+            thread::Builder::new()
+                .name(name.clone())
+                .spawn_scoped(self.scope, move || {
+                    let departure = serve_sink(feed, id, sink, &name);
+                    if departure.failure.is_some() {
+                        cut.notify_one();
+                    }
+                });
+        if let Err(e) = spawned {
+            log::warn!("http: cannot start a viewer thread: {e}");
+            feed.deregister(id);
+            return text(StatusCode::SERVICE_UNAVAILABLE, "cannot start a viewer\n");
+        }
+        mjpeg_response(MjpegBody { receiver }.boxed())
+    }
+
+    /// `/frame.png`: the next frame published, from a one-frame hub client on a thread of its
+    /// own; the response waits for it without blocking the runtime.
+    async fn frame_png(&self) -> Response<ResponseBody> {
+        if let Some(reason) = self.refusal() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, reason);
+        }
+        let feed = self.feed;
+        let (done, result) = oneshot::channel();
+        let id = feed.register(OUTPUT_NAME, Policy::Latest);
+        let spawned = thread::Builder::new()
+            .name("http frame.png".into())
+            .spawn_scoped(self.scope, move || {
+                // The frame is copied and let go at once; the PNG is encoded from the copy.
+                let still = feed.hub.next_frame(id).map(|frame| {
+                    let still = (
+                        frame.frame_index(),
+                        frame.sequence(),
+                        frame.bytes().to_vec(),
+                    );
+                    feed.hub.sent(id, frame.sequence());
+                    still
+                });
+                feed.deregister(id);
+                let png = still.map(|(frame_index, sequence, pixels)| {
+                    let shape = &feed.shape;
+                    let png = crate::capture::frame_png(
+                        shape.width_px,
+                        shape.height_px,
+                        shape.format,
+                        &pixels,
+                        shape.top_down,
+                    );
+                    (frame_index, sequence, png)
+                });
+                let _ = done.send(png);
+            });
+        if let Err(e) = spawned {
+            log::warn!("http: cannot start a frame.png thread: {e}");
+            feed.deregister(id);
+            return text(StatusCode::SERVICE_UNAVAILABLE, "cannot take a frame\n");
+        }
+        match result.await {
+            Ok(Some((frame_index, sequence, Ok(png)))) => {
+                let mut response = respond(StatusCode::OK, "image/png", png);
+                let headers = response.headers_mut();
+                headers.insert("x-frame-index", HeaderValue::from(frame_index));
+                headers.insert("x-frame-sequence", HeaderValue::from(sequence));
+                response
+            }
+            Ok(Some((_, _, Err(e)))) => {
+                log::warn!("http: cannot encode frame.png: {e:#}");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode the frame: {e:#}\n"),
+                )
+            }
+            Ok(None) | Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the stream ended before a frame came\n",
+            ),
+        }
+    }
+
+    /// The Prometheus exposition of this stream's counters.
+    fn metrics(&self) -> String {
+        let stats = &self.feed.stats;
+        let snapshot = Metrics {
+            frames_rendered: stats.frames_rendered.load(Ordering::Relaxed),
+            bytes_sent: stats.bytes_sent.load(Ordering::Relaxed),
+            outputs: stats.outputs.snapshot(),
+            stages: stats
+                .stages
+                .named()
+                .into_iter()
+                .map(|(name, histogram)| (name, histogram.snapshot()))
+                .collect(),
+        };
+        let mut registry = Registry::with_prefix("glstream");
+        registry.register_collector(Box::new(snapshot));
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            log::warn!("http: cannot encode the metrics: {e}");
+        }
+        text
+    }
+
+    /// Whether the stream is healthy, and a line that says how it is.
+    fn health(&self) -> (bool, String) {
+        let feed = self.feed;
+        if feed.hub.is_finished() || feed.is_ended() {
+            return (false, "stream over\n".into());
+        }
+        let clients = feed.hub.client_count();
+        let mut busy_since = self
+            .shared
+            .busy_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if clients == 0 {
+            *busy_since = None;
+            return (true, "ok: idle, no client (nothing to render)\n".into());
+        }
+        let busy_for = busy_since.get_or_insert_with(Instant::now).elapsed();
+        let stale_after = self
+            .shared
+            .config
+            .frame_interval
+            .map_or(STALE_AFTER, |interval| STALE_AFTER.max(interval * 3));
+        let frames = feed.stats.frames_rendered.load(Ordering::Relaxed);
+        match unix_ns().checked_sub(feed.stats.last_frame_ns.load(Ordering::Relaxed)) {
+            Some(age_ns) if feed.stats.last_frame_ns.load(Ordering::Relaxed) > 0 => {
+                let age = Duration::from_nanos(age_ns);
+                let line = format!(
+                    "{}: {clients} clients, {frames} frames rendered, the last {} ms ago\n",
+                    if age < stale_after || busy_for < stale_after {
+                        "ok"
+                    } else {
+                        "stalled"
+                    },
+                    age.as_millis()
+                );
+                (age < stale_after || busy_for < stale_after, line)
+            }
+            _ if busy_for < stale_after => (
+                true,
+                format!("ok: {clients} clients, the first frame is being rendered\n"),
+            ),
+            _ => (
+                false,
+                format!(
+                    "stalled: {clients} clients for {} s and no frame rendered\n",
+                    busy_for.as_secs()
+                ),
+            ),
+        }
+    }
+
+    /// What the page shows.
+    fn stats_json(&self) -> String {
+        let feed = self.feed;
+        let shape = &feed.shape;
+        let outputs: Vec<serde_json::Value> = feed
+            .stats
+            .outputs
+            .snapshot()
+            .into_iter()
+            .map(|o| {
+                serde_json::json!({
+                    "output": o.output,
+                    "connected": o.connected,
+                    "dropped": o.dropped,
+                    "refused": o.refused,
+                    "skipped": o.skipped,
+                    "frames": o.frames,
+                    "bytes": o.bytes,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "frame_index": self.shared.newest_index(),
+            "frames_rendered": feed.stats.frames_rendered.load(Ordering::Relaxed),
+            "width": shape.width_px,
+            "height": shape.height_px,
+            "format": shape.format.name(),
+            "preview_fps": 1.0 / self.shared.config.preview_interval.as_secs_f64(),
+            "clients": feed.hub.client_count(),
+            "outputs": outputs,
+        })
+        .to_string()
+    }
+}
+
+/// A health check says "stalled" when clients have waited this long without a frame.
+const STALE_AFTER: Duration = Duration::from_secs(5);
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn empty() -> ResponseBody {
+    Full::new(Bytes::new()).boxed()
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(body.into()).boxed());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn mjpeg_response(body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("multipart/x-mixed-replace; boundary=glstreamframe"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The body of `/stream.mjpg`: the parts its viewer's thread hands over, as they come. When the
+/// thread leaves (the stream is over, or the viewer was dropped), the body ends.
+struct MjpegBody {
+    receiver: mpsc::Receiver<Bytes>,
+}
+
+impl Body for MjpegBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
+        self.receiver
+            .poll_recv(cx)
+            .map(|part| part.map(|part| Ok(BodyFrame::data(part))))
+    }
+}
+
+/// One MJPEG viewer, fed by [`serve_sink`] on its own thread.
+struct ViewerSink<'a> {
+    /// To the connection; room for one part.
+    parts: mpsc::Sender<Bytes>,
+    /// Where the time each encoding took goes.
+    encode_times: &'a StageHistogram,
+    shared: Arc<Shared>,
+    send_timeout: Duration,
+    /// When the last part was handed over.
+    last_sent: Option<Instant>,
+    /// When the part the connection still holds was handed over.
+    queued_at: Option<Instant>,
+    /// Top-down rows, reused from frame to frame.
+    pixels: Vec<u8>,
+}
+
+/// How often a viewer whose connection still holds the last part looks again.
+const RETRY: Duration = Duration::from_millis(10);
+
+impl Sink for ViewerSink<'_> {
+    fn next_due(&mut self) -> Option<Instant> {
+        let paced = self
+            .last_sent
+            .map(|at| at + self.shared.config.preview_interval);
+        if self.parts.capacity() == 0 && !self.parts.is_closed() {
+            let retry = Instant::now() + RETRY;
+            return Some(paced.map_or(retry, |paced| paced.max(retry)));
+        }
+        paced
+    }
+
+    fn send<F: Frame>(
+        &mut self,
+        frame: &F,
+        shape: &FrameShape,
+        deadline: &Deadline<'_>,
+    ) -> Result<u64, SendError> {
+        if self.parts.is_closed() {
+            return Err(SendError::HungUp(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the viewer closed the connection",
+            )));
+        }
+        if self.parts.capacity() == 0 {
+            // The connection has not written the last part yet: skip this frame, and give up
+            // on a viewer that has taken nothing for the send timeout.
+            let queued_at = *self.queued_at.get_or_insert(deadline.started);
+            let waited = deadline.started.saturating_duration_since(queued_at);
+            if waited >= self.send_timeout {
+                return Err(SendError::TimedOut {
+                    frame_index: frame.frame_index(),
+                    sent: 0,
+                    total: 0,
+                    elapsed: waited,
+                });
+            }
+            return Ok(0);
+        }
+        let part = self.part(frame, shape);
+        let bytes = part.len() as u64;
+        match self.parts.try_send(part) {
+            Ok(()) => {
+                let now = Instant::now();
+                self.last_sent = Some(now);
+                self.queued_at = Some(now);
+                Ok(bytes)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(0),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::HungUp(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the viewer closed the connection",
+            ))),
+        }
+    }
+
+    fn close(&mut self, _clean: bool, _deadline: &Deadline<'_>) {
+        // Dropping the sender ends the body once the connection has written what it holds.
+    }
+}
+
+impl ViewerSink<'_> {
+    /// The MJPEG part of `frame`: the one another viewer already encoded, or a new one.
+    fn part<F: Frame>(&mut self, frame: &F, shape: &FrameShape) -> Bytes {
+        let sequence = frame.sequence();
+        if let Some(newest) = self
+            .shared
+            .newest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|e| e.sequence == sequence)
+        {
+            return newest.part.clone();
+        }
+        let started = Instant::now();
+        let jpeg = encode_jpeg(
+            frame.bytes(),
+            shape,
+            self.shared.config.jpeg_quality,
+            &mut self.pixels,
+        );
+        self.encode_times.observe(started.elapsed());
+        let part = mjpeg_part(&jpeg, frame.frame_index());
+        self.shared
+            .newest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(Encoded {
+                sequence,
+                frame_index: frame.frame_index(),
+                part: part.clone(),
+            });
+        log::trace!(
+            "http: frame {} encoded in {:.2?} ({} bytes)",
+            frame.frame_index(),
+            started.elapsed(),
+            jpeg.len()
+        );
+        part
+    }
+}
+
+/// One part of the multipart stream: boundary, headers, the JPEG, and the line end that closes
+/// it.
+pub fn mjpeg_part(jpeg: &[u8], frame_index: u64) -> Bytes {
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: \
+         {frame_index}\r\n\r\n",
+        jpeg.len()
+    );
+    let mut part = Vec::with_capacity(head.len() + jpeg.len() + 2);
+    part.extend_from_slice(head.as_bytes());
+    part.extend_from_slice(jpeg);
+    part.extend_from_slice(b"\r\n");
+    Bytes::from(part)
+}
+
+/// Encodes a frame as a JPEG with rows top-down. A top-down frame of a colour format is encoded
+/// straight from its bytes; otherwise the rows are flipped (and depth turned into 8-bit grey)
+/// into `pixels` first.
+pub fn encode_jpeg(frame: &[u8], shape: &FrameShape, quality: u8, pixels: &mut Vec<u8>) -> Vec<u8> {
+    use jpeg_encoder::ColorType;
+    let (color, channels) = match shape.format {
+        Format::Rgba8 => (ColorType::Rgba, 4),
+        Format::Bgra8 => (ColorType::Bgra, 4),
+        Format::Rgb8 => (ColorType::Rgb, 3),
+        Format::Gray8 | Format::Depth32f => (ColorType::Luma, 1),
+    };
+    let width = shape.width_px as usize;
+    let stride_in = width * shape.format.bytes_per_pixel() as usize;
+    let source: &[u8] = if shape.top_down && shape.format != Format::Depth32f {
+        frame
+    } else {
+        let stride_out = width * channels;
+        pixels.clear();
+        pixels.reserve(stride_out * shape.height_px as usize);
+        let rows = frame.chunks_exact(stride_in);
+        let rows: Box<dyn Iterator<Item = &[u8]>> = if shape.top_down {
+            Box::new(rows)
+        } else {
+            Box::new(rows.rev())
+        };
+        for row in rows {
+            if shape.format == Format::Depth32f {
+                pixels.extend(row.chunks_exact(4).map(|b| {
+                    let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    (d.clamp(0.0, 1.0) * 255.0).round() as u8
+                }));
+            } else {
+                pixels.extend_from_slice(row);
+            }
+        }
+        pixels
+    };
+    let mut jpeg = Vec::with_capacity(source.len() / 8);
+    let encoder = jpeg_encoder::Encoder::new(&mut jpeg, quality);
+    // The dimensions fit u16 (checked by `check_size` at start-up: a JPEG cannot be larger) and
+    // the buffer matches them, so encoding into a Vec cannot fail.
+    if let Err(e) = encoder.encode(source, shape.width_px as u16, shape.height_px as u16, color) {
+        log::warn!("http: cannot encode a JPEG: {e}");
+    }
+    jpeg
+}
+
+/// `/metrics` as read at one scrape. Names (prefix `glstream_`):
+/// - `frames_rendered_total`: frames the render loop drew;
+/// - `bytes_sent_total`: bytes delivered to every consumer, headers included;
+/// - `clients_connected{output}`, `clients_dropped_total{output}` (cut off by a timeout or a
+///   failure), `clients_refused_total{output}` (`--max-clients`), `frames_sent_total{output}`,
+///   `frames_skipped_total{output}` (latest-policy consumers behind or throttled),
+///   `output_bytes_sent_total{output}`;
+/// - `stage_seconds{stage}`: histograms of `render`, `readback`, `send` (one frame to one
+///   consumer) and `encode` (one JPEG for the viewers).
+#[derive(Debug)]
+struct Metrics {
+    frames_rendered: u64,
+    bytes_sent: u64,
+    outputs: Vec<OutputTotals>,
+    stages: Vec<(&'static str, HistogramSnapshot)>,
+}
+
+impl Metrics {
+    fn per_output(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        metric_type: MetricType,
+        value: impl Fn(&OutputTotals) -> u64,
+    ) -> Result<(), std::fmt::Error> {
+        let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+        for output in &self.outputs {
+            let labels = [("output", output.output.as_str())];
+            let family = metric.encode_family(&labels)?;
+            match metric_type {
+                MetricType::Gauge => ConstGauge::new(value(output) as i64).encode(family)?,
+                _ => ConstCounter::new(value(output)).encode(family)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl prometheus_client::collector::Collector for Metrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        ConstCounter::new(self.frames_rendered).encode(encoder.encode_descriptor(
+            "frames_rendered",
+            "Frames the render loop drew.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        ConstCounter::new(self.bytes_sent).encode(encoder.encode_descriptor(
+            "bytes_sent",
+            "Bytes delivered to all consumers, headers included.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        self.per_output(
+            &mut encoder,
+            "clients_connected",
+            "Consumers connected now.",
+            MetricType::Gauge,
+            |o| o.connected,
+        )?;
+        self.per_output(
+            &mut encoder,
+            "clients_dropped",
+            "Consumers cut off (send timeout or failure).",
+            MetricType::Counter,
+            |o| o.dropped,
+        )?;
+        self.per_output(
+            &mut encoder,
+            "clients_refused",
+            "Consumers turned away (--max-clients).",
+            MetricType::Counter,
+            |o| o.refused,
+        )?;
+        self.per_output(
+            &mut encoder,
+            "frames_sent",
+            "Frames delivered, summed over consumers.",
+            MetricType::Counter,
+            |o| o.frames,
+        )?;
+        self.per_output(
+            &mut encoder,
+            "frames_skipped",
+            "Frames latest-policy consumers skipped (behind, or throttled to --preview-fps).",
+            MetricType::Counter,
+            |o| o.skipped,
+        )?;
+        self.per_output(
+            &mut encoder,
+            "output_bytes_sent",
+            "Bytes delivered by this output.",
+            MetricType::Counter,
+            |o| o.bytes,
+        )?;
+        let mut metric = encoder.encode_descriptor(
+            "stage",
+            "Time per stage of a frame: render, readback, send (to one consumer), encode (JPEG).",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (stage, histogram) in &self.stages {
+            let labels = [("stage", *stage)];
+            metric
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    histogram.sum_s,
+                    histogram.count,
+                    &histogram.buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+}
