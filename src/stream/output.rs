@@ -357,13 +357,17 @@ pub fn serve_sink<F: Frame>(
         match result {
             Ok(bytes) => {
                 feed.stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
-                if let Some(c) = &counters {
+                // A sink may pass a frame by (0 bytes: an MJPEG viewer still writing the one
+                // before): it counts as skipped, not sent.
+                if let Some(c) = counters.as_ref().filter(|_| bytes > 0) {
                     c.bytes.fetch_add(bytes, Ordering::Relaxed);
                     c.frames.fetch_add(1, Ordering::Relaxed);
                     let skipped = last_sequence.map_or(0, |last: u64| sequence - last - 1);
                     c.skipped.fetch_add(skipped, Ordering::Relaxed);
                 }
-                last_sequence = Some(sequence);
+                if bytes > 0 {
+                    last_sequence = Some(sequence);
+                }
                 if !announced {
                     announced = true;
                     log::info!("{name} connected ({} connected)", hub.client_count());
