@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use crate::format::Format;
 use crate::gl::GlError;
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{ReadSource, RenderTarget};
+use crate::gl::objects::{Fence, ReadSource, RenderTarget};
 use crate::gl::output::OutputPass;
 use crate::gl::readback::{FrameLease, FrameMeta, PboRing, Slot};
 use crate::scene::{self, Scene, SceneOptions};
@@ -120,6 +120,20 @@ impl<'ctx> Renderer<'ctx> {
     pub fn submit(&mut self, meta: FrameMeta) -> Result<(), GlError> {
         let (slot, source) = self.acquire()?;
         slot.submit(source, meta)
+    }
+
+    /// Whether the context is a software rasterizer (llvmpipe), which renders on the CPU cores
+    /// the rest of the process uses.
+    pub fn is_software(&self) -> bool {
+        self.context.info().software
+    }
+
+    /// Blocks until every frame drawn so far has been rasterized.
+    pub fn wait_rendered(&self) -> Result<(), GlError> {
+        let fence = Fence::new(self.context.gl())?;
+        // The wait as a whole has no limit: a render always completes unless the driver is lost.
+        while !fence.wait(100_000_000)? {}
+        Ok(())
     }
 
     /// The context's GL strings (GL_RENDERER names the driver in bench reports).

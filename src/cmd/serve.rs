@@ -498,6 +498,9 @@ fn frames<'ctx>(
     // Whether the newest frame published reached a consumer: a run that reaches --frames
     // counts only if someone was still there to be served its last frame.
     let mut delivered = false;
+    // On a GPU the readback is asynchronous and the GL thread must not wait for the render; on
+    // llvmpipe `glReadPixels` waits for the rasterizer anyway (see the loop).
+    let publish_early = renderer.is_software() && renderer.ring.capacity() > 1;
     'frames: loop {
         if stopped() {
             break;
@@ -547,7 +550,21 @@ fn frames<'ctx>(
             timestamp_ns: unix_ns(),
         };
         renderer.render(meta.frame_index);
-        observer.mark(Mark::Rendered);
+        if publish_early {
+            // A software rasterizer shares the CPU with the outputs: publishing frame N − 1
+            // only after frame N's readback started its send just as frame N + 1's
+            // rasterization took both cores. Waiting for frame N to be rasterized first and
+            // publishing N − 1 then overlaps the send with the readback copy instead.
+            renderer.wait_rendered()?;
+            observer.mark(Mark::Rendered);
+            if let Some(lease) = renderer.ring.complete_oldest()? {
+                observer.mark(Mark::Mapped);
+                delivered = hub.publish(current, lease);
+                observer.mark(Mark::Published);
+            }
+        } else {
+            observer.mark(Mark::Rendered);
+        }
         let (slot, source) = renderer.acquire()?;
         if let Some(leased) = slot.leased_frame() {
             hub.retract_through(leased.sequence, &stopped);
