@@ -301,21 +301,7 @@ pub fn receive_shm(
                 pixels.len()
             );
         }
-        for (what, expected, got) in [
-            ("width", args.width, width_px),
-            ("height", args.height, height_px),
-        ] {
-            if expected.is_some_and(|e| e != got) {
-                bail!(
-                    "frame {frames}: {what} {got}, expected {}",
-                    expected.unwrap_or(0)
-                );
-            }
-        }
-        if size.is_some_and(|s| s != (width_px, height_px)) {
-            bail!("frame {frames}: size changed to {width_px}x{height_px} mid-stream");
-        }
-        size = Some((width_px, height_px));
+        check_size(args, frames, &mut size, width_px, height_px)?;
         let frame = Received {
             width_px,
             height_px,
@@ -371,6 +357,33 @@ fn pattern_index(scratch: &mut Vec<u8>, count: u64, frame: &Received) -> Result<
         bail!("frame {count}: pattern says frame {index}, header says {header_index}");
     }
     Ok(index)
+}
+
+/// Checks frame `frames`'s size against --width and --height and against the frames before it
+/// (a stream does not change size), and records it.
+fn check_size(
+    args: &RecvArgs,
+    frames: u64,
+    size: &mut Option<(u32, u32)>,
+    width_px: u32,
+    height_px: u32,
+) -> Result<()> {
+    for (what, expected, got) in [
+        ("width", args.width, width_px),
+        ("height", args.height, height_px),
+    ] {
+        if expected.is_some_and(|e| e != got) {
+            bail!(
+                "frame {frames}: {what} {got}, expected {}",
+                expected.unwrap_or(0)
+            );
+        }
+    }
+    if size.is_some_and(|s| s != (width_px, height_px)) {
+        bail!("frame {frames}: size changed to {width_px}x{height_px} mid-stream");
+    }
+    *size = Some((width_px, height_px));
+    Ok(())
 }
 
 impl PatternCheck {
@@ -492,21 +505,7 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
         first.get_or_insert_with(Instant::now);
         let header = parts.header;
         let (width_px, height_px) = (header.width_px, header.height_px);
-        for (what, expected, got) in [
-            ("width", args.width, width_px),
-            ("height", args.height, height_px),
-        ] {
-            if expected.is_some_and(|e| e != got) {
-                bail!(
-                    "frame {frames}: {what} {got}, expected {}",
-                    expected.unwrap_or(0)
-                );
-            }
-        }
-        if size.is_some_and(|s| s != (width_px, height_px)) {
-            bail!("frame {frames}: size changed to {width_px}x{height_px}");
-        }
-        size = Some((width_px, height_px));
+        check_size(args, frames, &mut size, width_px, height_px)?;
         // A glstream header always carries the index.
         let index = header.frame_index.unwrap_or(frames);
         let frame = Received {
