@@ -106,7 +106,7 @@ pub struct ServeArgs {
     pub shard: Option<String>,
 
     /// Serve HTTP on this port (on --bind; 0 picks a free one): a live page at /, MJPEG at
-    /// /stream.mjpg, the newest frame at /frame.png, Prometheus metrics at /metrics and
+    /// /stream.mjpg, the next frame at /frame.png, Prometheus metrics at /metrics and
     /// /healthz. Runs beside the other outputs, or alone.
     #[arg(long, value_name = "PORT")]
     pub http: Option<u16>,

@@ -471,7 +471,7 @@ fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str) {
             thread::sleep(IDLE_POLL);
             continue;
         }
-        let id = feed.hub.register(feed.policy_or(Policy::Latest));
+        let id = feed.register("shm", feed.policy_or(Policy::Latest));
         log::debug!("{name}: {} subscribed", publishing.subscribers());
         let sink = ShmSink {
             publishing,
