@@ -399,7 +399,7 @@ pub fn stream<'ctx>(
     let spare_limit = match config.policy.or(push_only.then_some(Policy::Lossless)) {
         Some(Policy::Lossless) => {
             renderer.ring.set_spare_limit(1);
-            renderer.ring.allocate_spares()?;
+            renderer.ring.allocate_spares(1)?;
             1
         }
         _ => {
@@ -409,9 +409,10 @@ pub fn stream<'ctx>(
     };
     for transport in &config.outputs {
         if let socket::Transport::Stdout = transport {
-            // A recording is lossless unless told otherwise; give it its spare too.
+            // A recording is lossless unless told otherwise; give it its spare too (one: the
+            // allowance here is one per possible latest client, each a whole frame).
             if config.policy.is_none() {
-                renderer.ring.allocate_spares()?;
+                renderer.ring.allocate_spares(1)?;
             }
         }
     }

@@ -312,10 +312,14 @@ impl<'ctx> PboRing<'ctx> {
         self.spare_limit = spares;
     }
 
-    /// Allocates every spare the allowance permits now rather than on demand, for a loop that
-    /// will need them and must not allocate once it runs (a lossless stream).
-    pub fn allocate_spares(&mut self) -> Result<(), GlError> {
-        while self.slots.len() < self.in_flight_limit.saturating_add(self.spare_limit) {
+    /// Allocates up to `spares` of the spares the allowance permits now rather than on demand,
+    /// for a loop that will need them and must not allocate once it runs (a lossless stream
+    /// needs one). The rest of the allowance stays on demand: each spare is a whole frame.
+    pub fn allocate_spares(&mut self, spares: usize) -> Result<(), GlError> {
+        let wanted = self
+            .in_flight_limit
+            .saturating_add(spares.min(self.spare_limit));
+        while self.slots.len() < wanted {
             self.add_slot()?;
         }
         Ok(())

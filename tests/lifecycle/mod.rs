@@ -175,6 +175,15 @@ fn a_recording_that_cannot_be_written_fails_the_run() {
 }
 
 #[test]
+fn a_recording_allocates_one_spare_not_one_per_possible_client() {
+    // --stdout with no --policy is lossless: one spare buffer, as with --policy lossless, not
+    // the --max-clients spares a latest stream may grow to (each one a whole frame of memory).
+    let output = util::run_ok(&["--stdout", "--width", W, "--height", H, "--frames", "3"]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("(2 PBOs + 1 spares used)"), "{log}");
+}
+
+#[test]
 fn a_closed_or_full_stdout_loses_the_announcement_but_not_the_server() {
     let dir = scratch("lifecycle-closed-stdout");
     // `>&-` closes stdout; `>/dev/full` makes every write fail with ENOSPC, which used to panic
