@@ -350,10 +350,15 @@ pub fn run(config: &ServeConfig) -> Result<()> {
 struct Closing<'a, F: Frame> {
     feed: &'a Feed<F>,
     drained: bool,
+    /// Whether `close` ran (the end of the stream calls it, then `Drop` would again).
+    closed: bool,
 }
 
 impl<F: Frame> Closing<'_, F> {
     fn close(&mut self) -> bool {
+        if std::mem::replace(&mut self.closed, true) {
+            return self.drained;
+        }
         let hub = &self.feed.hub;
         hub.shutdown();
         if !hub.wait_drained(Some(SHUTDOWN_GRACE)) {
@@ -438,6 +443,7 @@ pub fn stream<'ctx>(
         let mut closing = Closing {
             feed: &feed,
             drained: true,
+            closed: false,
         };
         for output in outputs {
             output.start(scope, &feed)?;

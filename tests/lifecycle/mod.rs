@@ -416,3 +416,36 @@ fn a_listing_into_a_closed_pipe_ends_quietly() {
     assert!(output.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_signal_with_a_stalled_client_still_cleans_up_before_the_watchdog() {
+    // A stalled lossless client is cut off after the shutdown's grace; the process must then
+    // end on its own, well before the signal watchdog (which exits without cleaning up), so the
+    // socket file goes too.
+    let dir = scratch("lifecycle-stalled-signal");
+    let path = dir.join("s.sock");
+    let mut server = Server::start_with(
+        &[
+            "--unix",
+            path_str(&path),
+            "--width",
+            "640",
+            "--height",
+            "480",
+            "--policy",
+            "lossless",
+            "--send-timeout",
+            "60",
+            "-v",
+        ],
+        "listening on unix:",
+    );
+    // Connects and never reads: a 1.2 MB frame fills its socket at once.
+    let _stalled = UnixStream::connect(&path).unwrap();
+    assert!(server.wait_for_log(" connected"), "{}", server.stderr());
+    signal(&server, "TERM");
+    assert!(server.wait().success());
+    let log = server.stderr();
+    assert!(!log.contains("still busy"), "the watchdog ended it:\n{log}");
+    assert!(!path.exists(), "the socket file was left behind:\n{log}");
+}
