@@ -1579,36 +1579,8 @@ mod formats {
 /// `glstream bench`: every configuration runs, the JSON last line is well-formed, and the measured
 /// frames allocate nothing. Speed is measured by the bench, never asserted here.
 mod bench {
+    use super::util::bench;
     use super::*;
-
-    fn bench(extra: &[&str]) -> serde_json::Value {
-        let args = [
-            &[
-                "bench",
-                "--width",
-                "96",
-                "--height",
-                "64",
-                "--frames",
-                "20",
-                "--warmup",
-                "3",
-                "--repeats",
-                "1",
-            ][..],
-            extra,
-        ]
-        .concat();
-        let out = run(&args);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "bench failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let last = stdout.lines().last().expect("bench printed nothing");
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
-    }
 
     #[test]
     fn every_configuration_runs_and_the_frame_loop_does_not_allocate() {

@@ -376,26 +376,7 @@ fn the_readme_python_consumer_runs_as_written() {
 
 #[test]
 fn bench_measures_shm_and_reports_its_allocations_honestly() {
-    let output = util::run_ok(&[
-        "bench",
-        "--width",
-        "96",
-        "--height",
-        "64",
-        "--frames",
-        "20",
-        "--warmup",
-        "3",
-        "--repeats",
-        "1",
-        "--pbo-counts",
-        "2",
-        "--transports",
-        "shm",
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("bench printed nothing")).unwrap();
+    let report = util::bench(&["--pbo-counts", "2", "--transports", "shm"]);
     let configs = report["configs"].as_array().unwrap();
     let shm = configs
         .iter()

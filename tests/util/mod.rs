@@ -465,3 +465,34 @@ pub fn require_tool(tool: &str, version_flag: &str, package: &str) {
         ),
     }
 }
+
+/// `glstream bench` at a tiny size and frame count with `EXTRA` arguments; fails the test with
+/// its output if it fails, and returns its last line, the JSON report.
+pub fn bench(extra: &[&str]) -> serde_json::Value {
+    let args = [
+        &[
+            "bench",
+            "--width",
+            "96",
+            "--height",
+            "64",
+            "--frames",
+            "20",
+            "--warmup",
+            "3",
+            "--repeats",
+            "1",
+        ][..],
+        extra,
+    ]
+    .concat();
+    let out = run(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().expect("bench printed nothing");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
