@@ -1061,6 +1061,7 @@ mod golden {
 mod consumers {
     //! Many, slow, and vanishing consumers; other transports; shutdown.
 
+    use super::util::stalled_client;
     use super::*;
     use std::collections::hash_map::DefaultHasher;
     use std::hash::{Hash, Hasher};
@@ -1077,15 +1078,6 @@ mod consumers {
         std::iter::from_fn(|| read_blender_frame(stream))
             .map(|f| digest(&f))
             .collect()
-    }
-
-    /// A client that connects and never reads, with a tiny receive buffer so it stalls at once.
-    fn stalled_client(addr: std::net::SocketAddr) -> socket2::Socket {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(&addr.into()).unwrap();
-        socket
     }
 
     fn rss_kib(pid: u32) -> u64 {
@@ -1324,11 +1316,7 @@ mod consumers {
         ]);
         let _stalled = stalled_client(server.addr);
         assert!(server.wait_for_log(" connected"), "{}", server.stderr());
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &server.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        server.signal("TERM");
         assert!(server.wait_at_most(Duration::from_secs(30)).success());
     }
 
@@ -1346,11 +1334,7 @@ mod consumers {
             })
             .collect();
         read_frames(&mut server.connect(), 5);
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &server.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        server.signal("TERM");
         assert!(
             server.wait().success(),
             "SIGTERM must exit 0:\n{}",
@@ -1681,14 +1665,6 @@ mod zmq {
         Server::start_with(&[&size[..], args].concat(), ready)
     }
 
-    fn sigterm(server: &Server) {
-        let status = Command::new("kill")
-            .args(["-TERM", &server.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
     /// The `indices A..=B` a `recv --verify-pattern` reported.
     fn index_range(stdout: &str) -> (u64, u64) {
         let range = stdout
@@ -1815,7 +1791,7 @@ mod zmq {
         // Both gone: the producer goes idle and keeps running.
         assert!(producer.wait_for_log("left after"), "{}", producer.stderr());
         assert!(producer.is_running());
-        sigterm(&producer);
+        producer.signal("TERM");
         assert!(producer.wait().success());
     }
 
@@ -1826,7 +1802,7 @@ mod zmq {
             "zmq pub listening on ",
         );
         thread::sleep(Duration::from_secs(1));
-        sigterm(&producer);
+        producer.signal("TERM");
         assert!(producer.wait().success());
         let log = producer.stderr();
         assert!(log.contains("streamed 0 frames"), "{log}");
@@ -1863,7 +1839,7 @@ mod zmq {
         let (first, last) = collect();
         assert!(first >= 10 && last == first + 9, "{first}..={last}");
         assert!(producer.is_running(), "the producer was never restarted");
-        sigterm(&producer);
+        producer.signal("TERM");
         assert!(producer.wait().success());
     }
 
@@ -1891,7 +1867,7 @@ mod zmq {
         let (_stalled, _) = listener.accept().unwrap();
         thread::sleep(Duration::from_secs(1));
         let signalled = Instant::now();
-        sigterm(&producer);
+        producer.signal("TERM");
         let status = producer.wait_at_most(Duration::from_secs(10));
         let took = signalled.elapsed();
         let log = producer.stderr();

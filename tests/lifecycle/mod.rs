@@ -11,16 +11,10 @@ use std::time::{Duration, Instant};
 
 use glstream::pattern_code::decode_pattern;
 
-use super::util::{self, Server, assert_clean_failure, read_blender_frame, read_frames, run};
+use super::util::{
+    self, Server, assert_clean_failure, read_blender_frame, read_frames, run, stalled_client,
+};
 use super::{H, W, path_str, scratch};
-
-fn signal(server: &Server, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 /// Frame indices decoded from pattern frames read until the end of the stream.
 fn pattern_indices(stream: &mut impl Read) -> Vec<u64> {
@@ -30,14 +24,6 @@ fn pattern_indices(stream: &mut impl Read) -> Vec<u64> {
                 .unwrap_or_else(|| panic!("not a pattern frame"))
         })
         .collect()
-}
-
-/// A client that connects and never reads, with a tiny receive buffer so it stalls at once.
-fn stalled_client(addr: std::net::SocketAddr) -> socket2::Socket {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    socket
 }
 
 #[test]
@@ -256,7 +242,7 @@ fn the_socket_file_is_removed_only_while_it_is_still_ours() {
     // Someone replaces the socket file while the server runs.
     std::fs::remove_file(&path).unwrap();
     std::fs::write(&path, b"not yours").unwrap();
-    signal(&server, "TERM");
+    server.signal("TERM");
     assert!(server.wait().success());
     assert_eq!(std::fs::read(&path).unwrap(), b"not yours");
 
@@ -266,7 +252,7 @@ fn the_socket_file_is_removed_only_while_it_is_still_ours() {
         &["--unix", path_str(&path), "--width", W, "--height", H],
         "listening on unix:",
     );
-    signal(&server, "TERM");
+    server.signal("TERM");
     assert!(server.wait().success());
     assert!(!path.exists());
 }
@@ -333,7 +319,7 @@ fn sigterm_ends_a_stream_whose_frame_takes_seconds() {
     // while the second is being drawn.
     assert!(server.wait_for_log(" fps, "), "{}", server.stderr());
     let signalled = Instant::now();
-    signal(&server, "TERM");
+    server.signal("TERM");
     let status = server.wait();
     let took = signalled.elapsed();
     assert!(status.success(), "{}", server.stderr());
@@ -396,7 +382,7 @@ fn outputs_run_side_by_side_and_the_logs_agree_on_buffers() {
     );
     let output = run(&["--unix", path_str(&dir.join("live.sock"))]);
     assert_clean_failure(&output, "another server is listening");
-    signal(&live, "TERM");
+    live.signal("TERM");
     assert!(live.wait().success());
     assert!(!live.stderr().contains("connected"), "{}", live.stderr());
 }
@@ -443,7 +429,7 @@ fn a_signal_with_a_stalled_client_still_cleans_up_before_the_watchdog() {
     // Connects and never reads: a 1.2 MB frame fills its socket at once.
     let _stalled = UnixStream::connect(&path).unwrap();
     assert!(server.wait_for_log(" connected"), "{}", server.stderr());
-    signal(&server, "TERM");
+    server.signal("TERM");
     assert!(server.wait().success());
     let log = server.stderr();
     assert!(!log.contains("still busy"), "the watchdog ended it:\n{log}");

@@ -236,13 +236,7 @@ fn a_producer_killed_with_sigkill_does_not_stop_the_next_one() {
         })
     };
     thread::sleep(Duration::from_millis(500));
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &server.pid().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.signal("KILL");
     drop(server);
     let _ = reader.join();
     let mut again = publishing(&[&args[..], &["--frames", "20", "--policy", "lossless"]].concat());

@@ -149,6 +149,15 @@ impl Server {
         false
     }
 
+    /// Sends the server signal `name` (`TERM`, `INT`, `KILL`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
@@ -495,4 +504,12 @@ pub fn bench(extra: &[&str]) -> serde_json::Value {
     );
     let last = stdout.lines().last().expect("bench printed nothing");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+/// A TCP client that connects and never reads, with a tiny receive buffer so it stalls at once.
+pub fn stalled_client(addr: SocketAddr) -> socket2::Socket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket
 }
