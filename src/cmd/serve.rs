@@ -392,34 +392,15 @@ pub fn stream<'ctx>(
     // in flight), so each frame's send ran alone, between two readbacks; one spare lets the
     // outputs send frame N from its mapping while the GL thread reads frame N + 1. It is used
     // at once, so it is allocated now rather than mid-stream.
-    // A ZeroMQ push socket alone is a lossless consumer (its peers' back-pressure stops the
-    // renderer), so it gets the lossless ring: one spare, not one per possible client.
-    let push_only = config.outputs.is_empty()
-        && config.shm.is_none()
-        && config.http.is_none()
-        && config
-            .zmq
-            .as_ref()
-            .is_some_and(|z| z.pattern == zmq::Pattern::Push);
-    let spare_limit = match config.policy.or(push_only.then_some(Policy::Lossless)) {
-        Some(Policy::Lossless) => {
-            renderer.ring.set_spare_limit(1);
-            renderer.ring.allocate_spares(1)?;
-            1
-        }
-        _ => {
-            renderer.ring.set_spare_limit(config.max_clients);
-            config.max_clients
-        }
+    let policies: Vec<Policy> = outputs.iter().map(|o| o.policy(config.policy)).collect();
+    let spare_limit = if policies.iter().all(|&p| p == Policy::Lossless) {
+        1
+    } else {
+        config.max_clients
     };
-    for transport in &config.outputs {
-        if let socket::Transport::Stdout = transport {
-            // A recording is lossless unless told otherwise; give it its spare too (one: the
-            // allowance here is one per possible latest client, each a whole frame).
-            if config.policy.is_none() {
-                renderer.ring.allocate_spares(1)?;
-            }
-        }
+    renderer.ring.set_spare_limit(spare_limit);
+    if policies.contains(&Policy::Lossless) {
+        renderer.ring.allocate_spares(1)?;
     }
     let shape = FrameShape {
         width_px: config.render.width_px,

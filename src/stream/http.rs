@@ -141,6 +141,11 @@ impl HttpOutput {
 }
 
 impl<F: Frame> Output<F> for HttpOutput {
+    fn policy(&self, _chosen: Option<Policy>) -> Policy {
+        // A viewer skips frames whatever --policy says: it must never stall anything.
+        Policy::Latest
+    }
+
     fn announcement(&self) -> Option<String> {
         self.local_addr()
             .map(|addr| format!("http listening on http://{addr}/"))

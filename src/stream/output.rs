@@ -186,6 +186,13 @@ pub trait Output<F: Frame>: Send {
     /// The line printed on stdout once consumers can reach it (`listening on ...`), if any.
     fn announcement(&self) -> Option<String>;
 
+    /// The policy this output's consumers get when the user chose `chosen` (`--policy`, if
+    /// given). The render loop sizes the readback ring from it: a stream whose every output
+    /// is lossless needs one spare buffer, not one per possible latest client.
+    fn policy(&self, chosen: Option<Policy>) -> Policy {
+        chosen.unwrap_or(Policy::Latest)
+    }
+
     /// Starts serving in `scope`: spawns the threads that find consumers and feed them through
     /// [`serve_sink`]. They must return once the hub is finished (checking at least every
     /// 100 ms while idle), so that the scope, and the stream, can end.

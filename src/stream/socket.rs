@@ -214,6 +214,15 @@ impl<F: Frame> Output<F> for SocketOutput {
         }
     }
 
+    fn policy(&self, chosen: Option<Policy>) -> Policy {
+        // A recording keeps every frame unless the user says otherwise.
+        let default = match self.bound {
+            Bound::Stdout(_) => Policy::Lossless,
+            _ => Policy::Latest,
+        };
+        chosen.unwrap_or(default)
+    }
+
     fn start<'scope, 'env>(
         self: Box<Self>,
         scope: &'scope Scope<'scope, 'env>,

@@ -289,6 +289,14 @@ impl ZmqOutput {
 }
 
 impl<F: Frame> Output<F> for ZmqOutput {
+    fn policy(&self, _chosen: Option<Policy>) -> Policy {
+        // The pattern is the policy: push waits for its peers, pub drops at their HWM.
+        match self.pattern {
+            Pattern::Push => Policy::Lossless,
+            Pattern::Pub => Policy::Latest,
+        }
+    }
+
     fn announcement(&self) -> Option<String> {
         let mut line = format!("zmq {}", self.pattern.name());
         if !self.bound.is_empty() {
