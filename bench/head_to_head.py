@@ -5,12 +5,19 @@ a noisy minute over every contender instead of one).
 For each size, each round runs every contender once: a producer process serves FRAMES frames to
 one consumer process (consumer.py) over loopback TCP (and glstream --shm to a Python iceoryx2 subscriber, for the shared-memory
 goal). It prints fps (consumer side, after the
-warm-up), CPU ms per frame of producer and consumer (getrusage of each process), the median of
-the rounds, and each contender's ratio to the script.
+warm-up), CPU ms per frame of producer and consumer (getrusage of each process), how many of
+the machine's cores the pair kept busy, the median of the rounds, and each contender's ratio to
+the script.
+
+It also prints the ceiling for any producer over TCP on this machine: every producer must at least
+render and read back each frame (CPU ms per frame of `glstream bench`'s readback mode, the same
+Mesa work the script does), and the consumer's CPU per frame is the consumer's own; with every core
+busy and a free send, no producer can go faster than cores x 1000 / (readback + consumer) fps.
 
     bench/head-to-head.sh [--sizes 800x600,1920x1080] [--rounds 3] [--frames 600]
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -28,6 +35,8 @@ def contenders(width, height, frames):
     common = [GLSTREAM, "-q", "--port", "0", "--scene", SHADER, "--frames", str(frames)] + size
     return [
         ("glstream", common),
+        # The kernel's autotuned send buffer, glstream's default before --send-buffer auto.
+        ("glstream --send-buffer system", common + ["--send-buffer", "system"]),
         ("glstream --pbo-count 1", common + ["--pbo-count", "1"]),
         ("glstream --policy lossless", common + ["--policy", "lossless"]),
         ("moderngl script", [PYTHON, os.path.join(HERE, "moderngl_producer.py"), SHADER,
@@ -35,6 +44,16 @@ def contenders(width, height, frames):
         # Not over TCP: the same frames into the consumer's memory through shared memory.
         ("glstream --shm", common[:2] + ["--shm", "glstream/head-to-head"] + common[4:]),
     ]
+
+
+def readback_cpu_ms(width, height):
+    """CPU ms per frame to render and read back the shader, no output (glstream bench)."""
+    out = subprocess.run([GLSTREAM, "-q", "bench", "--scene", SHADER, "--width", str(width),
+                          "--height", str(height), "--pbo-counts", "2", "--transports", "tcp",
+                          "--repeats", "3", "--frames", "200"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    return next(c["cpu_ms"] for c in report["configs"] if c["mode"] == "readback")
 
 
 def cpu_ms(rusage):
@@ -78,16 +97,25 @@ def main():
         for _ in range(args.rounds):
             for name, command in contenders(width, height, args.frames):
                 runs[name].append(run_once(command, args.warmup))
+        floor = readback_cpu_ms(width, height)
         script = statistics.median(fps for fps, _, _ in runs["moderngl script"])
         print("\n%dx%d, %d frames, %d rounds alternating (fps after %d warm-up frames)"
               % (width, height, args.frames, args.rounds, args.warmup))
-        print("%-28s %-24s %8s %8s %10s %10s" % ("producer", "fps per round", "median", "ratio",
-                                                  "prod ms/f", "cons ms/f"))
+        print("%-30s %-24s %8s %8s %10s %10s %7s" % ("producer", "fps per round", "median",
+                                                      "ratio", "prod ms/f", "cons ms/f", "cores"))
         for name, samples in runs.items():
             fps = statistics.median(s[0] for s in samples)
-            print("%-28s %-24s %8.1f %8.2f %10.2f %10.2f" % (
-                name, ", ".join("%.0f" % s[0] for s in samples), fps, fps / script,
-                statistics.median(s[1] for s in samples), statistics.median(s[2] for s in samples)))
+            prod = statistics.median(s[1] for s in samples)
+            cons = statistics.median(s[2] for s in samples)
+            print("%-30s %-24s %8.1f %8.2f %10.2f %10.2f %7.2f" % (
+                name, ", ".join("%.0f" % s[0] for s in samples), fps, fps / script, prod, cons,
+                fps * (prod + cons) / 1000.0))
+        consumer = statistics.median(s[2] for s in runs["moderngl script"])
+        cores = os.cpu_count()
+        ceiling = cores * 1000.0 / (floor + consumer)
+        print("TCP ceiling on %d cores: render + readback %.2f ms/f (glstream bench) + consumer "
+              "%.2f ms/f -> %.1f fps = %.2f x the script" % (cores, floor, consumer, ceiling,
+                                                             ceiling / script))
 
 
 if __name__ == "__main__":

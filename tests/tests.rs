@@ -170,9 +170,10 @@ mod stream {
 }
 
 mod clients {
-    //! Clients that misbehave cost only themselves.
+    //! Clients that misbehave cost only themselves, and what each client's socket gets.
 
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn clients_hanging_up_mid_frame_do_not_stop_the_stream() {
@@ -210,6 +211,47 @@ mod clients {
         leaver.read_exact(&mut some).unwrap();
         drop(leaver);
         read_frames(&mut steady, 5);
+    }
+
+    /// The send buffer (`tb`, the kernel's sk_sndbuf) of the server's side of each established
+    /// connection to `port`, as `ss` reports it from outside the process.
+    fn server_send_buffers(port: u16) -> Vec<u64> {
+        util::require_tool("ss", "-V", "iproute2");
+        let out = Command::new("ss")
+            .args([
+                "-tmnH",
+                "state",
+                "established",
+                &format!("( sport = :{port} )"),
+            ])
+            .output()
+            .expect("run ss");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("tb")
+            .skip(1)
+            .map(|rest| {
+                let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+                digits.parse().expect("ss prints tb<bytes>")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tcp_consumers_get_the_send_buffer_asked_for() {
+        // Linux doubles SO_SNDBUF for its bookkeeping: 64K asked is 131072 kept.
+        let server = Server::start(&["--width", W, "--height", H, "--send-buffer", "64K"]);
+        let mut client = server.connect();
+        read_frames(&mut client, 2);
+        assert_eq!(server_send_buffers(server.addr.port()), vec![131072]);
+        assert!(server.wait_for_log("send buffer of 64 KiB"));
+        read_frames(&mut client, 2);
+        // `system` leaves the kernel's autotuning alone: not the size asked for above.
+        let server = Server::start(&["--width", W, "--height", H, "--send-buffer", "system"]);
+        let mut client = server.connect();
+        read_frames(&mut client, 2);
+        let buffers = server_send_buffers(server.addr.port());
+        assert_eq!(buffers.len(), 1);
+        assert_ne!(buffers[0], 131072);
     }
 
     #[test]

@@ -318,7 +318,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     // Bind before the (slower) GL start-up, so a port in use fails at once.
     let mut outputs: Vec<socket::SocketOutput> = Vec::new();
     for transport in &config.outputs {
-        outputs.push(socket::bind(transport, config.header)?);
+        outputs.push(socket::bind(transport, config.header, config.send_buffer)?);
     }
     let zmq_output = config.zmq.as_ref().map(zmq::bind).transpose()?;
     let http_output = config.http.as_ref().map(http::bind).transpose()?;
@@ -440,6 +440,16 @@ pub fn stream<'ctx>(
             renderer.ring.capacity(),
             spare_limit,
         );
+        if config
+            .outputs
+            .iter()
+            .any(|t| matches!(t, socket::Transport::Tcp(_) | socket::Transport::Connect(_)))
+        {
+            log::info!(
+                "TCP consumers get a send buffer of {} (--send-buffer)",
+                config.send_buffer
+            );
+        }
         let (frames, served) = frames(config, renderer, &feed, stop, observer, fail_at)?;
         let drained = closing.close();
         Ok(StreamReport {

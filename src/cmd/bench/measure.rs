@@ -21,7 +21,7 @@ use crate::stream::hub::Policy;
 use crate::stream::output::Output as StreamOutput;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::shm;
-use crate::stream::socket::{self, Transport};
+use crate::stream::socket::{self, SendBuffer, Transport};
 
 /// Stages a frame's time is split into, in table order. Each mode fills the ones it has.
 pub const STAGES: [&str; 7] = [
@@ -196,13 +196,14 @@ pub fn end_to_end(
         frames: Some(total),
         frame_interval: None,
         send_timeout: Duration::from_secs(30),
+        send_buffer: SendBuffer::auto(),
         zmq: None,
         shard: Shard::ALL,
         http: None,
     };
     let output: Box<dyn StreamOutput<FrameLease<'_>>> = match (&target, &service) {
         (Some(target), _) => {
-            let output = socket::bind(target, config.header)?;
+            let output = socket::bind(target, config.header, config.send_buffer)?;
             match (output.local_addr(), output.unix_path()) {
                 (Some(addr), _) => args.extend(["--connect".into(), addr.to_string()]),
                 (None, Some(path)) => args.extend(["--unix".into(), path.display().to_string()]),
