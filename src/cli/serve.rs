@@ -13,7 +13,7 @@ use crate::stream::http::HttpConfig;
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::shm;
-use crate::stream::socket::{SendBuffer, Transport};
+use crate::stream::socket::{self, SendBuffer, Transport};
 use crate::stream::zmq::{self, Pattern, ZmqConfig};
 
 /// Options of the default action: render and stream.
@@ -192,8 +192,6 @@ pub struct ServeConfig {
     pub http: Option<HttpConfig>,
 }
 
-/// Checks that `addr` is HOST:PORT with a port from 1 to 65535. Whether the host resolves is
-/// only known later (a consumer's name may not resolve yet), so that is retried, not refused.
 /// `--send-buffer`: auto, system, or bytes with an optional K or M (KiB, MiB) suffix, from 4 KiB
 /// to 1 GiB (setsockopt takes a C int).
 fn parse_send_buffer(text: &str) -> Result<SendBuffer, String> {
@@ -204,26 +202,17 @@ fn parse_send_buffer(text: &str) -> Result<SendBuffer, String> {
         "system" => return Ok(SendBuffer::System),
         _ => {}
     }
-    let (digits, scale) = match text.strip_suffix(['K', 'k']) {
-        Some(digits) => (digits, 1u64 << 10),
-        None => match text.strip_suffix(['M', 'm']) {
-            Some(digits) => (digits, 1u64 << 20),
-            None => (text, 1),
-        },
-    };
-    let bytes = digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| {
-            format!("expected auto, system or a size in bytes (like 524288 or 512K), got {text:?}")
-        })?;
+    let bytes = socket::parse_size(text).ok_or_else(|| {
+        format!("expected auto, system or a size in bytes (like 524288 or 512K), got {text:?}")
+    })?;
     if !(MIN..=MAX).contains(&bytes) {
         return Err(format!("{text} is out of range: 4K to 1024M"));
     }
     Ok(SendBuffer::Bytes(bytes as usize))
 }
 
+/// Checks that `addr` is HOST:PORT with a port from 1 to 65535. Whether the host resolves is
+/// only known later (a consumer's name may not resolve yet), so that is retried, not refused.
 fn check_connect_address(addr: &str) -> Result<()> {
     let Some((host, port)) = addr.rsplit_once(':') else {
         bail!("--connect {addr}: expected HOST:PORT");
@@ -418,6 +407,7 @@ mod tests {
             "4095",
             "2048M",
             "1.5M",
+            "+512K",
             "99999999999999999999K",
         ] {
             assert!(parse_send_buffer(bad).is_err(), "{bad:?}");

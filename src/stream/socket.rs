@@ -111,21 +111,28 @@ impl std::fmt::Display for SendBuffer {
     }
 }
 
-/// Parses sysfs's cache size ("1024K", "32M", "512").
+/// Parses a size in bytes: ASCII digits with an optional `K`/`k` (KiB) or `M`/`m` (MiB) suffix,
+/// as sysfs writes cache sizes and as `--send-buffer` takes them; `None` if it is not one or
+/// overflows.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (digits, scale) = match text.strip_suffix(['K', 'k']) {
+        Some(digits) => (digits, 1 << 10),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(digits) => (digits, 1 << 20),
+            None => (text, 1),
+        },
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+/// Parses sysfs's cache size ("1024K\n", "32M", "512"); a size of 0 is no size.
 fn parse_cache_size(text: &str) -> Option<usize> {
-    let text = text.trim();
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let n: usize = digits.parse().ok()?;
-    let scale = match unit {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        _ => return None,
-    };
-    n.checked_mul(scale).filter(|&bytes| bytes > 0)
+    parse_size(text.trim())
+        .filter(|&bytes| bytes > 0)
+        .and_then(|bytes| usize::try_from(bytes).ok())
 }
 
 /// A socket output whose socket is bound (so a busy port fails before GL starts) but not yet
