@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 use std::f32::consts::TAU;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -492,12 +493,8 @@ impl<'a> Loader<'a> {
             }
             gltf::image::Source::Uri { uri, .. } if is_data_uri(uri) => decode_data_uri(uri)
                 .and_then(|bytes| self.decode_texture(std::io::Cursor::new(bytes))),
-            gltf::image::Source::Uri { uri, .. } => {
-                resolve_uri(&self.root, uri).and_then(|(file, _)| {
-                    let file = std::fs::File::open(&file).map_err(|e| e.to_string())?;
-                    self.decode_texture(std::io::BufReader::new(file))
-                })
-            }
+            gltf::image::Source::Uri { uri, .. } => open_inside(&self.root, uri)
+                .and_then(|(file, _)| self.decode_texture(std::io::BufReader::new(file))),
         };
         let rgba = decoded.map_err(|message| SceneError::GltfResource {
             path: self.path.to_path_buf(),
@@ -630,12 +627,16 @@ fn decode_data_uri(uri: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Resolves a URI that is not a `data:` URI to a regular file inside `root` (canonical), and
-/// returns the file's canonical path and size. Refused: URIs with a scheme (`file:`, `http:`),
-/// absolute paths, and anything whose canonical path, symlinks followed, leaves `root`; then
-/// anything that is not a regular file (a FIFO would block the read forever, a device would
-/// never end). The URI is percent-decoded first, as glTF requires.
-fn resolve_uri(root: &Path, uri: &str) -> Result<(PathBuf, u64), String> {
+/// Opens the file a URI that is not a `data:` URI names, inside `root` (canonical), and returns
+/// it with its size. Refused: URIs with a scheme (`file:`, `http:`), absolute paths, anything
+/// whose canonical path, symlinks followed, leaves `root`, and anything that is not a regular
+/// file (a FIFO would block the read forever, a device would never end). The URI is
+/// percent-decoded first, as glTF requires.
+///
+/// The path is opened once and every check after the open is made on the open file, never on
+/// the path again: a file swapped for a symlink (to a FIFO, or out of the folder) between a
+/// check and the open must not be read. See [`open_checked`].
+fn open_inside(root: &Path, uri: &str) -> Result<(std::fs::File, u64), String> {
     let refused = |why: &str| {
         format!(
             "refused URI {uri:?}: {why} (a model may only reference files inside its own folder, \
@@ -654,6 +655,7 @@ fn resolve_uri(root: &Path, uri: &str) -> Result<(PathBuf, u64), String> {
         return Err(refused("it is an absolute path"));
     }
     let joined = root.join(relative);
+    // Symlinks inside the folder are followed here, once; the open below follows none.
     let canonical =
         std::fs::canonicalize(&joined).map_err(|e| format!("{}: {e}", joined.display()))?;
     if !canonical.starts_with(root) {
@@ -663,11 +665,43 @@ fn resolve_uri(root: &Path, uri: &str) -> Result<(PathBuf, u64), String> {
             root.display()
         )));
     }
-    let metadata = std::fs::metadata(&canonical).map_err(|e| e.to_string())?;
+    open_checked(root, &canonical).map_err(|why| refused(&why))
+}
+
+/// Opens `path` without following a symlink in its last part and without blocking (a FIFO
+/// opened for reading blocks until a writer comes), then checks the open file itself: that it is
+/// a regular file (`fstat`), and that its real path (`/proc/self/fd`) lies inside `root`. What is
+/// checked is what is read.
+fn open_checked(root: &Path, path: &Path) -> Result<(std::fs::File, u64), String> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(format!("{} became a symlink", path.display()));
+        }
+        Err(e) => return Err(format!("{}: {}", path.display(), io_error(e))),
+    };
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
     if !metadata.is_file() {
-        return Err(refused("it is not a regular file"));
+        return Err("it is not a regular file".into());
     }
-    Ok((canonical, metadata.len()))
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| format!("cannot tell where the opened file lies: {e}"))?;
+    if !real.starts_with(root) {
+        return Err(format!(
+            "it was opened at {}, outside {}",
+            real.display(),
+            root.display()
+        ));
+    }
+    // Reads from a regular file never block; clearing the flag keeps the file ordinary.
+    rustix::fs::fcntl_setfl(&file, OFlags::empty()).map_err(|e| io_error(e).to_string())?;
+    Ok((file, metadata.len()))
+}
+
+fn io_error(errno: rustix::io::Errno) -> std::io::Error {
+    errno.into()
 }
 
 /// Decodes `%XX` escapes; `None` for a malformed escape or bytes that are not UTF-8.
@@ -702,15 +736,15 @@ fn load_buffer(
             .ok_or("the GLB has no binary chunk for it (or it is claimed twice)")?,
         gltf::buffer::Source::Uri(uri) if is_data_uri(uri) => decode_data_uri(uri)?,
         gltf::buffer::Source::Uri(uri) => {
-            let (file, file_bytes) = resolve_uri(root, uri)?;
+            let (file, file_bytes) = open_inside(root, uri)?;
             if file_bytes < declared as u64 {
                 return Err(format!("{file_bytes} bytes, the file says {declared}"));
             }
             let mut data = Vec::new();
             data.try_reserve_exact(declared)
                 .map_err(|_| format!("cannot allocate its {declared} bytes"))?;
-            std::fs::File::open(&file)
-                .and_then(|f| f.take(declared as u64).read_to_end(&mut data))
+            file.take(declared as u64)
+                .read_to_end(&mut data)
                 .map_err(|e| e.to_string())?;
             data
         }
@@ -876,6 +910,94 @@ mod tests {
         let positions = [Vec3::ZERO, Vec3::X, Vec3::Y];
         let normals = smooth_normals(&positions, &[0, 1, 2]);
         assert!(normals.iter().all(|n| n.abs_diff_eq(Vec3::Z, 1e-6)));
+    }
+
+    /// A fresh folder `models/` with a sibling `outside/` holding a FIFO no one writes to: what
+    /// a hostile model points at to make the loader hang, or read what it must not.
+    fn planted(name: &str) -> (PathBuf, PathBuf) {
+        let top = std::env::temp_dir().join(format!("glstream-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&top);
+        let (models, outside) = (top.join("models"), top.join("outside"));
+        std::fs::create_dir_all(&models).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let fifo = outside.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo (coreutils) is needed");
+        (std::fs::canonicalize(models).unwrap(), fifo)
+    }
+
+    #[test]
+    fn the_open_file_is_checked_not_the_path_again() {
+        let (root, fifo) = planted("open-checked");
+        // What a swap between a check and the open leaves: the checked path is now a symlink
+        // (to a FIFO outside the folder). It is refused at once, never read, never waited on.
+        let link = root.join("tex.bin");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        let error = open_checked(&root, &link).unwrap_err();
+        assert!(error.contains("became a symlink"), "{error}");
+        // A FIFO inside the folder, no writer: opened without blocking, refused by its type.
+        // (On another thread, so that a regression fails here instead of hanging the suite.)
+        std::fs::rename(&fifo, root.join("inner.fifo")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opener = root.clone();
+        std::thread::spawn(move || tx.send(open_inside(&opener, "inner.fifo").map(|_| ())));
+        let opened = rx.recv_timeout(std::time::Duration::from_secs(60));
+        let error = opened.expect("opening a FIFO blocked").unwrap_err();
+        assert!(error.contains("not a regular file"), "{error}");
+        // A symlink inside the folder to a file inside it still works.
+        std::fs::write(root.join("real.bin"), b"bytes").unwrap();
+        std::os::unix::fs::symlink("real.bin", root.join("alias.bin")).unwrap();
+        let (mut file, len) = open_inside(&root, "alias.bin").unwrap();
+        let mut read = String::new();
+        file.read_to_string(&mut read).unwrap();
+        assert_eq!((read.as_str(), len), ("bytes", 5));
+        std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_while_loading_is_never_read() {
+        // The attack as a hostile user ran it: one thread flips the model's file between a
+        // regular file and a symlink to a file outside the folder while the loader opens it.
+        // Every open either reads the regular file or is refused; none reads the file outside.
+        // (A file, not the FIFO the attack used, so that a regression fails instead of hanging.)
+        let (root, fifo) = planted("swap");
+        let target = fifo.with_file_name("secret");
+        std::fs::write(&target, b"secret").unwrap();
+        let (good, link) = (root.join("good.bin"), root.join("tex.bin"));
+        std::fs::write(&good, b"texture").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, good, link) = (stop.clone(), good.clone(), link.clone());
+            std::thread::spawn(move || {
+                let staging = link.with_extension("staging");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::copy(&good, &staging).unwrap();
+                    std::fs::rename(&staging, &link).unwrap();
+                    let _ = std::fs::remove_file(&staging);
+                    std::os::unix::fs::symlink(&target, &staging).unwrap();
+                    std::fs::rename(&staging, &link).unwrap();
+                }
+            })
+        };
+        let (mut read, mut refused) = (0, 0);
+        for _ in 0..2000 {
+            match open_inside(&root, "tex.bin") {
+                Ok((mut file, _)) => {
+                    let mut bytes = Vec::new();
+                    file.read_to_end(&mut bytes).unwrap();
+                    assert_eq!(bytes, b"texture");
+                    read += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert_eq!(read + refused, 2000);
+        std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
     }
 
     #[test]
