@@ -28,9 +28,20 @@ impl Format {
         }
     }
 
-    /// Bytes of one frame of `width_px` × `height_px`.
+    /// Bytes of one frame of `width_px` × `height_px`, or `None` where that is more than a u64
+    /// holds (65536 × 65536 × 4 fits; u32::MAX × u32::MAX × 4 does not).
+    pub fn checked_frame_bytes(self, width_px: u32, height_px: u32) -> Option<u64> {
+        (width_px as u64)
+            .checked_mul(height_px as u64)?
+            .checked_mul(self.bytes_per_pixel() as u64)
+    }
+
+    /// Bytes of one frame of `width_px` × `height_px`, saturating at `u64::MAX`: sizes that come
+    /// from another process must never wrap round to a small length that a short payload
+    /// matches. Where the exact figure matters, [`Format::checked_frame_bytes`].
     pub fn frame_bytes(self, width_px: u32, height_px: u32) -> u64 {
-        width_px as u64 * height_px as u64 * self.bytes_per_pixel() as u64
+        self.checked_frame_bytes(width_px, height_px)
+            .unwrap_or(u64::MAX)
     }
 
     /// The code in the `glstream` wire header.
@@ -88,5 +99,12 @@ mod tests {
             assert_eq!(Format::from_code(f.code()), Some(f));
         }
         assert_eq!(Format::from_code(0), None);
+        // Sizes from another process never wrap round.
+        assert_eq!(Format::Rgba8.checked_frame_bytes(u32::MAX, u32::MAX), None);
+        assert_eq!(Format::Rgba8.frame_bytes(u32::MAX, u32::MAX), u64::MAX);
+        assert_eq!(
+            Format::Rgba8.checked_frame_bytes(65536, 65536),
+            Some(1 << 34)
+        );
     }
 }

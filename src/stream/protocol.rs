@@ -58,6 +58,16 @@ pub enum HeaderMode {
 }
 
 impl HeaderMode {
+    /// The name `--header` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeaderMode::Blender => "blender",
+            HeaderMode::Blender32 => "blender32",
+            HeaderMode::Raw => "raw",
+            HeaderMode::Glstream => "glstream",
+        }
+    }
+
     /// Bytes of header this mode writes before every payload.
     pub fn header_len(self) -> usize {
         match self {
@@ -83,6 +93,13 @@ impl HeaderMode {
             frame_index: 0,
             timestamp_ns: 0,
         };
+        if format.checked_frame_bytes(width_px, height_px).is_none() {
+            return Err(ProtocolError::FrameTooLarge {
+                width_px,
+                height_px,
+                format: format.name(),
+            });
+        }
         let mut scratch = [0u8; MAX_HEADER_LEN];
         encode(self, &info, &mut scratch).map(|_| ())
     }
@@ -106,14 +123,15 @@ pub struct FrameInfo {
 }
 
 impl FrameInfo {
-    /// Bytes per row.
+    /// Bytes per row (a u32 width times at most 4 bytes always fits a u64).
     pub fn stride_bytes(&self) -> u64 {
         self.width_px as u64 * self.format.bytes_per_pixel() as u64
     }
 
-    /// Bytes of payload after the header.
+    /// Bytes of payload after the header, saturating at `u64::MAX` (which
+    /// [`HeaderMode::check_size`] refuses before any frame is made).
     pub fn payload_len(&self) -> u64 {
-        self.stride_bytes() * self.height_px as u64
+        self.format.frame_bytes(self.width_px, self.height_px)
     }
 }
 
@@ -137,6 +155,23 @@ pub enum ProtocolError {
         "a frame of {0} bytes does not fit the blender32 header's 32-bit length; use --header blender"
     )]
     LengthTooLarge(u64),
+    /// Width × height × bytes per pixel is more than any length field (or memory) can hold.
+    #[error(
+        "{width_px}x{height_px} {format} frames would be over 2^64 bytes each; no header can describe them"
+    )]
+    FrameTooLarge {
+        /// Width in pixels.
+        width_px: u32,
+        /// Height in pixels.
+        height_px: u32,
+        /// The format's name.
+        format: &'static str,
+    },
+    /// A row longer than the glstream header's 32-bit stride field.
+    #[error(
+        "a row of {0} bytes does not fit the glstream header's 32-bit stride field (at most 4294967295); use --header raw"
+    )]
+    StrideTooLarge(u64),
     /// Fewer bytes than a header were given to the decoder.
     #[error("truncated header: need {need} bytes, got {got}")]
     Truncated {
@@ -230,7 +265,7 @@ pub fn encode(
         HeaderMode::Glstream => {
             // A stride over u32 would need a row of more than 4 GiB: no GL target is that wide.
             let stride = u32::try_from(info.stride_bytes())
-                .map_err(|_| ProtocolError::LengthTooLarge(payload_len))?;
+                .map_err(|_| ProtocolError::StrideTooLarge(info.stride_bytes()))?;
             let flags = if info.top_down { FLAG_TOP_DOWN } else { 0 };
             out[0..4].copy_from_slice(&GLSTREAM_MAGIC);
             out[4..6].copy_from_slice(&GLSTREAM_VERSION.to_le_bytes());
@@ -558,6 +593,35 @@ mod tests {
             HeaderMode::Blender32.check_size(65535, 65535, Format::Rgba8),
             Err(ProtocolError::LengthTooLarge(65535 * 65535 * 4))
         );
+        // A size whose byte count overflows names the sizes, not a wrapped count, for every
+        // header; a row too long for glstream's stride names the glstream header.
+        for mode in [
+            HeaderMode::Raw,
+            HeaderMode::Glstream,
+            HeaderMode::Blender,
+            HeaderMode::Blender32,
+        ] {
+            let error = mode
+                .check_size(u32::MAX, u32::MAX, Format::Rgba8)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ProtocolError::FrameTooLarge { .. } | ProtocolError::DimensionTooLarge { .. }
+                ),
+                "{mode:?}: {error}"
+            );
+        }
+        let error = HeaderMode::Raw
+            .check_size(u32::MAX, u32::MAX, Format::Rgba8)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("4294967295x4294967295 rgba8"), "{error}");
+        let error = HeaderMode::Glstream
+            .check_size(2_000_000_000, 1, Format::Rgba8)
+            .unwrap_err();
+        assert_eq!(error, ProtocolError::StrideTooLarge(8_000_000_000));
+        assert!(error.to_string().contains("glstream header"), "{error}");
         assert!(
             HeaderMode::Blender32
                 .check_size(65535, 65535, Format::Gray8)
