@@ -2,6 +2,7 @@
 //! machines without a GPU), real TCP sockets on 127.0.0.1 with port 0, real bytes compared.
 //! A missing EGL device fails these tests with a message saying what to install; none is skipped.
 
+mod hardening;
 mod http;
 mod lifecycle;
 mod recipes;
@@ -1595,10 +1596,14 @@ mod formats {
         let a = image::open(&plain).unwrap().to_rgba8();
         let b = image::open(dir.join("bgra8.png")).unwrap().to_rgba8();
         assert!(a == b);
-        // --flip is undone by nobody: the GPU already wrote rows top-down, so the PNG matches.
+        // A PNG is always top-down: --flip would do nothing, so it is refused, and writes
+        // nothing.
         let flipped = dir.join("flipped.png");
-        snapshot_ok(&flipped, (W, H), &["--flip"]);
-        assert!(image::open(&flipped).unwrap().to_rgba8() == a);
+        assert_clean_failure(
+            &util::snapshot(&flipped, (W, H), &["--flip"]),
+            "--flip: a snapshot is always written top-down",
+        );
+        assert!(!flipped.exists());
     }
 }
 

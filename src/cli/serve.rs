@@ -107,7 +107,8 @@ pub struct ServeArgs {
     pub zmq_hwm: u32,
 
     /// Render only the frame indices i with i mod N == K (a render farm of N producers; with
-    /// --frames M, this producer renders the indices below M of its shard).
+    /// --frames M, this producer renders the indices below M of its shard). Needs an output
+    /// whose frames carry their index: ZeroMQ, --shm, or --header glstream.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
 
@@ -117,13 +118,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     pub http: Option<u16>,
 
-    /// Frames per second each HTTP viewer gets at most (/stream.mjpg).
-    #[arg(long, default_value_t = 10.0)]
-    pub preview_fps: f64,
+    /// Frames per second each HTTP viewer gets at most (/stream.mjpg); with --http only
+    /// [default: 10].
+    #[arg(long)]
+    pub preview_fps: Option<f64>,
 
-    /// JPEG quality of /stream.mjpg, 1 to 100.
-    #[arg(long, default_value_t = 80)]
-    pub jpeg_quality: u8,
+    /// JPEG quality of /stream.mjpg, 1 to 100; with --http only [default: 80].
+    #[arg(long)]
+    pub jpeg_quality: Option<u8>,
 }
 
 /// One producer's part of a render farm: the frame indices `i` with `i % count == index`.
@@ -276,6 +278,20 @@ impl ServeArgs {
             Some(text) => Shard::parse(text)?,
             None => Shard::ALL,
         };
+        // A shard's frames are K, K + N, ...: a consumer that cannot tell which index a frame
+        // has could not put the farm's frames back in order.
+        let carries_index =
+            zmq.is_some() || self.shm.is_some() || self.header == HeaderMode::Glstream;
+        if let Some(text) = &self.shard
+            && !carries_index
+        {
+            bail!(
+                "--shard {text}: the {} header carries no frame index, so consumers could not \
+                 order the farm's frames; use it with --zmq-bind/--zmq-connect, --shm or \
+                 --header glstream",
+                self.header.name()
+            );
+        }
         if let Some(frames) = self.frames
             && shard.index >= frames
         {
@@ -319,18 +335,25 @@ impl ServeArgs {
         frame_interval: Option<Duration>,
     ) -> Result<Option<HttpConfig>> {
         let Some(port) = self.http else {
+            for (flag, given) in [
+                ("--preview-fps", self.preview_fps.is_some()),
+                ("--jpeg-quality", self.jpeg_quality.is_some()),
+            ] {
+                if given {
+                    bail!("{flag} applies to the HTTP output only; add --http PORT or drop {flag}");
+                }
+            }
             return Ok(None);
         };
+        let preview_fps = self.preview_fps.unwrap_or(DEFAULT_PREVIEW_FPS);
         let preview_interval = seconds(
             "--preview-fps",
-            1.0 / positive("--preview-fps", self.preview_fps)?,
+            1.0 / positive("--preview-fps", preview_fps)?,
             "a rate",
         )?;
-        if !(1..=100).contains(&self.jpeg_quality) {
-            bail!(
-                "--jpeg-quality {}: must be between 1 and 100",
-                self.jpeg_quality
-            );
+        let jpeg_quality = self.jpeg_quality.unwrap_or(DEFAULT_JPEG_QUALITY);
+        if !(1..=100).contains(&jpeg_quality) {
+            bail!("--jpeg-quality {jpeg_quality}: must be between 1 and 100");
         }
         if render.width_px > u16::MAX.into() || render.height_px > u16::MAX.into() {
             bail!(
@@ -342,7 +365,7 @@ impl ServeArgs {
         Ok(Some(HttpConfig {
             addr: SocketAddr::new(self.bind, port),
             preview_interval,
-            jpeg_quality: self.jpeg_quality,
+            jpeg_quality,
             frame_interval,
         }))
     }
@@ -372,6 +395,12 @@ impl ServeArgs {
         }))
     }
 }
+
+/// `--preview-fps` when none is given.
+pub const DEFAULT_PREVIEW_FPS: f64 = 10.0;
+
+/// `--jpeg-quality` when none is given.
+pub const DEFAULT_JPEG_QUALITY: u8 = 80;
 
 /// Most frames a ZeroMQ peer may queue: each is a whole frame of memory.
 pub const MAX_ZMQ_HWM: u32 = 1024;
@@ -541,7 +570,12 @@ mod tests {
 
     #[test]
     fn shards_are_k_of_n_and_map_to_scene_indices() {
-        let config = parse(&["--shard", "2/3"]).serve.validate().unwrap();
+        let shard = |args: &[&str]| {
+            let all = [&["--zmq-bind", "tcp://127.0.0.1:*"][..], args].concat();
+            parse(&all).serve.validate()
+        };
+        let error = |args: &[&str]| shard(args).unwrap_err().to_string();
+        let config = shard(&["--shard", "2/3"]).unwrap();
         assert_eq!(config.shard, Shard { index: 2, count: 3 });
         assert_eq!(
             (0..4)
@@ -556,12 +590,19 @@ mod tests {
             assert!(error(&[&arg]).starts_with("--shard"), "{bad}");
         }
         assert!(error(&["--shard", "4/8", "--frames", "3"]).contains("no frame below 3"));
+        assert!(shard(&["--shard", "2/3", "--frames", "3"]).is_ok());
+        // Only where the frames carry their index.
+        let blender = parse(&["--shard", "0/2"]).serve.validate().unwrap_err();
         assert!(
-            parse(&["--shard", "2/3", "--frames", "3"])
-                .serve
-                .validate()
-                .is_ok()
+            blender
+                .to_string()
+                .starts_with("--shard 0/2: the blender header carries no frame index"),
+            "{blender}"
         );
+        for carrier in [&["--shm", "glstream/farm"][..], &["--header", "glstream"]] {
+            let args = [&["--shard", "0/2"][..], carrier].concat();
+            assert!(parse(&args).serve.validate().is_ok(), "{carrier:?}");
+        }
     }
 
     #[test]
@@ -585,6 +626,14 @@ mod tests {
         assert!(error(&["--http", "0", "--jpeg-quality", "0"]).starts_with("--jpeg-quality 0"));
         assert!(error(&["--http", "0", "--preview-fps", "0"]).starts_with("--preview-fps 0"));
         assert!(error(&["--http", "0", "--header", "raw", "--width", "70000"]).contains("65535"));
+        // The preview's settings without the preview would do nothing: refused.
+        for flag in ["--jpeg-quality", "--preview-fps"] {
+            let message = error(&[flag, "50"]);
+            assert!(
+                message.starts_with(&format!("{flag} applies to the HTTP output only")),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 use crate::cli::ServeConfig;
@@ -49,6 +49,11 @@ impl Frame for FrameLease<'_> {
 
 /// Every output of a stream, as the render loop sees them.
 pub type Outputs<'ctx> = Vec<Box<dyn Output<FrameLease<'ctx>>>>;
+
+/// `1 frame`, `2 frames`: a count and its noun, for log lines.
+pub fn plural(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
+}
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
 fn unix_ns() -> u64 {
@@ -140,7 +145,7 @@ pub struct Progress<'a> {
 impl Progress<'_> {
     /// Time sinks have spent sending so far, summed over sinks.
     pub fn send(&self) -> Duration {
-        Duration::from_nanos(self.stats.send_ns.load(Ordering::Relaxed))
+        Duration::from_nanos(self.stats.send_ns.load(Ordering::Acquire))
     }
 }
 
@@ -200,8 +205,10 @@ impl StatsLog {
 
 impl Observer for StatsLog {
     fn ready(&mut self, announcements: &[String]) -> Result<()> {
-        // The lines on stdout: scripts and tests read the port from them when --port is 0. A
-        // closed or full stdout loses them but must not stop the server.
+        // The lines on stdout: scripts and tests read the port from them when --port is 0. With
+        // --stdout, fd 1 was pointed at stderr when the stream took the real stdout (see
+        // `socket::bind`), so they land there, never among the frames. A closed or full stdout
+        // loses them but must not stop the server.
         let mut stdout = std::io::stdout().lock();
         for line in announcements {
             if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
@@ -249,10 +256,10 @@ impl Observer for StatsLog {
         let bytes = progress.stats.bytes_sent.load(Ordering::Relaxed);
         let seconds = elapsed.as_secs_f64();
         log::info!(
-            "{:.1} fps, {:.1} MB/s, {} clients",
+            "{:.1} fps, {:.1} MB/s, {}",
             self.frames as f64 / seconds,
             bytes.saturating_sub(self.bytes) as f64 / seconds / 1e6,
-            (progress.clients)()
+            plural((progress.clients)(), "client")
         );
         self.started = Instant::now();
         self.frames = 0;
@@ -260,26 +267,52 @@ impl Observer for StatsLog {
     }
 }
 
-/// Installs the SIGINT/SIGTERM handling for a served stream: the first signal sets `stop`; a
-/// second exits at once; and if the process is still running [`SIGNAL_WATCHDOG`] after the
+/// Signals that stop a served stream cleanly, as SIGTERM does: the frames in flight go out, the
+/// socket files go, and the exit status is 0. SIGHUP is a terminal or a supervisor going away,
+/// SIGQUIT a user's Ctrl-\\; neither should skip the clean path.
+pub const STOP_SIGNALS: [i32; 4] = [SIGHUP, SIGINT, SIGQUIT, SIGTERM];
+
+/// Signals whose default action would end the process but which mean nothing to glstream: they
+/// are logged and ignored, so a stray `kill -USR1` does not tear a stream down uncleanly.
+pub const IGNORED_SIGNALS: [i32; 2] = [SIGUSR1, SIGUSR2];
+
+/// The signal's name for log lines (`SIGHUP`), or its number.
+fn signal_name(signal: i32) -> String {
+    signal_hook::low_level::signal_name(signal).map_or_else(|| signal.to_string(), str::to_owned)
+}
+
+/// Installs the signal handling for a served stream: the first of [`STOP_SIGNALS`] sets `stop`;
+/// a second exits at once; and if the process is still running [`SIGNAL_WATCHDOG`] after the
 /// first (a draw call that takes seconds cannot be interrupted), it is ended there with the
-/// status a signal stop documents (0). Dropping the returned guard disarms the watchdog.
+/// status a signal stop documents (0). [`IGNORED_SIGNALS`] are logged and ignored. Dropping the
+/// returned guard disarms the watchdog.
 fn watch_signals(stop: &Arc<AtomicBool>) -> Result<SignalWatch> {
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let mut signals = Signals::new(STOP_SIGNALS.iter().chain(&IGNORED_SIGNALS))
+        .context("cannot install signal handlers")?;
     let done = Arc::new(AtomicBool::new(false));
     let (stop, finished) = (Arc::clone(stop), Arc::clone(&done));
+    let ignore = |signal: i32| {
+        let ignored = IGNORED_SIGNALS.contains(&signal);
+        if ignored {
+            log::info!(
+                "{} has no meaning to glstream; ignored",
+                signal_name(signal)
+            );
+        }
+        ignored
+    };
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let Some(signal) = signals.forever().next() else {
+            let Some(signal) = signals.forever().find(|&s| !ignore(s)) else {
                 return;
             };
-            log::info!("signal {signal} received: stopping");
+            log::info!("{} received: stopping", signal_name(signal));
             stop.store(true, Ordering::SeqCst);
             let received = Instant::now();
             while !finished.load(Ordering::SeqCst) {
-                if let Some(signal) = signals.pending().next() {
-                    log::warn!("second signal {signal}: exiting at once");
+                if let Some(signal) = signals.pending().find(|&s| !ignore(s)) {
+                    log::warn!("second signal {}: exiting at once", signal_name(signal));
                     std::process::exit(1);
                 }
                 if received.elapsed() >= SIGNAL_WATCHDOG {
@@ -290,6 +323,8 @@ fn watch_signals(stop: &Arc<AtomicBool>) -> Result<SignalWatch> {
                     );
                     std::process::exit(0);
                 }
+                // A watchdog's tick, only once a stop is under way: it waits for a second signal
+                // and for its own deadline together, and signal-hook offers no wait on both.
                 std::thread::sleep(Duration::from_millis(10));
             }
         })
@@ -311,15 +346,17 @@ impl Drop for SignalWatch {
 /// Runs the server until `--frames` is reached, a signal arrives, or (stdout) the reader leaves.
 pub fn run(config: &ServeConfig) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    // Before the signal handlers: iceoryx2 installs its own, which must come first for ours to
-    // chain to them (see `shm::claim_signals`).
-    let shm = config.shm.as_deref().map(shm::bind).transpose()?;
-    let watch = watch_signals(&stop)?;
-    // Bind before the (slower) GL start-up, so a port in use fails at once.
+    // Bind before the (slower) GL start-up, so a port in use fails at once; and first of all,
+    // so that with --stdout nothing (ours, iceoryx2's or libzmq's) is printed among the frames
+    // before the stream has taken stdout and pointed fd 1 at stderr.
     let mut outputs: Vec<socket::SocketOutput> = Vec::new();
     for transport in &config.outputs {
         outputs.push(socket::bind(transport, config.header, config.send_buffer)?);
     }
+    // Before the signal handlers: iceoryx2 installs its own, which must come first for ours to
+    // chain to them (see `shm::claim_signals`).
+    let shm = config.shm.as_deref().map(shm::bind).transpose()?;
+    let watch = watch_signals(&stop)?;
     let zmq_output = config.zmq.as_ref().map(zmq::bind).transpose()?;
     let http_output = config.http.as_ref().map(http::bind).transpose()?;
     let context = render::context(&config.render)?;
@@ -431,14 +468,14 @@ pub fn stream<'ctx>(
         }
         observer.ready(&announcements)?;
         log::info!(
-            "streaming {}x{} {}{}, {:?} header, {} PBOs + up to {} spares",
+            "streaming {}x{} {}{}, {:?} header, {} + up to {}",
             shape.width_px,
             shape.height_px,
             shape.format.name(),
             if shape.top_down { " top-down" } else { "" },
             config.header,
-            renderer.ring.capacity(),
-            spare_limit,
+            plural(renderer.ring.capacity(), "PBO"),
+            plural(spare_limit, "spare"),
         );
         if config
             .outputs
@@ -464,10 +501,10 @@ pub fn stream<'ctx>(
         bail!("{failure}");
     }
     log::info!(
-        "done after {} frames ({} PBOs + {} spares used)",
-        report.frames,
-        renderer.ring.capacity(),
-        report.spares
+        "done after {} ({} + {} used)",
+        plural(report.frames as usize, "frame"),
+        plural(renderer.ring.capacity(), "PBO"),
+        plural(report.spares, "spare"),
     );
     Ok(report)
 }

@@ -18,6 +18,12 @@ pub fn frame_file(dir: &Path, frame_index: u64) -> PathBuf {
 
 /// Renders and writes the snapshot(s).
 pub fn run(args: &SnapshotArgs) -> Result<()> {
+    if args.render.flip {
+        bail!(
+            "--flip: a snapshot is always written top-down (--flip only changes the row order a \
+             stream sends); drop --flip"
+        );
+    }
     let options = args.render.validate()?;
     let (width_px, height_px) = (options.width_px, options.height_px);
     let (format, top_down) = (options.format, options.flip);

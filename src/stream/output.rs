@@ -357,9 +357,17 @@ pub fn serve_sink<F: Frame>(
         let result = sink.send(&frame, &feed.shape, &deadline);
         drop(frame);
         let elapsed = started.elapsed();
+        if result.is_ok() && !announced {
+            announced = true;
+            log::info!("{name} connected ({} connected)", hub.client_count());
+        }
+        // After the announcement, and with Release: an observer that sees time spent sending
+        // (bench opens its allocation-free window on it) sees the announcement's allocations
+        // done. Counted before it, a loaded machine could run the window's start between the
+        // two, and the log line's allocations landed in the window (issue 18, item 17).
         feed.stats
             .send_ns
-            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Release);
         feed.stats.stages.send.observe(elapsed);
         match result {
             Ok(bytes) => {
@@ -374,10 +382,6 @@ pub fn serve_sink<F: Frame>(
                 }
                 if bytes > 0 {
                     last_sequence = Some(sequence);
-                }
-                if !announced {
-                    announced = true;
-                    log::info!("{name} connected ({} connected)", hub.client_count());
                 }
                 hub.sent(id, sequence);
                 log::trace!("{name}: sent frame {sequence}");

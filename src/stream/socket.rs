@@ -166,11 +166,18 @@ pub fn bind(
         Transport::Connect(addr) => Bound::Connect(addr.clone()),
         Transport::Stdout => {
             // Writing through a duplicate of fd 1 skips Stdout's line buffer, which would copy
-            // the payload; the logs go to stderr.
-            let fd = io::stdout()
+            // the payload. Then fd 1 itself becomes a copy of stderr: once stdout carries frames
+            // nothing else may reach it, and a line printed there by anyone (the outputs'
+            // "listening on", a library's message) would corrupt the stream.
+            let stdout = io::stdout();
+            let mut stdout = stdout.lock();
+            stdout.flush().map_err(SocketError::Stdout)?;
+            let fd = stdout
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(SocketError::Stdout)?;
+            rustix::stdio::dup2_stdout(io::stderr().as_fd())
+                .map_err(|e| SocketError::Stdout(e.into()))?;
             Bound::Stdout(File::from(fd))
         }
     };

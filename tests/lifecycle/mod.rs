@@ -166,7 +166,7 @@ fn a_recording_allocates_one_spare_not_one_per_possible_client() {
     // the --max-clients spares a latest stream may grow to (each one a whole frame of memory).
     let output = util::run_ok(&["--stdout", "--width", W, "--height", H, "--frames", "3"]);
     let log = String::from_utf8_lossy(&output.stderr);
-    assert!(log.contains("(2 PBOs + 1 spares used)"), "{log}");
+    assert!(log.contains("(2 PBOs + 1 spare used)"), "{log}");
 }
 
 #[test]
@@ -364,8 +364,8 @@ fn outputs_run_side_by_side_and_the_logs_agree_on_buffers() {
         assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
     }
     let log = server.stderr();
-    assert!(log.contains("2 PBOs + up to 1 spares"), "{log}");
-    assert!(log.contains("(2 PBOs + 1 spares used)"), "{log}");
+    assert!(log.contains("2 PBOs + up to 1 spare"), "{log}");
+    assert!(log.contains("(2 PBOs + 1 spare used)"), "{log}");
     assert!(log.contains("s of serving"), "{log}");
 
     // A second server probing the live socket is refused, and is no client of the first.
