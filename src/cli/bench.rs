@@ -27,7 +27,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
 
-    /// Transports for the end-to-end runs, comma-separated: tcp, unix, shm.
+    /// Transports for the end-to-end runs, comma-separated: tcp, unix, shm. The list replaces
+    /// the default (`--transports tcp,unix,shm` for all three).
     #[arg(long, value_delimiter = ',', default_value = "tcp,unix")]
     pub transports: Vec<BenchTransport>,
 }

@@ -163,7 +163,8 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Compare two PNGs with a per-pixel tolerance and an outlier bound (exit 0/1, 2 on error).
     Compare(CompareArgs),
-    /// Measure render, readback and end-to-end fps per stage, for 1/2/3 PBOs, TCP and Unix.
+    /// Measure render, readback and end-to-end fps per stage, for 1/2/3 PBOs, over TCP and Unix
+    /// sockets by default (--transports).
     Bench(BenchArgs),
 }
 
