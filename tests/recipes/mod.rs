@@ -217,3 +217,86 @@ fn gstreamer_shows_the_frames_the_right_way_up() {
         "GStreamer's first frame is not snapshot's frame 0 (upside down?)"
     );
 }
+
+/// The README's Blender consumer, run as written against a real server (only the port is
+/// changed): it reads every frame until the server closes the stream, and its top-down image is
+/// snapshot's, pixel for pixel at the corner it prints.
+#[test]
+fn the_readme_blender_consumer_runs_as_written() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ready,
+        "{} cannot import numpy; create it: python3 -m venv .venv && .venv/bin/pip install numpy \
+         (.ci/run does this)",
+        python.display()
+    );
+    let text = readme();
+    let blocks: Vec<&str> = text
+        .split("```python\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("\n```").next())
+        .filter(|block| block.contains("struct.unpack(\"<QHH\", header)"))
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "README.md should have one Blender consumer"
+    );
+    let server = Server::start(&[
+        "--width", "160", "--height", "120", "--frames", "5", "--policy", "lossless",
+    ]);
+    let script = adapt(
+        blocks[0],
+        &[(
+            "(\"127.0.0.1\", 9000)",
+            &format!("(\"127.0.0.1\", {})", server.addr.port()),
+        )],
+    );
+    let dir = scratch("recipe-blender-consumer");
+    let path = dir.join("consumer.py");
+    std::fs::write(&path, script).unwrap();
+    let mut command = std::process::Command::new(&python);
+    command.arg(&path);
+    let output = super::util::run_command(command);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "one line per frame: {stdout}");
+    let shot = dir.join("frame0.png");
+    run_ok(&[
+        "snapshot",
+        "--width",
+        "160",
+        "--height",
+        "120",
+        "--frame",
+        "0",
+        "-o",
+        path_str(&shot),
+    ]);
+    let corner = image::open(&shot).unwrap().to_rgba8().get_pixel(0, 0).0;
+    let printed: Vec<u8> = lines[0]
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(numbers, _)| {
+            numbers
+                .split_whitespace()
+                .map(|n| n.parse().unwrap())
+                .collect()
+        })
+        .unwrap_or_else(|| panic!("no pixel in {:?}", lines[0]));
+    assert!(
+        lines[0].starts_with("160x120, top-left pixel ["),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(printed, corner, "frame 0's top-left pixel, rows top-down");
+}

@@ -332,19 +332,26 @@ fn shm_and_tcp_serve_side_by_side() {
 }
 
 #[test]
-fn the_readme_python_consumer_runs_as_written() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+fn the_documented_python_consumer_runs_as_written() {
+    let readme = std::fs::read_to_string(repo().join("docs/outputs.md")).expect("docs/outputs.md");
     let blocks: Vec<&str> = readme
         .split("```python\n")
         .skip(1)
         .filter_map(|rest| rest.split("\n```").next())
         .filter(|block| block.contains("\"glstream::FrameHeader\""))
         .collect();
-    assert_eq!(blocks.len(), 1, "README.md should have one shm consumer");
+    assert_eq!(
+        blocks.len(),
+        1,
+        "docs/outputs.md should have one shm consumer"
+    );
     // Only the service name changes, to one no other test uses.
     let name = service("readme");
     let from = "iox2.ServiceName.new(\"glstream/frames\")";
-    assert!(blocks[0].contains(from), "README's consumer lost {from}");
+    assert!(
+        blocks[0].contains(from),
+        "the documented consumer lost {from}"
+    );
     let script = blocks[0].replace(from, &format!("iox2.ServiceName.new({name:?})"));
     let path = super::scratch("shm-readme").join("consumer.py");
     std::fs::write(&path, script).unwrap();
