@@ -3,34 +3,50 @@
 //!
 //! Every allocation in the process goes through here (the GL thread, the writers, everything
 //! Rust allocates); Mesa's own C allocations do not, which is why `bench` reports resident memory
-//! as well. Counting costs one relaxed atomic add per allocation, which is nothing beside the
+//! as well. Counting is off until `bench` turns it on ([`start_counting`]); then it costs two
+//! relaxed atomic adds per allocation, which is nothing beside the
 //! allocation itself. This is the one place outside `gl/` with `unsafe`: a `GlobalAlloc` impl
 //! cannot be written without it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Allocations (including reallocations) since the process started.
+/// Whether allocations are counted: only while `bench` runs ([`start_counting`]). Every other
+/// job pays one relaxed load per allocation and nothing else.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Allocations (including reallocations) since counting started.
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 /// Bytes requested by those allocations.
 static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// The system allocator, counting.
+/// Turns counting on, for the rest of the process (`bench` calls it before it measures).
+pub fn start_counting() {
+    COUNTING.store(true, Ordering::Relaxed);
+}
+
+/// Counts one allocation of `bytes`, when counting is on.
+#[inline]
+fn count(bytes: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATED_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// The system allocator, counting while [`start_counting`] says so.
 pub struct Counting;
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `Counting`
 // upholds exactly the contract `System` does; the counters have no effect on the memory returned.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        ALLOCATED_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        count(layout.size());
         // SAFETY: the caller guarantees `layout` has a non-zero size (GlobalAlloc contract).
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        ALLOCATED_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        count(layout.size());
         // SAFETY: as for `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -42,8 +58,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        ALLOCATED_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        count(new_size);
         // SAFETY: the caller guarantees `ptr` came from this allocator (hence from `System`)
         // with `layout`, and that `new_size` is non-zero and fits `isize`.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -87,6 +102,7 @@ mod tests {
 
     #[test]
     fn a_box_is_counted() {
+        super::start_counting();
         let before = Snapshot::now();
         let boxed = std::hint::black_box(Box::new([7u8; 64]));
         let after = Snapshot::now();

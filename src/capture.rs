@@ -10,8 +10,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufWriter, Seek, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use image::codecs::png::PngEncoder;
@@ -46,72 +45,69 @@ pub fn ensure_png_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Distinguishes the temporary files of concurrent writes within this process.
-static TEMP_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Writes `path` through a temporary file beside it (`.NAME.PID.N.tmp`, same folder, so the
-/// rename cannot cross filesystems) that is renamed over `path` once `write` has succeeded: a
-/// reader sees the old file or the whole new one, and a failure leaves no file behind. On
-/// failure the temporary file is removed only while it is still the one this call created (same
-/// device and inode). This guards against our own failures and concurrent readers, not power
-/// loss: nothing is fsynced.
+/// Writes `path` through a temporary file beside it (tempfile's `.NAME.XXXXXX.tmp`, created
+/// with `O_EXCL` in the same folder, so the rename cannot cross filesystems) that is renamed over
+/// `path` once `write` has succeeded: a reader sees the old file or the whole new one, and a
+/// failure leaves no file behind. On failure the temporary file is removed only while it is
+/// still the one this call created (same device and inode), which tempfile's own clean-up, by
+/// path, would not check. This guards against our own failures and concurrent readers, not
+/// power loss: nothing is fsynced.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<&File>) -> Result<()>,
 ) -> Result<()> {
     let context = || format!("cannot write {}", path.display());
-    let (temp_path, file) = create_temp_beside(path).with_context(context)?;
-    let identity = file
-        .metadata()
-        .map(|m| (m.dev(), m.ino()))
-        .with_context(context)?;
-    let result = (|| -> Result<()> {
-        let mut writer = BufWriter::new(&file);
-        write(&mut writer)?;
-        writer.flush()?;
-        drop(writer);
-        std::fs::rename(&temp_path, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let still_ours =
-            std::fs::symlink_metadata(&temp_path).is_ok_and(|m| (m.dev(), m.ino()) == identity);
-        if still_ours && let Err(e) = std::fs::remove_file(&temp_path) {
-            log::warn!("cannot remove {}: {e}", temp_path.display());
-        }
-    }
-    result.with_context(context)
-}
-
-/// Creates a new, empty temporary file in `path`'s folder; never opens an existing one.
-fn create_temp_beside(path: &Path) -> Result<(PathBuf, File)> {
     let name = path
         .file_name()
-        .with_context(|| format!("{} does not name a file", path.display()))?;
+        .with_context(|| format!("{} does not name a file", path.display()))
+        .with_context(context)?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let pid = std::process::id();
-    // A name can only be taken by a file an earlier process with our pid left behind, so a few
-    // tries are plenty.
-    for _ in 0..100 {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".{pid}.{n}.tmp"));
-        let temp_path = dir.join(temp_name);
-        match File::options()
-            .write(true)
-            .create_new(true)
-            .open(&temp_path)
-        {
-            Ok(file) => return Ok((temp_path, file)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e.into()),
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let temp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(context)?;
+    let identity = temp
+        .as_file()
+        .metadata()
+        .map(|m| (m.dev(), m.ino()))
+        .with_context(context)?;
+    let written = (|| -> Result<()> {
+        let mut writer = BufWriter::new(temp.as_file());
+        write(&mut writer)?;
+        writer.flush()?;
+        Ok(())
+    })();
+    let result = match written {
+        Ok(()) => temp.persist(path).map(drop).map_err(|e| {
+            let temp_path = e.file.path().to_path_buf();
+            remove_if_ours(e.file.into_temp_path(), &temp_path, identity);
+            anyhow::Error::from(e.error)
+        }),
+        Err(e) => {
+            let temp_path = temp.path().to_path_buf();
+            remove_if_ours(temp.into_temp_path(), &temp_path, identity);
+            Err(e)
         }
+    };
+    result.with_context(context)
+}
+
+/// Removes the temporary file at `path` if it is still the file (device, inode) this process
+/// created; tempfile's clean-up by path is switched off first.
+fn remove_if_ours(temp: tempfile::TempPath, path: &Path, identity: (u64, u64)) {
+    // Keep: no removal by path alone; ours is checked below.
+    let _ = temp.keep();
+    let still_ours = std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == identity);
+    if still_ours && let Err(e) = std::fs::remove_file(path) {
+        log::warn!("cannot remove {}: {e}", path.display());
     }
-    bail!("no free temporary name beside {}", path.display())
 }
 
 /// Encodes `image` as a PNG into `path`, atomically (see [`write_atomically`]).

@@ -649,7 +649,8 @@ fn open_inside(root: &Path, uri: &str) -> Result<(std::fs::File, u64), String> {
     {
         return Err(refused(&format!("the {scheme}: scheme is not read")));
     }
-    let decoded = percent_decode(uri).ok_or_else(|| refused("bad percent-encoding"))?;
+    let decoded =
+        percent_decode(uri).ok_or_else(|| refused("it is not UTF-8 once percent-decoded"))?;
     let relative = Path::new(&decoded);
     if relative.has_root() {
         return Err(refused("it is an absolute path"));
@@ -704,21 +705,13 @@ fn io_error(errno: rustix::io::Errno) -> std::io::Error {
     errno.into()
 }
 
-/// Decodes `%XX` escapes; `None` for a malformed escape or bytes that are not UTF-8.
+/// Decodes `%XX` escapes (RFC 3986); `None` for bytes that are not UTF-8. A `%` not followed by
+/// two hex digits stays as it is, as browsers and the percent-encoding crate keep it.
 fn percent_decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&first, tail)) = rest.split_first() {
-        if first == b'%' {
-            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &tail[2..];
-        } else {
-            bytes.push(first);
-            rest = tail;
-        }
-    }
-    String::from_utf8(bytes).ok()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 /// One buffer's bytes: the GLB binary chunk, a `data:` URI, or a file inside `root`. A file is
@@ -1005,9 +998,9 @@ mod tests {
         assert_eq!(percent_decode("a%20b.bin").as_deref(), Some("a b.bin"));
         assert_eq!(percent_decode("%2E%2E/x").as_deref(), Some("../x"));
         assert_eq!(percent_decode("plain"), Some("plain".into()));
-        assert_eq!(percent_decode("bad%2"), None);
-        assert_eq!(percent_decode("bad%zz"), None);
-        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("bad%2").as_deref(), Some("bad%2"));
+        assert_eq!(percent_decode("bad%zz").as_deref(), Some("bad%zz"));
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
     }
 
     #[test]

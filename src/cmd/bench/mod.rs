@@ -34,6 +34,7 @@ use report::Summary;
 /// Runs every configuration `--repeats` times, alternating, and prints the table and the JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let plan = plan::plan(args)?;
+    crate::alloc_count::start_counting();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); plan.configs.len()];
     let mut renderer_name = String::new();
     for repeat in 0..plan.repeats {
