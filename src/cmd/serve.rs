@@ -25,8 +25,9 @@ use signal_hook::iterator::Signals;
 use crate::cli::ServeConfig;
 use crate::gl::readback::{FrameLease, FrameMeta};
 use crate::render::{self, Renderer};
-use crate::stream::hub::{Frame, Policy};
+use crate::stream::hub::{Frame, Hub, Policy};
 use crate::stream::output::{Feed, FrameShape, Output, Stats};
+use crate::stream::stop::StopFlag;
 use crate::stream::{http, shm, socket, zmq};
 
 impl Frame for FrameLease<'_> {
@@ -81,22 +82,17 @@ impl Pacer {
         self.deadline = Instant::now();
     }
 
-    /// Sleeps until the next deadline, in slices short enough that `stopped` (a signal) ends
-    /// the wait within 50 ms even at a very low --fps.
-    fn wait(&mut self, stopped: &dyn Fn() -> bool) {
+    /// Waits until the next deadline on the hub, so that a stop (a signal, whose relay
+    /// interrupts the hub, or an output ending the stream) ends the wait at once, even at a very
+    /// low --fps.
+    fn wait<F: Frame>(&mut self, hub: &Hub<F>, stopped: &dyn Fn() -> bool) {
         let Some(interval) = self.interval else {
             return;
         };
         self.deadline += interval;
         let now = Instant::now();
         if self.deadline > now {
-            while !stopped() {
-                let left = self.deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                std::thread::sleep(left.min(Duration::from_millis(50)));
-            }
+            hub.wait_until(self.deadline, stopped);
         } else if now - self.deadline > interval {
             self.deadline = now;
         }
@@ -286,10 +282,10 @@ fn signal_name(signal: i32) -> String {
 /// first (a draw call that takes seconds cannot be interrupted), it is ended there with the
 /// status a signal stop documents (0). [`IGNORED_SIGNALS`] are logged and ignored. Dropping the
 /// returned guard disarms the watchdog.
-fn watch_signals(stop: &Arc<AtomicBool>) -> Result<SignalWatch> {
+fn watch_signals(stop: &Arc<StopFlag>) -> Result<SignalWatch> {
     let mut signals = Signals::new(STOP_SIGNALS.iter().chain(&IGNORED_SIGNALS))
         .context("cannot install signal handlers")?;
-    let done = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(StopFlag::new());
     let (stop, finished) = (Arc::clone(stop), Arc::clone(&done));
     let ignore = |signal: i32| {
         let ignored = IGNORED_SIGNALS.contains(&signal);
@@ -304,18 +300,16 @@ fn watch_signals(stop: &Arc<AtomicBool>) -> Result<SignalWatch> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let Some(signal) = signals.forever().find(|&s| !ignore(s)) else {
+            let mut stops = signals.forever().filter(|&s| !ignore(s));
+            let Some(signal) = stops.next() else {
                 return;
             };
             log::info!("{} received: stopping", signal_name(signal));
-            stop.store(true, Ordering::SeqCst);
-            let received = Instant::now();
-            while !finished.load(Ordering::SeqCst) {
-                if let Some(signal) = signals.pending().find(|&s| !ignore(s)) {
-                    log::warn!("second signal {}: exiting at once", signal_name(signal));
-                    std::process::exit(1);
-                }
-                if received.elapsed() >= SIGNAL_WATCHDOG {
+            stop.stop();
+            // The watchdog: a deadline, not a poll; the stream's end (the guard's drop) wakes
+            // it at once.
+            std::thread::spawn(move || {
+                if !finished.wait_until(Instant::now() + SIGNAL_WATCHDOG) {
                     log::warn!(
                         "still busy {} ms after the signal (a frame that takes that long to \
                          draw cannot be interrupted); exiting now",
@@ -323,9 +317,10 @@ fn watch_signals(stop: &Arc<AtomicBool>) -> Result<SignalWatch> {
                     );
                     std::process::exit(0);
                 }
-                // A watchdog's tick, only once a stop is under way: it waits for a second signal
-                // and for its own deadline together, and signal-hook offers no wait on both.
-                std::thread::sleep(Duration::from_millis(10));
+            });
+            if let Some(signal) = stops.next() {
+                log::warn!("second signal {}: exiting at once", signal_name(signal));
+                std::process::exit(1);
             }
         })
         .context("cannot start the signal thread")?;
@@ -334,18 +329,18 @@ fn watch_signals(stop: &Arc<AtomicBool>) -> Result<SignalWatch> {
 
 /// Disarms the signal watchdog when the stream is over.
 struct SignalWatch {
-    done: Arc<AtomicBool>,
+    done: Arc<StopFlag>,
 }
 
 impl Drop for SignalWatch {
     fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
+        self.done.stop();
     }
 }
 
 /// Runs the server until `--frames` is reached, a signal arrives, or (stdout) the reader leaves.
 pub fn run(config: &ServeConfig) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(StopFlag::new());
     // Bind before the (slower) GL start-up, so a port in use fails at once; and first of all,
     // so that with --stdout nothing (ours, iceoryx2's or libzmq's) is printed among the frames
     // before the stream has taken stdout and pointed fd 1 at stderr.
@@ -378,6 +373,23 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         report.bytes_sent as f64 / 1e6
     );
     Ok(())
+}
+
+/// Ends the stop relay on every way out of the scope (before the scope joins it).
+struct RelayGuard<'scope, 'a> {
+    done: &'a AtomicBool,
+    stop: &'a StopFlag,
+    relay: Option<std::thread::ScopedJoinHandle<'scope, ()>>,
+}
+
+impl Drop for RelayGuard<'_, '_> {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        self.stop.poke();
+        if let Some(relay) = self.relay.take() {
+            let _ = relay.join();
+        }
+    }
 }
 
 /// Shuts the stream down on every way out of the scope: the hub stops handing out frames,
@@ -420,7 +432,7 @@ pub fn stream<'ctx>(
     config: &ServeConfig,
     renderer: &mut Renderer<'ctx>,
     outputs: Outputs<'ctx>,
-    stop: &AtomicBool,
+    stop: &StopFlag,
     observer: &mut impl Observer,
 ) -> Result<StreamReport> {
     // With the latest policy a slow client may keep a frame while the renderer moves on: allow a
@@ -457,6 +469,7 @@ pub fn stream<'ctx>(
     );
     let announcements: Vec<String> = outputs.iter().filter_map(|o| o.announcement()).collect();
     let fail_at: Option<u64> = std::env::var(FAIL_AT_ENV).ok().and_then(|v| v.parse().ok());
+    let relay_done = AtomicBool::new(false);
     let report = std::thread::scope(|scope| -> Result<StreamReport> {
         let mut closing = Closing {
             feed: &feed,
@@ -466,6 +479,23 @@ pub fn stream<'ctx>(
         for output in outputs {
             output.start(scope, &feed)?;
         }
+        // A stop is a flag the render loop looks at whenever the hub wakes it: this relay wakes
+        // the hub when one comes, so that no wait in the loop needs a timeout to notice it.
+        let relay_done = &relay_done;
+        let feed_ref = &feed;
+        let relay = std::thread::Builder::new()
+            .name("stop relay".into())
+            .spawn_scoped(scope, move || {
+                if stop.wait_while(&|| !relay_done.load(Ordering::SeqCst)) {
+                    feed_ref.hub.interrupt();
+                }
+            })
+            .context("cannot start the stop relay thread")?;
+        let _relay = RelayGuard {
+            done: relay_done,
+            stop,
+            relay: Some(relay),
+        };
         observer.ready(&announcements)?;
         log::info!(
             "streaming {}x{} {}{}, {:?} header, {} + up to {}",
@@ -514,12 +544,12 @@ fn frames<'ctx>(
     config: &ServeConfig,
     renderer: &mut Renderer<'ctx>,
     feed: &Feed<FrameLease<'ctx>>,
-    stop: &AtomicBool,
+    stop: &StopFlag,
     observer: &mut impl Observer,
     fail_at: Option<u64>,
 ) -> Result<(u64, Duration)> {
     let hub = &feed.hub;
-    let signalled = || stop.load(Ordering::SeqCst);
+    let signalled = || stop.is_stopped();
     let stopped = || signalled() || feed.is_ended();
     let clients = || hub.client_count();
     let mut pacer = Pacer::new(config.frame_interval);
@@ -570,7 +600,7 @@ fn frames<'ctx>(
                 continue;
             }
             hub.finish();
-            while !hub.wait_drained(Some(Duration::from_millis(50))) && !signalled() {}
+            hub.wait_drained_or(&signalled);
             served += drain.elapsed();
             break;
         }
@@ -627,7 +657,7 @@ fn frames<'ctx>(
             stats: &feed.stats,
             clients: &clients,
         });
-        pacer.wait(&stopped);
+        pacer.wait(hub, &stopped);
         served += started.elapsed();
     }
     Ok((sequence, served))

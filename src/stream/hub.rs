@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A finished frame as the writers see it.
 pub trait Frame: Clone + Send + Sync {
@@ -91,6 +91,30 @@ pub struct ClientTotals {
     pub skipped: u64,
 }
 
+/// A file descriptor that becomes readable, for good, when an event happens (an eventfd never
+/// read back), so that a thread blocked in `poll` on a socket can be woken by the stream too.
+struct Event(rustix::fd::OwnedFd);
+
+impl Event {
+    /// A new event; `None` when the process is out of file descriptors, and then waiters fall
+    /// back to waiting in bounded slices.
+    fn new() -> Option<Self> {
+        use rustix::event::{EventfdFlags, eventfd};
+        match eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK) {
+            Ok(fd) => Some(Event(fd)),
+            Err(e) => {
+                log::warn!("cannot create an eventfd ({e}); waits fall back to 50 ms slices");
+                None
+            }
+        }
+    }
+
+    /// Makes the descriptor readable (once is enough; more writes only add to the count).
+    fn set(&self) {
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
+    }
+}
+
 /// Shared state between the GL thread (publisher) and the writer threads.
 pub struct Hub<F> {
     state: Mutex<State<F>>,
@@ -103,6 +127,10 @@ pub struct Hub<F> {
     aborted: Arc<AtomicBool>,
     /// Set by [`Hub::shutdown`] (a signal), as opposed to [`Hub::finish`] (every frame rendered).
     shut_down: AtomicBool,
+    /// Readable once the stream is finished: accept loops poll it beside their listener.
+    finished_event: Option<Event>,
+    /// Readable once writers must give up: writers poll it beside their consumer's socket.
+    aborted_event: Option<Event>,
 }
 
 impl<F: Frame> Hub<F> {
@@ -122,7 +150,23 @@ impl<F: Frame> Hub<F> {
             progress: Condvar::new(),
             aborted: Arc::new(AtomicBool::new(false)),
             shut_down: AtomicBool::new(false),
+            finished_event: Event::new(),
+            aborted_event: Event::new(),
         }
+    }
+
+    /// A descriptor that turns readable once the stream is finished ([`Hub::finish`],
+    /// [`Hub::shutdown`]); `None` if it could not be made (then poll in bounded slices).
+    pub fn finished_fd(&self) -> Option<rustix::fd::BorrowedFd<'_>> {
+        use rustix::fd::AsFd;
+        self.finished_event.as_ref().map(|event| event.0.as_fd())
+    }
+
+    /// A descriptor that turns readable once writers must give up ([`Hub::abort`]); `None` if
+    /// it could not be made (then look at [`Hub::is_aborted`] in bounded slices).
+    pub fn aborted_fd(&self) -> Option<rustix::fd::BorrowedFd<'_>> {
+        use rustix::fd::AsFd;
+        self.aborted_event.as_ref().map(|event| event.0.as_fd())
     }
 
     fn lock(&self) -> MutexGuard<'_, State<F>> {
@@ -190,8 +234,17 @@ impl<F: Frame> Hub<F> {
         self.lock().clients.len()
     }
 
+    /// Wakes every thread waiting in the hub, so that each looks again at its `stop` condition:
+    /// whoever makes such a condition true (a signal, an output ending the stream) calls it.
+    pub fn interrupt(&self) {
+        let _state = self.lock();
+        self.frame_ready.notify_all();
+        self.progress.notify_all();
+    }
+
     /// Blocks while no client is connected, then returns the current epoch. Returns `None` at
-    /// once if `stop` says so (checked whenever the hub is woken).
+    /// once if `stop` says so (checked whenever the hub is woken: by a client, or by
+    /// [`Hub::interrupt`]).
     pub fn wait_for_clients(&self, stop: &dyn Fn() -> bool) -> Option<u64> {
         let mut state = self.lock();
         loop {
@@ -203,10 +256,41 @@ impl<F: Frame> Hub<F> {
             }
             state = self
                 .progress
-                .wait_timeout(state, Duration::from_millis(100))
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Waits until `deadline` (pacing the render loop), or less if `stop` says so once the hub
+    /// is woken ([`Hub::interrupt`]). Returns whether it stopped early.
+    pub fn wait_until(&self, deadline: Instant, stop: &dyn Fn() -> bool) -> bool {
+        let mut state = self.lock();
+        loop {
+            if stop() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .progress
+                .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+
+    /// Waits until the stream is finished ([`Hub::finish`], [`Hub::shutdown`]) or `timeout`
+    /// has passed; returns whether it is finished. A sink that paces itself, or a backoff
+    /// between connection attempts, waits here, and the end of the stream ends the wait.
+    pub fn wait_finished(&self, timeout: Duration) -> bool {
+        let state = self.lock();
+        self.frame_ready
+            .wait_timeout_while(state, timeout, |s| !s.finished)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .finished
     }
 
     /// Offers a frame rendered in `epoch` to the writers. A frame from an earlier epoch is
@@ -261,7 +345,8 @@ impl<F: Frame> Hub<F> {
     }
 
     /// Withdraws every published frame up to and including `sequence`, first waiting until
-    /// every lossless client has taken it (or `stop` says to give up; checked every 50 ms).
+    /// every lossless client has taken it (or `stop` says to give up; checked whenever the hub
+    /// is woken, [`Hub::interrupt`] included).
     /// Afterwards only writers already mid-write hold it.
     pub fn retract_through(&self, sequence: u64, stop: &dyn Fn() -> bool) {
         let mut state = self.lock();
@@ -276,9 +361,8 @@ impl<F: Frame> Hub<F> {
             }
             state = self
                 .progress
-                .wait_timeout(state, Duration::from_millis(50))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         // Frames are released one at a time with the lock dropped: releasing the last lease on
         // a buffer wakes the GL thread, which should not then wait for this lock.
@@ -342,6 +426,9 @@ impl<F: Frame> Hub<F> {
     pub fn finish(&self) {
         self.lock().finished = true;
         self.frame_ready.notify_all();
+        if let Some(event) = &self.finished_event {
+            event.set();
+        }
     }
 
     /// Stops the stream now (a signal): no writer starts another frame, but a frame being
@@ -355,12 +442,18 @@ impl<F: Frame> Hub<F> {
         drop(withdrawn);
         self.frame_ready.notify_all();
         self.progress.notify_all();
+        if let Some(event) = &self.finished_event {
+            event.set();
+        }
     }
 
     /// Tells writers to give up the frame they are on (the shutdown's grace is over): they check
     /// [`Hub::is_aborted`] while they wait on a consumer, and leave.
     pub fn abort(&self) {
         self.aborted.store(true, Ordering::SeqCst);
+        if let Some(event) = &self.aborted_event {
+            event.set();
+        }
         self.shutdown();
     }
 
@@ -384,6 +477,18 @@ impl<F: Frame> Hub<F> {
     /// Whether `finish` or `shutdown` was called.
     pub fn is_finished(&self) -> bool {
         self.lock().finished
+    }
+
+    /// After [`Hub::finish`]: blocks until every client has left or `stop` says to give up
+    /// (looked at whenever the hub is woken, [`Hub::interrupt`] included). Returns whether
+    /// every client left.
+    pub fn wait_drained_or(&self, stop: &dyn Fn() -> bool) -> bool {
+        let state = self.lock();
+        self.progress
+            .wait_while(state, |s| !s.clients.is_empty() && !stop())
+            .unwrap_or_else(PoisonError::into_inner)
+            .clients
+            .is_empty()
     }
 
     /// After [`Hub::finish`] or [`Hub::shutdown`]: blocks until every client has left (each

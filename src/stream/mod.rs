@@ -13,4 +13,5 @@ pub mod output;
 pub mod protocol;
 pub mod shm;
 pub mod socket;
+pub mod stop;
 pub mod zmq;

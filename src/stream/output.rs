@@ -13,11 +13,13 @@
 //! so no output thread can hold a frame past the end of the stream.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::Scope;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use thiserror::Error;
 
 use super::hub::{ClientId, ClientTotals, Frame, Hub, Policy};
@@ -134,6 +136,9 @@ impl<F: Frame> Feed<F> {
     /// Ends the stream: an output whose only consumer is gone (stdout) has nobody left to serve.
     pub fn end(&self) {
         self.ended.store(true, Ordering::SeqCst);
+        // The render loop may be waiting in the hub (for clients, for a frame's writers, for
+        // its pace): it looks at `is_ended` once woken.
+        self.hub.interrupt();
     }
 
     /// Whether an output ended the stream.
@@ -255,8 +260,12 @@ pub struct Deadline<'a> {
     pub at: Instant,
     /// When the send began.
     pub started: Instant,
-    /// True once the stream is cut short; a sink checks it at least every [`SLICE`].
+    /// True once the stream is cut short; a sink checks it at least every [`SLICE`], unless it
+    /// polls `abort_fd`.
     pub aborted: &'a dyn Fn() -> bool,
+    /// Readable once the stream is cut short ([`Hub::aborted_fd`]): a sink that waits for its
+    /// consumer with `poll` waits on both and needs no slices ([`Deadline::poll`]).
+    pub abort_fd: Option<BorrowedFd<'a>>,
 }
 
 /// The longest a sink may wait without looking at its deadline and the abort flag.
@@ -284,6 +293,40 @@ impl Deadline<'_> {
             });
         }
         Ok((self.at - now).min(SLICE))
+    }
+}
+
+impl Deadline<'_> {
+    /// Waits until `fd` is ready for `flags`, the stream is cut short, or the deadline passes,
+    /// with one `poll` on `fd` and the abort descriptor (in [`SLICE`]s only when there is no
+    /// such descriptor). `Ok(())` when `fd` may be ready (a caller retries its I/O); `Err` at
+    /// the deadline or an abort, with the bytes sent so far.
+    pub fn poll(
+        &self,
+        fd: BorrowedFd<'_>,
+        flags: PollFlags,
+        frame_index: u64,
+        sent: u64,
+        total: u64,
+    ) -> Result<(), SendError> {
+        let wait = self.next_wait(frame_index, sent, total)?;
+        let wait = match self.abort_fd {
+            Some(_) => self.at.saturating_duration_since(Instant::now()),
+            None => wait,
+        };
+        let timeout = Timespec {
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: wait.subsec_nanos() as i64,
+        };
+        let mut fds = [
+            PollFd::from_borrowed_fd(fd, flags),
+            PollFd::from_borrowed_fd(self.abort_fd.unwrap_or(fd), PollFlags::IN),
+        ];
+        let count = if self.abort_fd.is_some() { 2 } else { 1 };
+        match poll(&mut fds[..count], Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(SendError::from_io(e.into())),
+        }
     }
 }
 
@@ -335,13 +378,10 @@ pub fn serve_sink<F: Frame>(
     let mut last_sequence = None;
     loop {
         if let Some(due) = sink.next_due() {
-            // In slices, so that the end of the stream is noticed at once.
-            while !hub.is_finished() {
-                let left = due.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                std::thread::sleep(left.min(SLICE));
+            // On the hub, so that the end of the stream ends the wait at once.
+            let left = due.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                hub.wait_finished(left);
             }
         }
         let Some(frame) = hub.next_frame(id) else {
@@ -353,6 +393,7 @@ pub fn serve_sink<F: Frame>(
             at: started + feed.send_timeout,
             started,
             aborted: &aborted,
+            abort_fd: hub.aborted_fd(),
         };
         let result = sink.send(&frame, &feed.shape, &deadline);
         drop(frame);
@@ -400,6 +441,7 @@ pub fn serve_sink<F: Frame>(
             at: started + feed.send_timeout,
             started,
             aborted: &aborted,
+            abort_fd: hub.aborted_fd(),
         },
     );
     if let Some(c) = &counters

@@ -26,9 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
 use super::hub::{ClientId, Frame, Policy};
-use super::output::{
-    Deadline, Feed, FrameShape, Output, OutputError, SLICE, SendError, Sink, serve_sink,
-};
+use super::output::{Deadline, Feed, FrameShape, Output, OutputError, SendError, Sink, serve_sink};
 use super::protocol::{HeaderMode, MAX_HEADER_LEN, encode};
 
 /// Why a socket output could not be set up.
@@ -366,16 +364,25 @@ impl<F: Frame> Output<F> for SocketOutput {
     }
 }
 
-/// Waits up to `timeout` for `fd` to be ready for `flags`; returns whether it is.
-fn wait_for(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> io::Result<bool> {
-    let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
-    let timeout = Timespec {
-        tv_sec: timeout.as_secs() as _,
-        tv_nsec: timeout.subsec_nanos() as _,
+/// Waits until a client knocks on `listener` or the stream finishes (`finished` turns readable);
+/// without that descriptor, for 100 ms at most, after which the caller looks at the hub again.
+fn wait_for_client(listener: BorrowedFd<'_>, finished: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    let mut fds = [
+        PollFd::from_borrowed_fd(listener, PollFlags::IN),
+        PollFd::from_borrowed_fd(finished.unwrap_or(listener), PollFlags::IN),
+    ];
+    let result = match finished {
+        Some(_) => poll(&mut fds, None),
+        None => poll(
+            &mut fds[..1],
+            Some(&Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            }),
+        ),
     };
-    match poll(&mut fds, Some(&timeout)) {
-        Ok(n) => Ok(n > 0),
-        Err(rustix::io::Errno::INTR) => Ok(false),
+    match result {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -392,16 +399,17 @@ fn accept_loop<'scope, 'env, F: Frame>(
         let (mut conn, name) = match accept() {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(e) = wait_for(listener, PollFlags::IN, Duration::from_millis(100)) {
+                if let Err(e) = wait_for_client(listener, feed.hub.finished_fd()) {
                     log::warn!("waiting for clients failed: {e}");
-                    thread::sleep(Duration::from_millis(100));
+                    feed.hub.wait_finished(Duration::from_millis(100));
                 }
                 continue;
             }
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning; the listener stays up.
+                // EMFILE and friends: back off instead of spinning (the listener stays up); the
+                // end of the stream ends the backoff.
                 log::warn!("accept failed: {e}");
-                thread::sleep(Duration::from_millis(50));
+                feed.hub.wait_finished(Duration::from_millis(50));
                 continue;
             }
         };
@@ -475,11 +483,8 @@ fn connect_loop<F: Frame>(feed: &Feed<F>, header: HeaderMode, send_buffer: SendB
             }
             Err(e) => log::debug!("cannot connect to {addr}: {e}; next try in {backoff:?}"),
         }
-        // Sleep in slices so the end of the stream is noticed at once.
-        let until = Instant::now() + backoff;
-        while !feed.hub.is_finished() && Instant::now() < until {
-            thread::sleep(SLICE);
-        }
+        // On the hub, so that the end of the stream ends the backoff at once.
+        feed.hub.wait_finished(backoff);
         backoff = (backoff * 2).min(LONGEST);
     }
 }
@@ -618,10 +623,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && !sent_input => return,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let Ok(wait) = deadline.next_wait(0, 0, 0) else {
-                        return;
-                    };
-                    if wait_for(self.fd(), PollFlags::IN, wait).is_err() {
+                    if deadline.poll(self.fd(), PollFlags::IN, 0, 0, 0).is_err() {
                         return;
                     }
                 }
@@ -661,7 +663,12 @@ impl Sink for Writer {
             frame.bytes(),
             frame.frame_index(),
             deadline,
-            |wait| wait_for(conn.fd(), PollFlags::OUT, wait),
+            // The loop above looks at the deadline and the abort before every write, with the
+            // bytes sent so far; this only waits (on the socket and the abort together).
+            |_| {
+                let _ = deadline.poll(conn.fd(), PollFlags::OUT, 0, 0, 0);
+                Ok(true)
+            },
         )
     }
 
@@ -760,6 +767,7 @@ mod tests {
             at: now + after,
             started: now,
             aborted,
+            abort_fd: None,
         }
     }
 

@@ -520,6 +520,7 @@ fn serve_pub<F: Frame>(feed: &Feed<F>, socket: zmq::Socket, context: zmq::Contex
         at: started + feed.send_timeout,
         started,
         aborted: &aborted,
+        abort_fd: None,
     };
     let deliver = !failed && !hub.is_shut_down();
     close_socket(socket, context, deliver, &deadline, "zmq pub");

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use crate::stream::output::Output as StreamOutput;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::shm;
 use crate::stream::socket::{self, SendBuffer, Transport};
+use crate::stream::stop::StopFlag;
 
 /// Stages a frame's time is split into, in table order. Each mode fills the ones it has.
 pub const STAGES: [&str; 7] = [
@@ -224,7 +225,7 @@ pub fn end_to_end(
     args.extend(["--format".into(), options.format.name().to_string()]);
     let exe = std::env::current_exe().context("finding the glstream executable")?;
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(StopFlag::new());
     let mut consumer: Option<JoinHandle<std::io::Result<Output>>> = None;
     let mut start_consumer = || -> Result<()> {
         let child = Command::new(&exe)
@@ -241,7 +242,7 @@ pub fn end_to_end(
         consumer = Some(thread::spawn(move || {
             let output = child.wait_with_output();
             if !matches!(&output, Ok(out) if out.status.success()) {
-                stop.store(true, Ordering::SeqCst);
+                stop.stop();
             }
             output
         }));
