@@ -6,15 +6,25 @@
 //! their newest core version for it), then GLES 3.2 and 3.0. Without `--device`, hardware devices
 //! are tried before Mesa's software rasterizer (`EGL_MESA_device_software`).
 //!
-//! [`HeadlessContext`] is `!Send` (it holds an `Rc`): the context is current on the thread that
-//! created it and never leaves it. A thread has at most one: EGL keeps one current context per
-//! thread, so a second would silently take the first one's place, and the first one's objects
-//! would then act on the wrong context. [`HeadlessContext::new`] refuses instead
-//! ([`GlError::ContextAlreadyCurrent`]); dropping the context frees the thread for another.
+//! [`HeadlessContext`] is `!Send` (it holds an `Rc`): the context is used on the thread that
+//! created it and never leaves it. A thread may hold several (bench makes one per configuration),
+//! but EGL makes one at a time current, and a GL name means something only in its own context.
+//! So every GL object holds its context's [`Gl`], which knows which context it is:
+//! - a GL call through an object's `Gl` while another context is current panics, rather than act
+//!   on the other context's object of the same name;
+//! - dropping an object deletes its name at once when its context is current; otherwise the
+//!   deletion waits in the context's deferred list, run on this thread the next time the context
+//!   is made current ([`HeadlessContext::make_current`]); once the context is destroyed there is
+//!   nothing left to delete, since the names went with it;
+//! - what must wait for something else as well (a mapped pixel-pack buffer whose frame is still
+//!   leased to another thread, see [`super::readback`]) is handed to the context as a `Retire`
+//!   and released on the GL thread once it can be.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
+use std::ops::Deref;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use glow::HasContext;
 use glutin::api::egl::context::PossiblyCurrentContext;
@@ -29,10 +39,167 @@ use super::GlError;
 /// The extension by which Mesa marks its software (llvmpipe) device.
 const SOFTWARE_EXTENSION: &str = "EGL_MESA_device_software";
 
+/// Ids for contexts, never reused, so a destroyed context's id is never current again.
+static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 thread_local! {
-    /// Whether a [`HeadlessContext`] is alive on this thread. It is set only once a context is
-    /// current and cleared by its `Drop`, which runs on this thread too (the type is `!Send`).
-    static CONTEXT_ON_THIS_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// The id of the [`HeadlessContext`] current on this thread, 0 for none. Only this module
+    /// makes contexts current, and it sets this each time; it is read on every GL call, which is
+    /// why it is a thread-local and not a query to EGL.
+    static CURRENT_CONTEXT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A GL object's name, kept to delete it once its context is current again.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Name {
+    Shader(glow::Shader),
+    Program(glow::Program),
+    Texture(glow::Texture),
+    Buffer(glow::Buffer),
+    VertexArray(glow::VertexArray),
+    Renderbuffer(glow::Renderbuffer),
+    Framebuffer(glow::Framebuffer),
+    Fence(glow::Fence),
+}
+
+impl Name {
+    /// Deletes the object.
+    ///
+    /// # Safety
+    ///
+    /// `gl`'s context is current on this thread, the name is one of its live objects, and
+    /// nothing will use or delete it afterwards.
+    unsafe fn delete(self, gl: &glow::Context) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Name::Shader(raw) => gl.delete_shader(raw),
+                Name::Program(raw) => gl.delete_program(raw),
+                Name::Texture(raw) => gl.delete_texture(raw),
+                Name::Buffer(raw) => gl.delete_buffer(raw),
+                Name::VertexArray(raw) => gl.delete_vertex_array(raw),
+                Name::Renderbuffer(raw) => gl.delete_renderbuffer(raw),
+                Name::Framebuffer(raw) => gl.delete_framebuffer(raw),
+                Name::Fence(raw) => gl.delete_sync(raw),
+            }
+        }
+    }
+}
+
+/// GL resources that can go only once their context is current and something else has
+/// happened too (a lease held on another thread has ended). The context keeps them and asks
+/// again on its thread until [`Retire::release`] says they are done; then it drops them, still
+/// current, so the GL objects they own delete themselves.
+pub(super) trait Retire {
+    /// Releases what needs releasing with `gl` current; returns `false` to be asked again
+    /// later. Called on the GL thread only, with the context current.
+    fn release(&mut self, gl: &glow::Context) -> bool;
+}
+
+/// What a context still has to do on its thread.
+enum Deferred {
+    /// Delete an object dropped while another context was current.
+    Delete(Name),
+    /// Release something once it allows (see [`Retire`]).
+    Retire(Box<dyn Retire>),
+}
+
+/// What a context and all its objects share.
+struct Shared {
+    gl: glow::Context,
+    id: u64,
+    /// Set when the [`HeadlessContext`] is dropped: its names are gone, so nothing is deleted.
+    destroyed: Cell<bool>,
+    /// Work for the next time the context is current, in order.
+    deferred: RefCell<Vec<Deferred>>,
+}
+
+/// One context's glow function table, tied to that context. Every GL object keeps a clone, so
+/// the table outlives the objects (not the context: that may be destroyed first, and then the
+/// objects make no GL call at all). Dereferencing it checks that its context is the one current
+/// on this thread, and panics otherwise: a GL call through it would act on whatever object
+/// carries the same name in the current context.
+#[derive(Clone)]
+pub struct Gl(Rc<Shared>);
+
+impl Gl {
+    /// Whether this context is the one current on this thread (never again once destroyed: ids
+    /// are not reused).
+    pub fn is_current(&self) -> bool {
+        CURRENT_CONTEXT.get() == self.0.id
+    }
+
+    /// Deletes `name`, an object of this context that its owner is dropping: now if the context
+    /// is current, at its next [`HeadlessContext::make_current`] if not, and not at all once it
+    /// is destroyed (its names went with it).
+    pub(super) fn delete(&self, name: Name) {
+        if self.is_current() {
+            // SAFETY: this context is current on this thread (checked), and the caller owns the
+            // name and is dropping it.
+            unsafe { name.delete(&self.0.gl) }
+        } else if !self.0.destroyed.get() {
+            // Objects are dropped on the GL thread (`Gl` is !Send); only their context is not
+            // current. Not a frame-path case: each object is deleted once.
+            self.0.deferred.borrow_mut().push(Deferred::Delete(name));
+        }
+    }
+
+    /// Hands `item` to the context: released now if it can be, else on this thread once it can
+    /// (asked each time the deferred work runs, see [`Gl::run_deferred`]).
+    pub(super) fn retire(&self, mut item: Box<dyn Retire>) {
+        if self.0.destroyed.get() || (self.is_current() && item.release(&self.0.gl)) {
+            return;
+        }
+        self.0.deferred.borrow_mut().push(Deferred::Retire(item));
+    }
+
+    /// Runs the work deferred until this context is current: deletions, and whatever retired
+    /// items allow release now. Nothing (no allocation either) when there is none or the
+    /// context is not current; the frame loop calls it.
+    pub(super) fn run_deferred(&self) {
+        if !self.is_current() || self.0.deferred.borrow().is_empty() {
+            return;
+        }
+        // Taken out, so that what is dropped here (objects deleting themselves, at once since
+        // the context is current) never finds the list borrowed.
+        let mut work = std::mem::take(&mut *self.0.deferred.borrow_mut());
+        work.retain_mut(|deferred| match deferred {
+            Deferred::Delete(name) => {
+                // SAFETY: the context is current (checked above); the name was handed over by
+                // the object that owned it, in `delete`, and is deleted once, here.
+                unsafe { name.delete(&self.0.gl) };
+                false
+            }
+            Deferred::Retire(item) => !item.release(&self.0.gl),
+        });
+        let mut list = self.0.deferred.borrow_mut();
+        work.append(&mut list);
+        *list = work;
+    }
+
+    /// How many deferred items wait (tests).
+    #[cfg(test)]
+    pub(super) fn deferred_len(&self) -> usize {
+        self.0.deferred.borrow().len()
+    }
+
+    /// How many values hold the shared state: the context and its objects (tests).
+    #[cfg(test)]
+    pub(super) fn holders(&self) -> usize {
+        Rc::strong_count(&self.0)
+    }
+}
+
+impl Deref for Gl {
+    type Target = glow::Context;
+
+    fn deref(&self) -> &glow::Context {
+        assert!(
+            self.is_current(),
+            "a GL object was used while its context is not current on this thread"
+        );
+        &self.0.gl
+    }
 }
 
 /// What `glstream devices` prints about one EGL device.
@@ -110,26 +277,35 @@ pub struct ContextInfo {
     pub dialect: Dialect,
 }
 
-/// A current, surfaceless GL context and the glow function table for it.
+/// A surfaceless GL context and the glow function table for it.
 pub struct HeadlessContext {
-    // Field order is drop order: the function table goes first, the context before its display.
-    gl: Rc<glow::Context>,
-    _context: PossiblyCurrentContext,
+    // Field order is drop order: the context before its display.
+    gl: Gl,
+    context: PossiblyCurrentContext,
     _display: Display,
     info: ContextInfo,
 }
 
 impl HeadlessContext {
     /// Creates a context on device `index`, or on the first device that works (hardware first),
-    /// and makes it current on this thread, which must not have one already
-    /// ([`GlError::ContextAlreadyCurrent`]).
+    /// and makes it current on this thread. Whatever context was current here before is not
+    /// any more, whether this succeeds or not: make it current again to use its objects.
     pub fn new(index: Option<usize>) -> Result<Self, GlError> {
-        if CONTEXT_ON_THIS_THREAD.get() {
-            return Err(GlError::ContextAlreadyCurrent);
-        }
         let context = Self::on_first_working_device(index)?;
-        CONTEXT_ON_THIS_THREAD.set(true);
+        CURRENT_CONTEXT.set(context.gl.0.id);
         Ok(context)
+    }
+
+    /// Makes this context the current one on this thread, and runs what its objects left for
+    /// it: deletions of objects dropped while another context was current, and retired
+    /// buffers whose leases have ended.
+    pub fn make_current(&self) -> Result<(), GlError> {
+        self.context
+            .make_current_surfaceless()
+            .map_err(|e| GlError::Context(format!("eglMakeCurrent: {e}")))?;
+        CURRENT_CONTEXT.set(self.gl.0.id);
+        self.gl.run_deferred();
+        Ok(())
     }
 
     fn on_first_working_device(index: Option<usize>) -> Result<Self, GlError> {
@@ -182,6 +358,9 @@ impl HeadlessContext {
             ("GLES 3.0", ContextApi::Gles(Some(Version::new(3, 0))), None),
         ];
         let mut failures = Vec::new();
+        // The attempts below make contexts current (and drop the ones too old to use): whatever
+        // was current on this thread is not, from here on.
+        CURRENT_CONTEXT.set(0);
         // Mesa lists dozens of equivalent configs; if the first cannot make any context, the
         // rest will not either, and trying them all only slows the error down.
         if let Some(config) = configs.first() {
@@ -220,6 +399,11 @@ impl HeadlessContext {
                     Dialect::Es => version.major < 3,
                 };
                 if too_old {
+                    // Released, so that dropping it destroys it now rather than when the thread
+                    // next changes contexts.
+                    if let Err(e) = context.make_not_current_in_place() {
+                        log::debug!("eglMakeCurrent(NO_CONTEXT) failed: {e}");
+                    }
                     failures.push(format!(
                         "{label}: got {}.{}, too old",
                         version.major, version.minor
@@ -243,8 +427,13 @@ impl HeadlessContext {
                     dialect,
                 };
                 return Ok(Self {
-                    gl: Rc::new(gl),
-                    _context: context,
+                    gl: Gl(Rc::new(Shared {
+                        gl,
+                        id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
+                        destroyed: Cell::new(false),
+                        deferred: RefCell::new(Vec::new()),
+                    })),
+                    context,
                     _display: display,
                     info,
                 });
@@ -255,8 +444,9 @@ impl HeadlessContext {
         Err(failures.join(", "))
     }
 
-    /// The glow function table; GL objects keep a clone so they can delete themselves.
-    pub fn gl(&self) -> &Rc<glow::Context> {
+    /// The glow function table, tied to this context; GL objects keep a clone so they can
+    /// delete themselves.
+    pub fn gl(&self) -> &Gl {
         &self.gl
     }
 
@@ -275,7 +465,7 @@ impl HeadlessContext {
 
     /// The largest width or height a render target may have on this driver.
     pub fn max_target_size(&self) -> u32 {
-        // SAFETY: the context is current on this thread (it is !Send); integer queries.
+        // SAFETY: the context is current on this thread (`Gl` checks); integer queries.
         let (renderbuffer, viewport) = unsafe {
             (
                 self.gl.get_parameter_i32(glow::MAX_RENDERBUFFER_SIZE),
@@ -288,13 +478,36 @@ impl HeadlessContext {
 
 impl Drop for HeadlessContext {
     fn drop(&mut self) {
-        // EGL only defers eglDestroyContext for a context that is current, and ours always is:
-        // without this, every dropped context (bench builds one per configuration) kept its
-        // driver memory for the life of the process.
-        if let Err(e) = self._context.make_not_current_in_place() {
+        let shared = &self.gl.0;
+        // When current, the context's own work is done first: deletions and retired buffers.
+        // A lease cannot outlive the context (it borrows it), so every retired buffer is free
+        // and released here. When not current there is no need: destroying the context frees
+        // its objects, mapped or not, and nothing can read them any more.
+        let was_current = self.gl.is_current();
+        self.gl.run_deferred();
+        shared.destroyed.set(true);
+        // What is left (deletions for a context that is not current, which its destruction
+        // does for us) is dropped now: the items own objects that hold this `Gl`, a cycle that
+        // would otherwise keep the shared state alive forever. Being destroyed, they make no GL
+        // call.
+        let left = std::mem::take(&mut *shared.deferred.borrow_mut());
+        debug_assert!(
+            !was_current || left.is_empty(),
+            "a retired buffer was still leased when its context was destroyed"
+        );
+        drop(left);
+        if was_current {
+            CURRENT_CONTEXT.set(0);
+        }
+        // EGL only defers eglDestroyContext for a context that is current: without this, every
+        // dropped context (bench builds one per configuration) kept its driver memory for the
+        // life of the process. A context that is not current must not do it, as that would
+        // release whichever context is.
+        if self.context.is_current()
+            && let Err(e) = self.context.make_not_current_in_place()
+        {
             log::debug!("eglMakeCurrent(NO_CONTEXT) failed: {e}");
         }
-        CONTEXT_ON_THIS_THREAD.set(false);
     }
 }
 
@@ -307,20 +520,30 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_has_one_context_at_a_time() {
+    fn contexts_take_turns_on_a_thread() {
         let first = context();
-        let second = HeadlessContext::new(None);
-        assert!(
-            matches!(second, Err(GlError::ContextAlreadyCurrent)),
-            "{:?}",
-            second.err()
-        );
+        assert!(first.gl().is_current());
+        // A second context on the same thread becomes the current one; the first is not
+        // destroyed, only not current until it is made current again.
+        let second = context();
+        assert!(second.gl().is_current());
+        assert!(!first.gl().is_current());
+        first.make_current().unwrap_or_else(|e| panic!("{e}"));
+        assert!(first.gl().is_current());
+        assert!(!second.gl().is_current());
+        // Dropping a context that is not current leaves the current one current.
+        drop(second);
+        assert!(first.gl().is_current());
+        assert!(first.max_target_size() > 0);
         // Another thread has its own current context, whatever this one has.
         let other = std::thread::spawn(|| HeadlessContext::new(None).map(|c| c.info().clone()));
         assert!(other.join().expect("the thread does not panic").is_ok());
-        // Dropping the first frees the thread, as bench relies on between configurations.
+        assert!(first.gl().is_current());
+        // Dropping the current one leaves none current, and a new one can be made, as bench
+        // does between configurations.
         drop(first);
         let again = context();
+        assert!(again.gl().is_current());
         assert!(!again.info().renderer.is_empty());
     }
 }

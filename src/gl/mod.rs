@@ -1,8 +1,11 @@
 //! Everything that touches OpenGL or EGL lives here, and nothing here touches a socket.
 //!
 //! The context ([`context`]) is created headless on an EGL device and stays on the thread that made
-//! it: every type in this module that holds GL state holds an `Rc<glow::Context>`, so none of them
-//! is `Send`. GL objects ([`objects`]) own their handle and delete it in `Drop`. The readback ring
+//! it: every type in this module that holds GL state holds its context's [`context::Gl`] (an
+//! `Rc`), so none of them is `Send`, and each knows its context: a GL call through an object whose
+//! context is not the current one panics instead of reaching another context's object. GL objects
+//! ([`objects`]) own their handle and delete it in `Drop`, at once when their context is current,
+//! else when it next is (nothing to do once it is destroyed). The readback ring
 //! ([`readback`]) is the one way bytes leave the GPU: it hands out [`readback::FrameLease`]s, the
 //! only GL-derived values that may cross threads, and it never reuses or unmaps a buffer while a
 //! lease on it is alive.
@@ -40,11 +43,6 @@ pub enum GlError {
     /// Every display/config/context combination on the chosen device(s) failed.
     #[error("could not create a headless OpenGL 3.3 core or GLES 3 context: {0}")]
     Context(String),
-    /// This thread already has a live [`context::HeadlessContext`]. EGL keeps one current
-    /// context per thread, so making a second current would silently leave the first one's GL
-    /// objects acting on the wrong context; drop the first before creating another.
-    #[error("this thread already has a current OpenGL context; a second would silently replace it")]
-    ContextAlreadyCurrent,
     /// A shader stage failed to compile; the log is the driver's, with its line numbers.
     #[error("{name}: {stage} shader does not compile: {log}")]
     Compile {

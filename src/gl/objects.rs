@@ -2,17 +2,18 @@
 //! scenes need on them.
 //!
 //! glow's handles are `Copy` and have no `Drop`, so a bare handle in a struct is a leak. Each type
-//! here keeps the `Rc<glow::Context>` it was created with, which both lets it delete itself and
-//! pins it to the GL thread (`Rc` is `!Send`). Every method assumes that context is current on the
-//! calling thread, which holds because the only way to get a context is
-//! [`super::context::HeadlessContext`], and it never leaves the thread that made it current.
-
-use std::rc::Rc;
+//! here keeps the [`Gl`] of the context it was created in, which lets it delete itself, pins it to
+//! the GL thread (`Gl` is `!Send`) and ties it to that context. Every GL call goes through `Gl`,
+//! which checks that the object's context is the one current on this thread (module invariant:
+//! "context current" below means that check passed), and `Drop` hands the name to
+//! `Gl::delete`, which deletes it now, when the context is next current, or not at all once the
+//! context is destroyed.
 
 use glam::{Mat4, Vec3, Vec4};
 use glow::HasContext;
 
 use super::GlError;
+use super::context::{Gl, Name};
 
 fn create_error(what: &'static str) -> impl FnOnce(String) -> GlError {
     move |message| GlError::Create { what, message }
@@ -65,14 +66,14 @@ impl Stage {
 /// in `Drop`, so that every way out of `Program::new` (a stage that does not compile, a program
 /// that does not link, a driver that cannot create a name) leaves no shader behind.
 struct Shader {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     raw: glow::Shader,
 }
 
 impl Shader {
     /// Compiles `source` after `header`; `name` (the program's) appears in errors.
     fn compile(
-        gl: &Rc<glow::Context>,
+        gl: &Gl,
         name: &str,
         stage: Stage,
         header: &str,
@@ -85,7 +86,7 @@ impl Shader {
                 .create_shader(stage.gl_kind())
                 .map_err(create_error("shader"))?;
             let shader = Self {
-                gl: Rc::clone(gl),
+                gl: gl.clone(),
                 raw,
             };
             // The header is one line per `\n`, and drivers count lines from the first source
@@ -106,15 +107,15 @@ impl Shader {
 
 impl Drop for Shader {
     fn drop(&mut self) {
-        // SAFETY: we own the handle. A shader still attached to a program is only flagged for
-        // deletion, which is why `Program::new` detaches before its shaders drop.
-        unsafe { self.gl.delete_shader(self.raw) }
+        // A shader still attached to a program is only flagged for deletion, which is why
+        // `Program::new` detaches before its shaders drop.
+        self.gl.delete(Name::Shader(self.raw));
     }
 }
 
 /// A linked shader program; its uniforms are set through [`Uniform`] locations looked up once.
 pub struct Program {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     raw: glow::Program,
     /// What errors call it (a shader path or a user's file).
     name: String,
@@ -124,7 +125,7 @@ impl Program {
     /// Compiles and links a program. `header` is the `#version` prologue for the context's
     /// dialect; `name` appears in errors.
     pub fn new(
-        gl: &Rc<glow::Context>,
+        gl: &Gl,
         name: &str,
         header: &str,
         vertex: &str,
@@ -136,7 +137,7 @@ impl Program {
         unsafe {
             let raw = gl.create_program().map_err(create_error("program"))?;
             let program = Self {
-                gl: Rc::clone(gl),
+                gl: gl.clone(),
                 raw,
                 name: name.to_string(),
             };
@@ -246,8 +247,7 @@ pub struct Uniform(Option<glow::UniformLocation>);
 
 impl Drop for Program {
     fn drop(&mut self) {
-        // SAFETY: we own the handle; nothing else deletes it.
-        unsafe { self.gl.delete_program(self.raw) }
+        self.gl.delete(Name::Program(self.raw));
     }
 }
 
@@ -255,7 +255,7 @@ impl Drop for Program {
 /// ([`Texture::from_rgba8`]), or an uninitialised, nearest-filtered render-target attachment
 /// ([`Texture::attachment`]).
 pub struct Texture {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     raw: glow::Texture,
 }
 
@@ -268,12 +268,7 @@ impl Texture {
     }
 
     /// Uploads `pixels` (`width * height * 4` bytes, rows bottom-up as GL expects).
-    pub fn from_rgba8(
-        gl: &Rc<glow::Context>,
-        width: u32,
-        height: u32,
-        pixels: &[u8],
-    ) -> Result<Self, GlError> {
+    pub fn from_rgba8(gl: &Gl, width: u32, height: u32, pixels: &[u8]) -> Result<Self, GlError> {
         assert_eq!(pixels.len(), width as usize * height as usize * 4);
         let max = Self::max_side_px(gl);
         if width > max || height > max {
@@ -307,7 +302,7 @@ impl Texture {
             }
             gl.bind_texture(glow::TEXTURE_2D, None);
             Ok(Self {
-                gl: Rc::clone(gl),
+                gl: gl.clone(),
                 raw,
             })
         }
@@ -318,7 +313,7 @@ impl Texture {
     /// filtering, since the output pass fetches texels one for one. The caller checks the size
     /// against the driver's limit.
     pub fn attachment(
-        gl: &Rc<glow::Context>,
+        gl: &Gl,
         internal: u32,
         format: u32,
         kind: u32,
@@ -330,7 +325,7 @@ impl Texture {
         unsafe {
             let raw = gl.create_texture().map_err(create_error("texture"))?;
             let texture = Self {
-                gl: Rc::clone(gl),
+                gl: gl.clone(),
                 raw,
             };
             gl.bind_texture(glow::TEXTURE_2D, Some(raw));
@@ -365,25 +360,24 @@ impl Texture {
 
 impl Drop for Texture {
     fn drop(&mut self) {
-        // SAFETY: we own the handle.
-        unsafe { self.gl.delete_texture(self.raw) }
+        self.gl.delete(Name::Texture(self.raw));
     }
 }
 
 /// A GL buffer object. The readback ring uses these as pixel-pack buffers; meshes as vertex
 /// buffers.
 pub struct Buffer {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     raw: glow::Buffer,
 }
 
 impl Buffer {
     /// Creates an empty buffer name.
-    pub fn new(gl: &Rc<glow::Context>) -> Result<Self, GlError> {
+    pub fn new(gl: &Gl) -> Result<Self, GlError> {
         // SAFETY: context current (module invariant).
         let raw = unsafe { gl.create_buffer() }.map_err(create_error("buffer"))?;
         Ok(Self {
-            gl: Rc::clone(gl),
+            gl: gl.clone(),
             raw,
         })
     }
@@ -396,8 +390,7 @@ impl Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        // SAFETY: we own the handle.
-        unsafe { self.gl.delete_buffer(self.raw) }
+        self.gl.delete(Name::Buffer(self.raw));
     }
 }
 
@@ -451,7 +444,7 @@ fn vertex_array(
 /// Interleaved float vertices in a vertex array, and optionally 32-bit indices into them, drawn
 /// as triangles.
 pub struct Mesh {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     vao: glow::VertexArray,
     _vbo: Buffer,
     /// The element buffer, when the mesh is indexed; `count` is then the number of indices.
@@ -466,7 +459,7 @@ impl Mesh {
     /// ([`GlError::Create`]): GL would read out of bounds (undefined behaviour, a crash on some
     /// drivers).
     pub fn new(
-        gl: &Rc<glow::Context>,
+        gl: &Gl,
         vertices: &[f32],
         indices: Option<&[u32]>,
         layout: &[(u32, i32)],
@@ -487,7 +480,7 @@ impl Mesh {
         let ebo = indices.map(|_| Buffer::new(gl)).transpose()?;
         let vao = vertex_array(gl, &vbo, vertices, ebo.as_ref().zip(indices), layout)?;
         Ok(Self {
-            gl: Rc::clone(gl),
+            gl: gl.clone(),
             vao,
             _vbo: vbo,
             ebo,
@@ -514,25 +507,25 @@ impl Mesh {
 
 impl Drop for Mesh {
     fn drop(&mut self) {
-        // SAFETY: we own the handle; the buffers delete themselves after it.
-        unsafe { self.gl.delete_vertex_array(self.vao) }
+        // The buffers delete themselves after it.
+        self.gl.delete(Name::VertexArray(self.vao));
     }
 }
 
 /// A vertex array with no attributes, for passes that make their vertices from `gl_VertexID`
 /// (a full-screen triangle). Core profile refuses draws with no VAO bound.
 struct EmptyVertexArray {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     vao: glow::VertexArray,
 }
 
 impl EmptyVertexArray {
     /// Creates the vertex array.
-    fn new(gl: &Rc<glow::Context>) -> Result<Self, GlError> {
+    fn new(gl: &Gl) -> Result<Self, GlError> {
         // SAFETY: context current (module invariant).
         let vao = unsafe { gl.create_vertex_array() }.map_err(create_error("vertex array"))?;
         Ok(Self {
-            gl: Rc::clone(gl),
+            gl: gl.clone(),
             vao,
         })
     }
@@ -550,8 +543,7 @@ impl EmptyVertexArray {
 
 impl Drop for EmptyVertexArray {
     fn drop(&mut self) {
-        // SAFETY: we own the handle.
-        unsafe { self.gl.delete_vertex_array(self.vao) }
+        self.gl.delete(Name::VertexArray(self.vao));
     }
 }
 
@@ -567,12 +559,7 @@ pub struct FullscreenPass {
 impl FullscreenPass {
     /// Compiles and links `fragment` with the full-screen vertex shader; `name` appears in
     /// errors, `header` is the context's `#version` prologue.
-    pub fn new(
-        gl: &Rc<glow::Context>,
-        name: &str,
-        header: &str,
-        fragment: &str,
-    ) -> Result<Self, GlError> {
+    pub fn new(gl: &Gl, name: &str, header: &str, fragment: &str) -> Result<Self, GlError> {
         let program = Program::new(
             gl,
             name,
@@ -607,25 +594,20 @@ impl FullscreenPass {
 
 /// A renderbuffer: storage a framebuffer can draw into but nothing can sample.
 pub struct Renderbuffer {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     raw: glow::Renderbuffer,
 }
 
 impl Renderbuffer {
     /// Allocates `width_px` × `height_px` of storage `internal` (a sized format).
-    pub fn new(
-        gl: &Rc<glow::Context>,
-        internal: u32,
-        width_px: u32,
-        height_px: u32,
-    ) -> Result<Self, GlError> {
+    pub fn new(gl: &Gl, internal: u32, width_px: u32, height_px: u32) -> Result<Self, GlError> {
         // SAFETY: context current; the new name is owned by `renderbuffer` from the start.
         unsafe {
             let raw = gl
                 .create_renderbuffer()
                 .map_err(create_error("renderbuffer"))?;
             let renderbuffer = Self {
-                gl: Rc::clone(gl),
+                gl: gl.clone(),
                 raw,
             };
             gl.bind_renderbuffer(glow::RENDERBUFFER, Some(raw));
@@ -643,8 +625,7 @@ impl Renderbuffer {
 
 impl Drop for Renderbuffer {
     fn drop(&mut self) {
-        // SAFETY: we own the handle.
-        unsafe { self.gl.delete_renderbuffer(self.raw) }
+        self.gl.delete(Name::Renderbuffer(self.raw));
     }
 }
 
@@ -661,7 +642,7 @@ pub enum Attachment<'a> {
 /// It does not own its attachments: the type holding both keeps them alive at least as long
 /// (declare the framebuffer first, so it is deleted first).
 pub struct Framebuffer {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     raw: glow::Framebuffer,
     width_px: u32,
     height_px: u32,
@@ -672,7 +653,7 @@ impl Framebuffer {
     /// is complete ([`GlError::Framebuffer`] with the status otherwise). It is left bound to
     /// `GL_FRAMEBUFFER`.
     pub fn new(
-        gl: &Rc<glow::Context>,
+        gl: &Gl,
         width_px: u32,
         height_px: u32,
         attachments: &[(u32, Attachment<'_>)],
@@ -684,7 +665,7 @@ impl Framebuffer {
                 .create_framebuffer()
                 .map_err(create_error("framebuffer"))?;
             let framebuffer = Self {
-                gl: Rc::clone(gl),
+                gl: gl.clone(),
                 raw,
                 width_px,
                 height_px,
@@ -739,8 +720,8 @@ impl ReadSource for Framebuffer {
 
 impl Drop for Framebuffer {
     fn drop(&mut self) {
-        // SAFETY: we own the handle; the attachments are deleted by their own owners.
-        unsafe { self.gl.delete_framebuffer(self.raw) }
+        // The attachments are deleted by their own owners.
+        self.gl.delete(Name::Framebuffer(self.raw));
     }
 }
 
@@ -758,12 +739,7 @@ pub struct RenderTarget {
 
 impl RenderTarget {
     /// Creates and checks the framebuffer; `max_px` is the driver's largest target size.
-    pub fn new(
-        gl: &Rc<glow::Context>,
-        width_px: u32,
-        height_px: u32,
-        max_px: u32,
-    ) -> Result<Self, GlError> {
+    pub fn new(gl: &Gl, width_px: u32, height_px: u32, max_px: u32) -> Result<Self, GlError> {
         if width_px > max_px || height_px > max_px {
             return Err(GlError::TooLarge {
                 width: width_px,
@@ -909,18 +885,18 @@ pub fn set_cull_back_faces(gl: &glow::Context, enabled: bool) {
 /// A fence after the commands issued so far: signalled once the GPU has executed them all. Owns
 /// the sync object and deletes it in `Drop`, so a wait that fails or is abandoned cannot leak it.
 pub struct Fence {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     raw: glow::Fence,
 }
 
 impl Fence {
     /// Inserts a fence after every command issued so far.
-    pub fn new(gl: &Rc<glow::Context>) -> Result<Self, GlError> {
+    pub fn new(gl: &Gl) -> Result<Self, GlError> {
         // SAFETY: context current (module invariant); no pointers are involved.
         let raw = unsafe { gl.fence_sync(glow::SYNC_GPU_COMMANDS_COMPLETE, 0) }
             .map_err(create_error("fence"))?;
         Ok(Self {
-            gl: Rc::clone(gl),
+            gl: gl.clone(),
             raw,
         })
     }
@@ -953,8 +929,8 @@ impl Fence {
 
 impl Drop for Fence {
     fn drop(&mut self) {
-        // SAFETY: we own the sync object; deleting one that was never waited on is allowed.
-        unsafe { self.gl.delete_sync(self.raw) }
+        // Deleting a sync object that was never waited on is allowed.
+        self.gl.delete(Name::Fence(self.raw));
     }
 }
 
@@ -1072,6 +1048,72 @@ mod tests {
             "{:?}",
             refused.err()
         );
+    }
+
+    /// A buffer that `glIsBuffer` reports: `glGenBuffers` only reserves a name, and the first
+    /// bind makes the object.
+    fn bound_buffer(gl: &Gl) -> Buffer {
+        let buffer = Buffer::new(gl).unwrap();
+        // SAFETY: the context is current (`Gl` checks); binding and unbinding a live buffer.
+        unsafe {
+            gl.bind_buffer(glow::ARRAY_BUFFER, Some(buffer.raw));
+            gl.bind_buffer(glow::ARRAY_BUFFER, None);
+        }
+        buffer
+    }
+
+    fn is_buffer(gl: &Gl, raw: glow::Buffer) -> bool {
+        // SAFETY: the context is current (`Gl` checks); a query.
+        unsafe { gl.is_buffer(raw) }
+    }
+
+    #[test]
+    fn an_object_dropped_while_another_context_is_current_waits_for_its_own() {
+        let a = context();
+        let in_a = bound_buffer(a.gl());
+        let name = in_a.raw;
+        let b = context();
+        let in_b = bound_buffer(b.gl());
+        assert_eq!(in_b.raw, name, "both contexts number their buffers alike");
+        drop(in_a);
+        // Not deleted in B, whose buffer of the same name lives on...
+        assert!(is_buffer(b.gl(), name));
+        // ...but left for A, which deletes it when it is current again.
+        assert_eq!(a.gl().deferred_len(), 1);
+        a.make_current().unwrap();
+        assert_eq!(a.gl().deferred_len(), 0);
+        assert!(!is_buffer(a.gl(), name));
+        b.make_current().unwrap();
+        assert!(is_buffer(b.gl(), in_b.raw));
+    }
+
+    #[test]
+    fn an_object_that_outlives_its_context_touches_no_other() {
+        let a = context();
+        let stale_buffer = bound_buffer(a.gl());
+        let stale_program = Program::new(a.gl(), "stale", a.glsl_header(), VERTEX, FRAGMENT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // As bench does between configurations: one context after the other on one thread.
+        drop(a);
+        let b = context();
+        let buffer = bound_buffer(b.gl());
+        let program = Program::new(b.gl(), "live", b.glsl_header(), VERTEX, FRAGMENT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (buffer.raw, program.raw),
+            (stale_buffer.raw, stale_program.raw),
+            "both contexts number their objects alike"
+        );
+        // Using the dead context's program would bind B's program of the same name: it panics.
+        let used = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stale_program.bind()));
+        assert!(used.is_err());
+        // Dropping them deletes nothing in B: A's names went with A.
+        drop(stale_buffer);
+        drop(stale_program);
+        assert!(is_buffer(b.gl(), buffer.raw));
+        // SAFETY: B is current (`Gl` checks); a query.
+        assert!(unsafe { b.gl().is_program(program.raw) });
+        assert_eq!(b.gl().deferred_len(), 0);
     }
 
     #[test]

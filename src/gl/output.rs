@@ -6,9 +6,8 @@
 //! into an R8 target, or depth into an R32F target. Formats the driver can read back directly
 //! (RGBA8, RGB8) without flipping skip the pass entirely.
 
-use std::rc::Rc;
-
 use super::GlError;
+use super::context::Gl;
 use super::objects::{
     Attachment, Framebuffer, FullscreenPass, ReadSource, RenderTarget, Renderbuffer,
 };
@@ -83,7 +82,7 @@ impl OutputPass {
     /// Builds the pass for `format` and `flip`, or `None` when the scene's target can be read
     /// back as it is.
     pub fn new(
-        gl: &Rc<glow::Context>,
+        gl: &Gl,
         glsl_header: &str,
         format: Format,
         flip: bool,

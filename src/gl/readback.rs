@@ -13,7 +13,9 @@
 //!   reaches a thread that is not scoped inside the context's life (`std::thread::spawn` needs
 //!   `'static`). Within the context's life, a slot is unmapped, written by `glReadPixels`, or
 //!   deleted only when no lease on it is alive: [`Slot::submit`] waits for the slot's leases,
-//!   and `Drop` leaves a still-leased buffer to the context rather than delete it under a reader.
+//!   and the ring's `Drop` hands every mapped buffer, with its lease count, to the context
+//!   (`Gl::retire`), which unmaps and deletes it on the GL thread once the last lease has
+//!   ended, wherever that lease was dropped (Smithay's renderer defers its cleanup the same way).
 //! - The mapping outlives other GL work: a buffer mapped without `GL_MAP_PERSISTENT_BIT` may stay
 //!   mapped while the context renders into other objects; only that buffer may not be used by GL
 //!   until it is unmapped, and the ring is the only code that touches it.
@@ -26,14 +28,13 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use glow::HasContext;
 
 use super::GlError;
-use super::context::HeadlessContext;
+use super::context::{Gl, HeadlessContext, Retire};
 use super::objects::{Buffer, Fence, ReadSource};
 use super::output::read_params;
 use crate::format::Format;
@@ -168,12 +169,42 @@ impl RingSlot {
     fn is_free(&self) -> bool {
         self.fence.is_none() && (!self.mapped || self.leases.is_zero())
     }
+
+    /// Unmaps the buffer if it is mapped; the caller has seen its lease count at zero.
+    fn unmap(&mut self, gl: &glow::Context) {
+        if !self.mapped {
+            return;
+        }
+        // SAFETY: context current (the caller's `Gl` checked, or the context runs its retired
+        // work); the buffer is alive and mapped (flag), and no lease can read it any more: the
+        // count is zero and only `complete_oldest`, on this thread, creates new ones (and never
+        // for a slot the ring has let go of).
+        unsafe {
+            gl.bind_buffer(glow::PIXEL_PACK_BUFFER, Some(self.buffer.raw()));
+            gl.unmap_buffer(glow::PIXEL_PACK_BUFFER);
+            gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
+        }
+        self.mapped = false;
+    }
+}
+
+/// A slot the ring let go of while its frame was still leased: the buffer must stay mapped and
+/// alive until the last lease ends (possibly on another thread), then it is unmapped, and
+/// dropping the slot deletes the buffer.
+impl Retire for RingSlot {
+    fn release(&mut self, gl: &glow::Context) -> bool {
+        if !self.leases.is_zero() {
+            return false;
+        }
+        self.unmap(gl);
+        true
+    }
 }
 
 /// A ring of pixel-pack buffers, each one frame in the delivered format: k in flight, plus
 /// spares for frames leased out.
 pub struct PboRing<'ctx> {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     slots: Vec<RingSlot>,
     /// Slots read and fenced but not yet mapped, oldest first.
     pending: VecDeque<usize>,
@@ -222,7 +253,7 @@ impl Slot<'_, '_> {
         source.bind_read();
         let (format, kind) = read_params(ring.format);
         let slot = &ring.slots[index];
-        // SAFETY: context current (the ring holds an `Rc` of it, so it is on the GL thread); the
+        // SAFETY: context current (`Gl` checks that it is the ring's, on this thread); the
         // buffer is alive, unmapped (just reclaimed) and holds width × height × bytes-per-pixel
         // bytes at offset 0, which is exactly what this read writes because pack alignment 1
         // adds no row padding.
@@ -268,7 +299,7 @@ impl<'ctx> PboRing<'ctx> {
             ))
         })?;
         let mut ring = Self {
-            gl: Rc::clone(context.gl()),
+            gl: context.gl().clone(),
             slots: Vec::with_capacity(count),
             pending: VecDeque::with_capacity(count),
             in_flight_limit: count,
@@ -288,7 +319,7 @@ impl<'ctx> PboRing<'ctx> {
 
     fn add_slot(&mut self) -> Result<usize, GlError> {
         let buffer = Buffer::new(&self.gl)?;
-        // SAFETY: context current (the ring holds an `Rc` of it, so it is on the GL thread);
+        // SAFETY: context current (`Gl` checks that it is the ring's, on this thread);
         // the buffer is alive, and the size fits an i32 (checked in `new`).
         unsafe {
             self.gl
@@ -350,6 +381,8 @@ impl<'ctx> PboRing<'ctx> {
     /// caller withdraws or waits for (see [`Slot`]). Fails when k frames are in flight: complete
     /// one first.
     pub fn acquire(&mut self) -> Result<Slot<'_, 'ctx>, GlError> {
+        // Buffers another ring of this context let go of while leased may be free by now.
+        self.gl.run_deferred();
         if self.is_full() {
             return Err(GlError::Readback(
                 "every pixel-pack buffer is in flight; complete one first".into(),
@@ -432,15 +465,7 @@ impl<'ctx> PboRing<'ctx> {
             return;
         }
         slot.leases.wait_zero(None);
-        // SAFETY: context current; the buffer is mapped (flag) and no lease can read it any more
-        // (count is zero and only `complete_oldest`, on this thread, creates new ones).
-        unsafe {
-            self.gl
-                .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
-            self.gl.unmap_buffer(glow::PIXEL_PACK_BUFFER);
-            self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
-        }
-        slot.mapped = false;
+        slot.unmap(&self.gl);
     }
 }
 
@@ -448,28 +473,116 @@ impl Drop for PboRing<'_> {
     fn drop(&mut self) {
         self.discard_in_flight();
         for slot in self.slots.drain(..) {
-            if slot.mapped && !slot.leases.is_zero() {
-                // A lease outlives the ring, though not the context (the `'ctx` borrow sees to
-                // that). Deleting the buffer would unmap it under the reader, so it is left to
-                // the context, which frees it when it is destroyed after the last lease.
-                log::debug!(
-                    "PBO for frame {} still leased; leaving it to the context",
-                    slot.meta.sequence
-                );
-                // Invariant: the mapping must stay valid until the last lease drops, which the
-                // `'ctx` borrow places before the context's destruction.
-                std::mem::forget(slot.buffer);
-                continue;
-            }
             if slot.mapped {
-                // SAFETY: context current; mapped and unleased, so nobody reads it.
-                unsafe {
-                    self.gl
-                        .bind_buffer(glow::PIXEL_PACK_BUFFER, Some(slot.buffer.raw()));
-                    self.gl.unmap_buffer(glow::PIXEL_PACK_BUFFER);
-                    self.gl.bind_buffer(glow::PIXEL_PACK_BUFFER, None);
-                }
+                // Unmapped now if no lease reads it, else when the last lease has ended: the
+                // context keeps it until then, on this thread, and at the latest until it is
+                // destroyed, which the `'ctx` borrow places after every lease.
+                self.gl.retire(Box::new(slot));
             }
+            // An unmapped slot's buffer deletes itself.
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use glow::HasContext;
+
+    use super::*;
+    use crate::gl::objects::RenderTarget;
+
+    fn context() -> HeadlessContext {
+        HeadlessContext::new(None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn is_buffer(gl: &Gl, raw: glow::Buffer) -> bool {
+        // SAFETY: the context is current (`Gl` checks); a query.
+        unsafe { gl.is_buffer(raw) }
+    }
+
+    /// Reads `target` through `ring` and returns the lease on that frame and its buffer.
+    fn read<'ctx>(
+        ring: &mut PboRing<'ctx>,
+        target: &RenderTarget,
+        sequence: u64,
+    ) -> (FrameLease<'ctx>, glow::Buffer) {
+        let meta = FrameMeta {
+            sequence,
+            ..FrameMeta::default()
+        };
+        ring.acquire().unwrap().submit(target, meta).unwrap();
+        let lease = ring
+            .complete_oldest()
+            .unwrap()
+            .expect("one frame in flight");
+        let slot = ring
+            .slots
+            .iter()
+            .find(|slot| slot.mapped && slot.meta == meta)
+            .expect("the leased slot is mapped");
+        (lease, slot.buffer.raw())
+    }
+
+    #[test]
+    fn the_ring_drops_cleanly_with_and_without_leases_outstanding() {
+        let context = context();
+        let gl = context.gl();
+        let target = RenderTarget::new(gl, 4, 4, context.max_target_size()).unwrap();
+
+        // No lease outstanding: every buffer, mapped or not, goes with the ring.
+        let mut ring = PboRing::new(&context, 4, 4, Format::Rgba8, 2).unwrap();
+        let (lease, _) = read(&mut ring, &target, 1);
+        drop(lease);
+        let names: Vec<glow::Buffer> = ring.slots.iter().map(|s| s.buffer.raw()).collect();
+        drop(ring);
+        assert!(names.iter().all(|&name| !is_buffer(gl, name)));
+        assert_eq!(gl.deferred_len(), 0);
+
+        // A lease outstanding: its buffer stays mapped and alive after the ring is gone, the
+        // lease ends on another thread, and the GL thread deletes the buffer afterwards.
+        let mut ring = PboRing::new(&context, 4, 4, Format::Rgba8, 2).unwrap();
+        let (lease, leased) = read(&mut ring, &target, 2);
+        let pixels = lease.bytes().to_vec();
+        assert_eq!(pixels.len(), 4 * 4 * 4);
+        drop(ring);
+        assert!(is_buffer(gl, leased));
+        assert_eq!(gl.deferred_len(), 1);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                assert_eq!(lease.bytes(), pixels, "the mapping outlives the ring");
+                drop(lease);
+            });
+        });
+        // The lease ended off the GL thread, which therefore has not touched the buffer yet.
+        assert!(is_buffer(gl, leased));
+        // The next chance the GL thread has (making the context current, or any ring of it
+        // acquiring a buffer), it unmaps and deletes it.
+        let mut other = PboRing::new(&context, 4, 4, Format::Rgba8, 1).unwrap();
+        other.acquire().unwrap();
+        assert_eq!(gl.deferred_len(), 0);
+        assert!(!is_buffer(gl, leased));
+    }
+
+    #[test]
+    fn a_retired_buffer_goes_with_its_context_at_the_latest() {
+        let context = context();
+        let target = RenderTarget::new(context.gl(), 4, 4, context.max_target_size()).unwrap();
+        let mut ring = PboRing::new(&context, 4, 4, Format::Rgba8, 1).unwrap();
+        let (lease, _) = read(&mut ring, &target, 1);
+        drop(ring);
+        // The lease must end before the context does (it borrows it); nothing on the GL thread
+        // has run since, so the context still holds the buffer when it is destroyed.
+        drop(lease);
+        drop(target);
+        let gl = context.gl().clone();
+        assert_eq!(gl.deferred_len(), 1);
+        // context, the retired slot's buffer, and `gl`
+        assert_eq!(gl.holders(), 3);
+        drop(context);
+        // Released with the context: nothing left to run, and no cycle (the retired buffer
+        // holds the context's shared state) keeps that state alive past its last user.
+        assert_eq!(gl.deferred_len(), 0);
+        assert_eq!(gl.holders(), 1);
+        assert!(!gl.is_current());
     }
 }

@@ -4,14 +4,13 @@
 //! axis), so any frame can be rendered on its own and compared with a golden image.
 
 use std::f32::consts::TAU;
-use std::rc::Rc;
 
 use glam::{Mat4, Vec3, camera};
 
 use super::backdrop::Backdrop;
 use super::{Scene, SceneError, SceneOptions};
 use crate::capture;
-use crate::gl::context::HeadlessContext;
+use crate::gl::context::{Gl, HeadlessContext};
 use crate::gl::objects::{
     Clear, Mesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces, set_depth_test,
 };
@@ -21,7 +20,7 @@ const FRAMES_PER_TURN: u64 = 240;
 
 /// The default scene's GL objects and camera.
 pub struct CubeScene {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     backdrop: Backdrop,
     cube: Program,
     mesh: Mesh,
@@ -95,7 +94,7 @@ impl CubeScene {
             texture: cube.uniform("u_texture")?,
         };
         Ok(Self {
-            gl: Rc::clone(gl),
+            gl: gl.clone(),
             backdrop,
             cube,
             mesh,

@@ -27,7 +27,6 @@ use std::f32::consts::TAU;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use glam::{Mat3, Mat4, Vec3, Vec4, camera};
 use gltf::Semantic;
@@ -36,7 +35,7 @@ use gltf::mesh::Mode;
 use super::backdrop::Backdrop;
 use super::{Scene, SceneError};
 use crate::capture;
-use crate::gl::context::HeadlessContext;
+use crate::gl::context::{Gl, HeadlessContext};
 use crate::gl::objects::{Clear, Mesh, Program, RenderTarget, Texture, Uniform, set_depth_test};
 
 /// One turn of the orbiting camera, for models without a camera of their own.
@@ -97,7 +96,7 @@ impl CameraRig {
 
 /// A loaded glTF scene's GL objects and camera.
 pub struct GltfScene {
-    gl: Rc<glow::Context>,
+    gl: Gl,
     backdrop: Backdrop,
     program: Program,
     draws: Vec<Draw>,
@@ -162,7 +161,7 @@ struct Collected<'a> {
 
 /// Everything the loader needs while walking one file.
 struct Loader<'a> {
-    gl: &'a Rc<glow::Context>,
+    gl: &'a Gl,
     path: &'a Path,
     base: &'a Path,
     /// `base`, canonical: every file the model references must resolve to a path under it.
@@ -274,7 +273,7 @@ impl GltfScene {
             emissive: program.uniform("u_emissive")?,
         };
         Ok(Self {
-            gl: Rc::clone(gl),
+            gl: gl.clone(),
             uniforms,
             backdrop,
             program,
