@@ -17,6 +17,7 @@ mod bench;
 mod compare;
 mod recv;
 mod serve;
+pub mod size;
 mod snapshot;
 
 pub use bench::{BenchArgs, BenchTransport};

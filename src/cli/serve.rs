@@ -13,7 +13,7 @@ use crate::stream::http::HttpConfig;
 use crate::stream::hub::Policy;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::shm;
-use crate::stream::socket::{self, SendBuffer, Transport};
+use crate::stream::socket::{SendBuffer, Transport};
 use crate::stream::zmq::{self, Pattern, ZmqConfig};
 
 /// Options of the default action: render and stream.
@@ -200,11 +200,11 @@ fn parse_send_buffer(text: &str) -> Result<SendBuffer, String> {
     const MIN: u64 = 4 << 10;
     const MAX: u64 = 1 << 30;
     match text {
-        "auto" => return Ok(SendBuffer::auto()),
+        "auto" => return Ok(crate::cli::size::auto_send_buffer()),
         "system" => return Ok(SendBuffer::System),
         _ => {}
     }
-    let bytes = socket::parse_size(text).ok_or_else(|| {
+    let bytes = crate::cli::size::parse_size(text).ok_or_else(|| {
         format!("expected auto, system or a size in bytes (like 524288 or 512K), got {text:?}")
     })?;
     if !(MIN..=MAX).contains(&bytes) {
@@ -442,7 +442,11 @@ mod tests {
             assert!(parse_send_buffer(bad).is_err(), "{bad:?}");
         }
         let config = parse(&[]).serve.validate().unwrap();
-        assert_eq!(config.send_buffer, SendBuffer::auto(), "auto by default");
+        assert_eq!(
+            config.send_buffer,
+            crate::cli::size::auto_send_buffer(),
+            "auto by default"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::stream::hub::Policy;
 use crate::stream::output::Output as StreamOutput;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::shm;
-use crate::stream::socket::{self, SendBuffer, Transport};
+use crate::stream::socket::{self, Transport};
 use crate::stream::stop::StopFlag;
 
 /// Stages a frame's time is split into, in table order. Each mode fills the ones it has.
@@ -197,7 +197,7 @@ pub fn end_to_end(
         frames: Some(total),
         frame_interval: None,
         send_timeout: Duration::from_secs(30),
-        send_buffer: SendBuffer::auto(),
+        send_buffer: crate::cli::size::auto_send_buffer(),
         zmq: None,
         shard: Shard::ALL,
         http: None,
