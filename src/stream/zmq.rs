@@ -31,9 +31,12 @@
 //! the connection of a peer that announces more). A producer's peers send nothing but
 //! subscriptions, so a producer takes parts of at most [`MAX_PEER_PART_BYTES`]: libzmq keeps
 //! every topic a subscriber names until it leaves, and a 512 KiB topic would cost the producer
-//! megabytes. A consumer takes parts of at most [`protocol::MAX_FRAME_BYTES`], as `recv` does
-//! over TCP. A message that breaks the contract is the sender's problem: [`Receiver::recv`]
-//! reports it as an error for which [`ZmqError::is_from_peer`] holds, and the caller drops it.
+//! megabytes. For the same reason a pub output whose subscribers hold more than [`MAX_TOPICS`]
+//! topics drops them all (libzmq cannot drop one peer); the well-behaved reconnect. A consumer
+//! takes parts of at most [`protocol::MAX_FRAME_BYTES`], as `recv` does over TCP (libzmq holds
+//! a message's parts until the last, so a peer can still make it hold a few such parts). A
+//! message that breaks the contract is the sender's problem: [`Receiver::recv`] reports it as
+//! an error for which [`ZmqError::is_from_peer`] holds, and the caller drops it.
 //!
 //! **`ipc://` paths** follow `--unix`'s rule: a path that exists and is not a socket, or a socket
 //! someone listens on, is refused (libzmq would unlink either); a stale socket is replaced; the
