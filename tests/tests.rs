@@ -9,6 +9,7 @@ mod recipes;
 mod scenes;
 mod shm;
 mod util;
+mod zmq_hardening;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
@@ -1686,11 +1687,11 @@ mod zmq {
     use std::time::Instant;
 
     /// Frames of 76,800 bytes: over pyzmq's 64 KiB threshold, so its `copy=False` is zero-copy.
-    const ZW: &str = "160";
-    const ZH: &str = "120";
+    pub(crate) const ZW: &str = "160";
+    pub(crate) const ZH: &str = "120";
 
     /// The first endpoint on a ready line such as `zmq push listening on tcp://127.0.0.1:PORT`.
-    fn endpoint(server: &Server, prefix: &str) -> String {
+    pub(crate) fn endpoint(server: &Server, prefix: &str) -> String {
         let line = server.ready_line();
         let rest = line
             .strip_prefix(prefix)
@@ -1699,7 +1700,7 @@ mod zmq {
     }
 
     /// A `recv --zmq-bind tcp://127.0.0.1:*` collector and the endpoint it bound.
-    fn collector(args: &[&str]) -> (Server, String) {
+    pub(crate) fn collector(args: &[&str]) -> (Server, String) {
         let args = [&["recv", "--zmq-bind", "tcp://127.0.0.1:*"][..], args].concat();
         let server = Server::start_with(&args, "listening on ");
         let endpoint = endpoint(&server, "listening on ");
@@ -1707,7 +1708,7 @@ mod zmq {
     }
 
     /// A producer of the pattern scene at the ZeroMQ tests' size.
-    fn producer(args: &[&str], ready: &str) -> Server {
+    pub(crate) fn producer(args: &[&str], ready: &str) -> Server {
         let size = ["--scene", "pattern", "--width", ZW, "--height", ZH];
         Server::start_with(&[&size[..], args].concat(), ready)
     }

@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::format::Format;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::zmq::RecvPattern;
+
+use super::serve::MAX_ZMQ_HWM;
 
 /// Options of `glstream recv`.
 #[derive(Debug, Args)]
@@ -37,7 +40,7 @@ pub struct RecvArgs {
     #[arg(long, value_enum, default_value_t = RecvPattern::Pull)]
     pub zmq_pattern: RecvPattern,
 
-    /// ZeroMQ receive high-water mark, in frames per producer.
+    /// ZeroMQ receive high-water mark, in frames per producer (1 to 1024).
     #[arg(long, default_value_t = 2)]
     pub zmq_hwm: u32,
 
@@ -96,4 +99,18 @@ pub struct RecvArgs {
     /// and payload) has not arrived within this many seconds of being waited for.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub timeout: f64,
+}
+
+impl RecvArgs {
+    /// `--zmq-hwm`, checked as the producer's is: 0 would mean no limit to libzmq, and values
+    /// over `i32::MAX` would wrap.
+    pub fn zmq_hwm(&self) -> Result<u32> {
+        if !(1..=MAX_ZMQ_HWM).contains(&self.zmq_hwm) {
+            bail!(
+                "--zmq-hwm {}: must be between 1 and {MAX_ZMQ_HWM} frames",
+                self.zmq_hwm
+            );
+        }
+        Ok(self.zmq_hwm)
+    }
 }

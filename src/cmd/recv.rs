@@ -24,7 +24,7 @@ use crate::capture;
 use crate::cli::{RecvArgs, seconds};
 use crate::format::Format;
 use crate::pattern_code::decode_pattern;
-use crate::stream::protocol::{self, HeaderMode};
+use crate::stream::protocol::{self, HeaderMode, MAX_FRAME_BYTES};
 use crate::stream::shm::{self, ShmSubscriber};
 use crate::stream::zmq;
 
@@ -145,10 +145,6 @@ pub struct Received<'a> {
     /// The payload.
     pub pixels: &'a [u8],
 }
-
-/// A header claiming more than this is refused before anything is allocated: it is larger than
-/// any render target a driver allows (16384² × 4 bytes), so it can only be garbage.
-const MAX_FRAME_BYTES: u64 = 1 << 30;
 
 /// Reads frames from `stream` until it ends or `args.frames` is reached, validating every header
 /// and calling `each(count, frame)`. Each frame, header and payload, must arrive within `timeout`
@@ -467,13 +463,35 @@ impl IndexTally {
     }
 }
 
+/// At most this many dropped messages are logged one by one; the rest are only counted.
+const LOGGED_DROPS: u64 = 10;
+
+/// The messages a ZeroMQ collector dropped. Any peer can send anything: a message that breaks the
+/// contract, or a frame of another size than the collection's, costs only itself.
+#[derive(Debug, Default)]
+struct Dropped {
+    messages: u64,
+}
+
+impl Dropped {
+    fn note(&mut self, why: &dyn std::fmt::Display) {
+        self.messages += 1;
+        if self.messages <= LOGGED_DROPS {
+            log::warn!("dropped message {} from a peer: {why}", self.messages);
+        }
+        if self.messages == LOGGED_DROPS {
+            log::warn!("further dropped messages are counted, not logged");
+        }
+    }
+}
+
 /// Collects frames from a ZeroMQ socket until `--frames` messages or a signal.
 fn run_zmq(args: &RecvArgs) -> Result<()> {
     let mut receiver = zmq::receiver(
         args.zmq_pattern,
         &args.zmq_bind,
         &args.zmq_connect,
-        args.zmq_hwm,
+        args.zmq_hwm()?,
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -495,17 +513,24 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
     let (mut frames, mut bytes) = (0u64, 0u64);
     let mut size = None;
     let mut first: Option<Instant> = None;
+    let mut dropped = Dropped::default();
     while args.frames.is_none_or(|limit| frames < limit) && !stop.load(Ordering::SeqCst) {
-        let Some(parts) = receiver
-            .recv(Duration::from_millis(100))
-            .with_context(|| format!("frame {frames}"))?
-        else {
-            continue;
+        let parts = match receiver.recv(Duration::from_millis(100)) {
+            Ok(Some(parts)) => parts,
+            Ok(None) => continue,
+            Err(e) if e.is_from_peer() => {
+                dropped.note(&format_args!("{:#}", anyhow::Error::new(e)));
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("frame {frames}")),
         };
-        first.get_or_insert_with(Instant::now);
         let header = parts.header;
         let (width_px, height_px) = (header.width_px, header.height_px);
-        check_size(args, frames, &mut size, width_px, height_px)?;
+        if let Err(e) = check_size(args, frames, &mut size, width_px, height_px) {
+            dropped.note(&format_args!("{e:#}"));
+            continue;
+        }
+        first.get_or_insert_with(Instant::now);
         // A glstream header always carries the index.
         let index = header.frame_index.unwrap_or(frames);
         let frame = Received {
@@ -541,6 +566,12 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
         frames as f64 / seconds,
         bytes as f64 / seconds / 1e6
     );
+    if dropped.messages > 0 {
+        println!(
+            "dropped {} messages that were not frames of this collection",
+            dropped.messages
+        );
+    }
     if let Some(tally) = &tally {
         tally.report(args.max_drops)?;
     }
@@ -716,6 +747,21 @@ mod tests {
         );
         assert!(tally.report(1).is_ok());
         assert_eq!(list(0..30), format!("{}, ...", list(0..20)));
+    }
+
+    #[test]
+    fn a_zmq_hwm_outside_1_to_1024_is_refused_before_anything_is_bound() {
+        // 0 would be no limit at all to libzmq; over i32::MAX it would wrap.
+        for hwm in [0, 1025, 1 << 31, u32::MAX] {
+            let mut args = args(HeaderMode::Glstream);
+            args.zmq_bind = vec!["tcp://127.0.0.1:*".into()];
+            args.zmq_hwm = hwm;
+            let error = run(&args).unwrap_err();
+            assert_eq!(
+                format!("{error:#}"),
+                format!("--zmq-hwm {hwm}: must be between 1 and 1024 frames")
+            );
+        }
     }
 
     #[test]

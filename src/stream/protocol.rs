@@ -41,6 +41,10 @@ pub const MAX_HEADER_LEN: usize = GLSTREAM_HEADER_LEN;
 pub const GLSTREAM_MAGIC: [u8; 4] = *b"GLST";
 /// The `glstream` header version this build writes and reads.
 pub const GLSTREAM_VERSION: u16 = 1;
+/// The largest payload a consumer accepts from another process, checked before anything is
+/// allocated: more than any render target a driver allows (16384² × 4 bytes), so a header that
+/// claims more can only be garbage.
+pub const MAX_FRAME_BYTES: u64 = 1 << 30;
 /// Flag bit: rows are top-down.
 const FLAG_TOP_DOWN: u32 = 1;
 

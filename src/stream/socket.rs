@@ -178,11 +178,24 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, SocketError> {
 }
 
 /// A socket file this process created: removed when dropped, but only if the path still is that
-/// very file (same device and inode), never one someone put there since.
-struct OwnedPath {
+/// very file (same device and inode), never one someone put there since. ZeroMQ's `ipc://`
+/// endpoints use it too.
+pub(super) struct OwnedPath {
     path: PathBuf,
     dev: u64,
     ino: u64,
+}
+
+impl OwnedPath {
+    /// Records the file now at `path`, which this process has just created, as its own.
+    pub(super) fn record(path: &Path) -> io::Result<OwnedPath> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(OwnedPath {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl Drop for OwnedPath {
@@ -228,16 +241,9 @@ fn bind_unix(path: &Path) -> Result<(UnixListener, OwnedPath), SocketError> {
         }
         Err(e) => return Err(bind_error(e)),
     };
-    let meta = std::fs::symlink_metadata(path).map_err(bind_error)?;
+    let owned = OwnedPath::record(path).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
-    Ok((
-        listener,
-        OwnedPath {
-            path: path.to_path_buf(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-        },
-    ))
+    Ok((listener, owned))
 }
 
 impl<F: Frame> Output<F> for SocketOutput {

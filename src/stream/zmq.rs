@@ -26,6 +26,22 @@
 //!   wrap it and a raw `setsockopt` would need `unsafe`; `XPUB_VERBOSE` alone miscounts.) A
 //!   subscriber at its high-water mark loses frames inside libzmq; the renderer never waits.
 //!
+//! **What a peer may send.** Every socket caps the size of each message part a peer sends
+//! (`ZMQ_MAXMSGSIZE`; libzmq checks the size a frame announces before allocating it and drops
+//! the connection of a peer that announces more). A producer's peers send nothing but
+//! subscriptions, so a producer takes parts of at most [`MAX_PEER_PART_BYTES`]: libzmq keeps
+//! every topic a subscriber names until it leaves, and a 512 KiB topic would cost the producer
+//! megabytes. For the same reason a pub output whose subscribers hold more than [`MAX_TOPICS`]
+//! topics drops them all (libzmq cannot drop one peer); the well-behaved reconnect. A consumer
+//! takes parts of at most [`protocol::MAX_FRAME_BYTES`], as `recv` does over TCP (libzmq holds
+//! a message's parts until the last, so a peer can still make it hold a few such parts). A
+//! message that breaks the contract is the sender's problem: [`Receiver::recv`] reports it as
+//! an error for which [`ZmqError::is_from_peer`] holds, and the caller drops it.
+//!
+//! **`ipc://` paths** follow `--unix`'s rule: a path that exists and is not a socket, or a socket
+//! someone listens on, is refused (libzmq would unlink either); a stale socket is replaced; the
+//! socket file a bind created is removed when its socket closes, if it is still the same file.
+//!
 //! **Memory.** The payload is copied once per frame into a libzmq message (one `malloc` and
 //! `memcpy` inside libzmq; measured about 40 µs at 800×600 on a 2-core machine, logged at the
 //! end of each run). Zero-copy is not used: a message that borrowed the mapped frame would be
@@ -40,6 +56,9 @@
 //! the send timeout, or until an abort) for libzmq to hand the queued frames over.
 
 use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
@@ -50,8 +69,9 @@ use super::output::{
     Deadline, Feed, FrameShape, Output, OutputError, SLICE, SendError, Sink, serve_sink,
 };
 use super::protocol::{
-    self, Decoded, GLSTREAM_HEADER_LEN, HeaderMode, MAX_HEADER_LEN, ProtocolError,
+    self, Decoded, GLSTREAM_HEADER_LEN, HeaderMode, MAX_FRAME_BYTES, MAX_HEADER_LEN, ProtocolError,
 };
+use super::socket::{OwnedPath, SocketError};
 use crate::format::Format;
 
 /// How a ZeroMQ producer spreads frames over its peers.
@@ -97,16 +117,25 @@ pub struct ZmqConfig {
 /// How long a socket may still deliver queued frames after a shutdown (a signal).
 pub const STOP_LINGER: Duration = Duration::from_millis(100);
 
+/// The largest message part a producer takes from a peer. Peers send only subscriptions (a
+/// topic and one byte; a ZMTP 3.1 peer sends a command of ten bytes and the topic): a topic
+/// longer than the 56-byte header matches no frame, so 256 bytes leave room for any topic that
+/// means something, and for the handshake's metadata.
+pub const MAX_PEER_PART_BYTES: i64 = 256;
+
 /// Why a ZeroMQ socket could not be set up, or a message not read.
 #[derive(Debug, Error)]
 pub enum ZmqError {
-    /// An endpoint glstream does not serve (only `tcp://` and `ipc://` reach another process).
-    #[error("{flag} {endpoint}: expected tcp://HOST:PORT or ipc://PATH")]
+    /// An endpoint glstream does not serve (only `tcp://` and `ipc://` reach another process),
+    /// or a TCP port out of range.
+    #[error("{flag} {endpoint}: {why}")]
     BadEndpoint {
         /// The option that gave it.
         flag: &'static str,
         /// The endpoint.
         endpoint: String,
+        /// What is wrong with it.
+        why: &'static str,
     },
     /// libzmq could not create the socket or set an option on it.
     #[error("cannot set up the ZeroMQ {what} socket ({step})")]
@@ -125,6 +154,15 @@ pub enum ZmqError {
         endpoint: String,
         /// libzmq's error.
         source: zmq::Error,
+    },
+    /// An `ipc://` path that is not this process's to take: a file that is not a socket, or a
+    /// socket another process listens on. It is left as it was.
+    #[error("cannot bind {endpoint}")]
+    IpcPath {
+        /// The endpoint.
+        endpoint: String,
+        /// What is at the path.
+        source: SocketError,
     },
     /// An endpoint could not be connected to (a malformed address; an absent peer is not an
     /// error, libzmq retries).
@@ -157,49 +195,157 @@ pub enum ZmqError {
     },
 }
 
-/// Checks that `endpoint` is one glstream serves: `tcp://` or `ipc://` with something after it.
-pub fn check_endpoint(flag: &'static str, endpoint: &str) -> Result<(), ZmqError> {
-    let rest = endpoint
-        .strip_prefix("tcp://")
-        .or_else(|| endpoint.strip_prefix("ipc://"));
-    match rest {
-        Some(rest) if !rest.is_empty() => Ok(()),
-        _ => Err(ZmqError::BadEndpoint {
-            flag,
-            endpoint: endpoint.to_string(),
-        }),
+impl ZmqError {
+    /// Whether the error is a message that breaks the contract: the peer that sent it is at
+    /// fault, not this socket, so the message is dropped and the stream goes on.
+    pub fn is_from_peer(&self) -> bool {
+        matches!(
+            self,
+            ZmqError::Parts(_)
+                | ZmqError::Header(_)
+                | ZmqError::HeaderLength(_)
+                | ZmqError::PayloadLength { .. }
+        )
     }
 }
 
-/// A socket with its options set and every endpoint bound or connected; returns it with the
-/// endpoints as bound (a `*` port resolved).
+const EXPECTED_ENDPOINT: &str = "expected tcp://HOST:PORT or ipc://PATH";
+const BIND_PORTS: &str = "the port must be 0 to 65535, or * for any free port";
+const CONNECT_PORTS: &str = "the port must be 1 to 65535";
+
+/// Checks that `endpoint` is one glstream serves: `tcp://HOST:PORT` or `ipc://PATH`. `flag` says
+/// how it is used: `--zmq-bind` binds (a port from 0 to 65535, or `*`: any free port), any other
+/// flag connects (a port from 1 to 65535; libzmq's `SOURCE;HOST:PORT` form names the address to
+/// connect from). The port is checked here because libzmq reads it with `atoi` and keeps 16
+/// bits: `:99999` would listen on 34463.
+pub fn check_endpoint(flag: &'static str, endpoint: &str) -> Result<(), ZmqError> {
+    let bad = |why| ZmqError::BadEndpoint {
+        flag,
+        endpoint: endpoint.to_string(),
+        why,
+    };
+    if let Some(path) = endpoint.strip_prefix("ipc://") {
+        return if path.is_empty() {
+            Err(bad(EXPECTED_ENDPOINT))
+        } else {
+            Ok(())
+        };
+    }
+    let Some(rest) = endpoint.strip_prefix("tcp://") else {
+        return Err(bad(EXPECTED_ENDPOINT));
+    };
+    let binding = flag == "--zmq-bind";
+    let address = match rest.rsplit_once(';') {
+        Some((source, address)) if !binding => {
+            check_host_port(source, true).map_err(bad)?;
+            address
+        }
+        _ => rest,
+    };
+    check_host_port(address, binding).map_err(bad)
+}
+
+/// Checks `HOST:PORT`: a host, and a port a socket can bind (`bindable`) or connect to.
+fn check_host_port(address: &str, bindable: bool) -> Result<(), &'static str> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(EXPECTED_ENDPOINT);
+    };
+    if host.is_empty() {
+        return Err(EXPECTED_ENDPOINT);
+    }
+    if bindable && port == "*" {
+        return Ok(());
+    }
+    let (lowest, why) = if bindable {
+        (0, BIND_PORTS)
+    } else {
+        (1, CONNECT_PORTS)
+    };
+    // Digits only: `atoi` would take "+80", " 80" and "80x" as 80.
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(why);
+    }
+    match port.parse::<u32>() {
+        Ok(port) if (lowest..=65535).contains(&port) => Ok(()),
+        _ => Err(why),
+    }
+}
+
+/// The path of an `ipc://` endpoint this process may bind and then owns, or `None` for one it
+/// neither checks nor owns: `ipc://*` (libzmq makes a fresh path in a directory of its own and
+/// removes both) and `ipc://@NAME` (Linux's abstract namespace has no file).
+fn ipc_path(endpoint: &str) -> Option<&Path> {
+    let path = endpoint.strip_prefix("ipc://")?;
+    (!path.starts_with(['*', '@'])).then(|| Path::new(path))
+}
+
+/// Refuses an `ipc://` path that is not this process's to take: libzmq unlinks whatever is there
+/// before it binds. A stale socket file (nobody accepts on it) may go; the check and libzmq's
+/// bind are not one step, so a file put there in between is not protected.
+fn check_ipc_path(endpoint: &str, path: &Path) -> Result<(), ZmqError> {
+    let refuse = |source| ZmqError::IpcPath {
+        endpoint: endpoint.to_string(),
+        source,
+    };
+    let io_error = |source| {
+        refuse(SocketError::Bind {
+            addr: path.display().to_string(),
+            source,
+        })
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(refuse(SocketError::NotASocket(path.to_path_buf())));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(refuse(SocketError::UnixInUse(path.to_path_buf()))),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!("replacing stale socket {}", path.display());
+            Ok(())
+        }
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+/// A socket with its options set and every endpoint bound or connected.
+struct Opened {
+    socket: zmq::Socket,
+    /// The endpoints as bound (a `*` port resolved).
+    bound: Vec<String>,
+    /// The `ipc://` socket files the binds created, removed when dropped.
+    owned: Vec<OwnedPath>,
+}
+
+/// Creates a socket, sets its options (`max_part_bytes` and what `configure` sets) and binds and
+/// connects every endpoint.
 fn open(
     context: &zmq::Context,
     kind: zmq::SocketType,
     what: &'static str,
     bind: &[String],
     connect: &[String],
+    max_part_bytes: i64,
     configure: impl FnOnce(&zmq::Socket) -> zmq::Result<()>,
-) -> Result<(zmq::Socket, Vec<String>), ZmqError> {
+) -> Result<Opened, ZmqError> {
     let socket_error = |step| move |source| ZmqError::Socket { what, step, source };
     let socket = context.socket(kind).map_err(socket_error("create"))?;
     // libzmq's default linger is forever: closing with frames queued for an absent peer would
     // hang the exit. The close sets the linger it wants.
     socket.set_linger(0).map_err(socket_error("linger"))?;
+    socket
+        .set_maxmsgsize(max_part_bytes)
+        .map_err(socket_error("maximum message size"))?;
     configure(&socket).map_err(socket_error("options"))?;
     let mut bound = Vec::with_capacity(bind.len());
+    let mut owned = Vec::new();
     for endpoint in bind {
-        socket.bind(endpoint).map_err(|source| ZmqError::Bind {
-            endpoint: endpoint.clone(),
-            source,
-        })?;
-        // The endpoint as bound: `tcp://127.0.0.1:*` becomes the port the kernel picked.
-        let resolved = socket
-            .get_last_endpoint()
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| endpoint.clone());
+        let (resolved, file) = bind_endpoint(&socket, endpoint)?;
         bound.push(resolved);
+        owned.extend(file);
     }
     for endpoint in connect {
         socket
@@ -209,7 +355,43 @@ fn open(
                 source,
             })?;
     }
-    Ok((socket, bound))
+    Ok(Opened {
+        socket,
+        bound,
+        owned,
+    })
+}
+
+/// Binds `endpoint`, under `--unix`'s rule for `ipc://` paths; returns the endpoint as bound
+/// (`tcp://127.0.0.1:*` becomes the port the kernel picked) and the socket file it created.
+fn bind_endpoint(
+    socket: &zmq::Socket,
+    endpoint: &str,
+) -> Result<(String, Option<OwnedPath>), ZmqError> {
+    let path = ipc_path(endpoint);
+    if let Some(path) = path {
+        check_ipc_path(endpoint, path)?;
+    }
+    socket.bind(endpoint).map_err(|source| ZmqError::Bind {
+        endpoint: endpoint.to_string(),
+        source,
+    })?;
+    let owned = match path {
+        Some(path) => Some(OwnedPath::record(path).map_err(|source| ZmqError::IpcPath {
+            endpoint: endpoint.to_string(),
+            source: SocketError::Bind {
+                addr: path.display().to_string(),
+                source,
+            },
+        })?),
+        None => None,
+    };
+    let resolved = socket
+        .get_last_endpoint()
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| endpoint.to_string());
+    Ok((resolved, owned))
 }
 
 /// Part 1 of a frame's message: the glstream v1 header.
@@ -246,8 +428,7 @@ pub struct ZmqOutput {
     // The socket holds a handle on the context too; the context is kept to close them together.
     context: zmq::Context,
     socket: zmq::Socket,
-    bound: Vec<String>,
-    connect: Vec<String>,
+    endpoints: Endpoints,
 }
 
 /// Creates the output's socket and binds and connects it, before any GL starts.
@@ -264,27 +445,41 @@ pub fn bind(config: &ZmqConfig) -> Result<ZmqOutput, ZmqError> {
         Pattern::Pub => (zmq::XPUB, "XPUB"),
     };
     let hwm = i32::try_from(config.hwm).unwrap_or(i32::MAX);
-    let (socket, bound) = open(
+    let Opened {
+        socket,
+        bound,
+        owned,
+    } = open(
         &context,
         kind,
         what,
         &config.bind,
         &config.connect,
-        |socket| socket.set_sndhwm(hwm),
+        MAX_PEER_PART_BYTES,
+        |socket| {
+            socket.set_sndhwm(hwm)?;
+            // Subscriptions a peer has sent but this thread has not read yet: libzmq reads a
+            // peer's whole queue into its topic tree at once, so this bounds how far past
+            // MAX_TOPICS one peer gets before the count is seen.
+            socket.set_rcvhwm(MAX_TOPICS as i32)
+        },
     )?;
     Ok(ZmqOutput {
         pattern: config.pattern,
         context,
         socket,
-        bound,
-        connect: config.connect.clone(),
+        endpoints: Endpoints {
+            bound,
+            connect: config.connect.clone(),
+            owned,
+        },
     })
 }
 
 impl ZmqOutput {
     /// The endpoints as bound (a `*` port resolved).
     pub fn bound(&self) -> &[String] {
-        &self.bound
+        &self.endpoints.bound
     }
 }
 
@@ -298,15 +493,16 @@ impl<F: Frame> Output<F> for ZmqOutput {
     }
 
     fn announcement(&self) -> Option<String> {
+        let Endpoints { bound, connect, .. } = &self.endpoints;
         let mut line = format!("zmq {}", self.pattern.name());
-        if !self.bound.is_empty() {
-            line += &format!(" listening on {}", self.bound.join(" "));
+        if !bound.is_empty() {
+            line += &format!(" listening on {}", bound.join(" "));
         }
-        if !self.connect.is_empty() {
-            if !self.bound.is_empty() {
+        if !connect.is_empty() {
+            if !bound.is_empty() {
                 line.push(',');
             }
-            line += &format!(" connecting to {}", self.connect.join(" "));
+            line += &format!(" connecting to {}", connect.join(" "));
         }
         Some(line)
     }
@@ -320,7 +516,7 @@ impl<F: Frame> Output<F> for ZmqOutput {
             pattern,
             context,
             socket,
-            ..
+            endpoints,
         } = *self;
         let name = format!("zmq-{}", pattern.name());
         let body: Box<dyn FnOnce() + Send + 'scope> = match pattern {
@@ -330,14 +526,14 @@ impl<F: Frame> Output<F> for ZmqOutput {
                 let id = feed.register("zmq", Policy::Lossless);
                 Box::new(move || {
                     let sink = PushSink {
-                        socket: Some((socket, context)),
+                        socket: Some((socket, context, endpoints.owned)),
                         hub: &feed.hub,
                         copies: Copies::default(),
                     };
                     serve_sink(feed, id, sink, "zmq push");
                 })
             }
-            Pattern::Pub => Box::new(move || serve_pub(feed, socket, context)),
+            Pattern::Pub => Box::new(move || serve_pub(feed, socket, context, endpoints)),
         };
         thread::Builder::new()
             .name(name.clone())
@@ -443,9 +639,10 @@ fn close_socket(
     }
 }
 
-/// The push sink: the socket (until closed), the hub (to see a shutdown), the copy timings.
+/// The push sink: the socket and its `ipc://` files (until closed), the hub (to see a shutdown),
+/// the copy timings.
 struct PushSink<'a, F> {
-    socket: Option<(zmq::Socket, zmq::Context)>,
+    socket: Option<(zmq::Socket, zmq::Context, Vec<OwnedPath>)>,
     hub: &'a Hub<F>,
     copies: Copies,
 }
@@ -460,7 +657,7 @@ impl<F: Frame> Sink for PushSink<'_, F> {
         let header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
         let payload = frame.bytes();
         let total = (header.len() + payload.len()) as u64;
-        let Some((socket, _)) = &self.socket else {
+        let Some((socket, _, _)) = &self.socket else {
             return Err(SendError::Aborted { sent: 0, total });
         };
         loop {
@@ -478,18 +675,27 @@ impl<F: Frame> Sink for PushSink<'_, F> {
 
     fn close(&mut self, clean: bool, deadline: &Deadline<'_>) {
         self.copies.log("zmq push");
-        if let Some((socket, context)) = self.socket.take() {
+        if let Some((socket, context, owned)) = self.socket.take() {
             let deliver = clean && !self.hub.is_shut_down();
             close_socket(socket, context, deliver, deadline, "zmq push");
+            // Nobody can connect any more once the files are gone; established peers keep
+            // what libzmq still delivers.
+            drop(owned);
         }
     }
 }
 
 /// The pub side: waits for subscribers, serves them as one hub client while there are any, and
-/// goes idle (no hub client, so nothing is rendered) when the last one leaves.
-fn serve_pub<F: Frame>(feed: &Feed<F>, socket: zmq::Socket, context: zmq::Context) {
+/// goes idle (no hub client, so nothing is rendered) when the last one leaves. Subscribers that
+/// hold more than [`MAX_TOPICS`] topics are all dropped at once (see [`Topics`]).
+fn serve_pub<F: Frame>(
+    feed: &Feed<F>,
+    socket: zmq::Socket,
+    context: zmq::Context,
+    mut endpoints: Endpoints,
+) {
     let hub = &feed.hub;
-    let mut topics: i64 = 0;
+    let mut topics = Topics::default();
     let mut copies = Copies::default();
     let mut failed = false;
     while !hub.is_finished() {
@@ -498,7 +704,21 @@ fn serve_pub<F: Frame>(feed: &Feed<F>, socket: zmq::Socket, context: zmq::Contex
             failed = true;
             break;
         }
-        if topics > 0 && !hub.is_finished() {
+        if topics.too_many() {
+            log::warn!(
+                "zmq pub: subscribers hold {} topics (at most {MAX_TOPICS}; glstream has none, \
+                 subscribe to \"\"): dropping every subscriber, the well-behaved reconnect",
+                topics.live
+            );
+            topics.added = 0;
+            if let Err(e) = endpoints.reopen(&socket) {
+                log::warn!("zmq pub: {:#}", anyhow::Error::new(e));
+                failed = true;
+                break;
+            }
+            continue;
+        }
+        if topics.live > 0 && !hub.is_finished() {
             let id = feed.register("zmq", Policy::Latest);
             log::info!("zmq pub: subscribed to; rendering");
             let sink = PubSink {
@@ -524,33 +744,127 @@ fn serve_pub<F: Frame>(feed: &Feed<F>, socket: zmq::Socket, context: zmq::Contex
     };
     let deliver = !failed && !hub.is_shut_down();
     close_socket(socket, context, deliver, &deadline, "zmq pub");
+    drop(endpoints);
 }
 
-/// Reads the XPUB socket's (un)subscription messages (first byte 1 or 0, then the topic) and
-/// keeps the count of subscribed topics; waits up to `wait` for the first.
-fn read_subscriptions(socket: &zmq::Socket, topics: &mut i64, wait: Duration) -> zmq::Result<()> {
+/// The most topics the subscribers of a pub output may hold. glstream's frames have no topic
+/// (every subscriber subscribes to `""`), but libzmq keeps every distinct topic a peer names,
+/// up to [`MAX_PEER_PART_BYTES`] each, for as long as the peer stays: without a cap, a peer
+/// naming new topics would grow the producer without bound.
+pub const MAX_TOPICS: i64 = 64;
+
+/// How long a pub output waits for libzmq to release an endpoint it unbound before binding it
+/// again (libzmq closes the listener on its I/O thread, after `zmq_unbind` returns).
+const REBIND_WAIT: Duration = Duration::from_secs(2);
+
+/// What the XPUB socket said about its subscriptions. Without `XPUB_VERBOSE` libzmq reports a
+/// topic when it gets its first subscriber and when it loses its last (a peer that disconnects
+/// included).
+#[derive(Debug, Default)]
+struct Topics {
+    /// Topics with a subscriber: above zero exactly when anyone listens.
+    live: i64,
+    /// Topics that got their first subscriber since the start or since every subscriber was
+    /// dropped.
+    added: i64,
+}
+
+impl Topics {
+    /// Whether the subscribers hold too many topics. Right after every subscriber is dropped
+    /// libzmq still owes the unsubscriptions of their topics, so `live` stays high for a moment;
+    /// only topics added since then count towards dropping them all again.
+    fn too_many(&self) -> bool {
+        self.live.min(self.added) > MAX_TOPICS
+    }
+}
+
+/// The endpoints of a producer socket, to bind and connect again, and the `ipc://` socket files
+/// its binds created.
+struct Endpoints {
+    /// As bound (a `*` port resolved, so a rebind takes the same port).
+    bound: Vec<String>,
+    connect: Vec<String>,
+    owned: Vec<OwnedPath>,
+}
+
+impl Endpoints {
+    /// Drops every peer of `socket` by unbinding and disconnecting every endpoint, then binds
+    /// and connects them again. libzmq has no call that drops one peer, and unbinding an
+    /// endpoint closes the connections accepted on it.
+    fn reopen(&mut self, socket: &zmq::Socket) -> Result<(), ZmqError> {
+        for endpoint in &self.bound {
+            if let Err(e) = socket.unbind(endpoint) {
+                log::warn!("zmq pub: cannot unbind {endpoint}: {e}");
+            }
+        }
+        for endpoint in &self.connect {
+            if let Err(e) = socket.disconnect(endpoint) {
+                log::warn!("zmq pub: cannot disconnect from {endpoint}: {e}");
+            }
+        }
+        // The files go now: the binds below make new ones (libzmq would unlink them anyway).
+        self.owned.clear();
+        let give_up = Instant::now() + REBIND_WAIT;
+        for endpoint in &self.bound {
+            let owned = loop {
+                match bind_endpoint(socket, endpoint) {
+                    Ok((_, owned)) => break owned,
+                    // No event says when libzmq's I/O thread has closed the old listener; this
+                    // happens only after a misbehaving peer, never per frame.
+                    Err(ZmqError::Bind {
+                        source: zmq::Error::EADDRINUSE,
+                        ..
+                    }) if Instant::now() < give_up => thread::sleep(Duration::from_millis(10)),
+                    Err(e) => return Err(e),
+                }
+            };
+            self.owned.extend(owned);
+        }
+        for endpoint in &self.connect {
+            socket
+                .connect(endpoint)
+                .map_err(|source| ZmqError::Connect {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the XPUB socket's (un)subscription messages (first byte 1 or 0, then the topic) into
+/// `topics`; waits up to `wait` for the first, and stops early once there are too many.
+fn read_subscriptions(
+    socket: &zmq::Socket,
+    topics: &mut Topics,
+    wait: Duration,
+) -> zmq::Result<()> {
     match socket.poll(zmq::POLLIN, wait.as_millis() as i64) {
         Ok(0) | Err(zmq::Error::EINTR) => return Ok(()),
         Ok(_) => {}
         Err(e) => return Err(e),
     }
-    loop {
+    while !topics.too_many() {
         match socket.recv_bytes(zmq::DONTWAIT) {
             Ok(message) => match message.first() {
-                Some(1) => *topics += 1,
-                Some(0) => *topics = (*topics - 1).max(0),
+                Some(1) => {
+                    topics.live += 1;
+                    topics.added += 1;
+                }
+                Some(0) => topics.live = (topics.live - 1).max(0),
                 _ => {}
             },
             Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => return Ok(()),
             Err(e) => return Err(e),
         }
     }
+    Ok(())
 }
 
 /// The pub sink: one hub client for all subscribers, which libzmq serves from one message.
 struct PubSink<'a> {
     socket: &'a zmq::Socket,
-    topics: &'a mut i64,
+    topics: &'a mut Topics,
     copies: &'a mut Copies,
 }
 
@@ -562,8 +876,11 @@ impl Sink for PubSink<'_> {
         deadline: &Deadline<'_>,
     ) -> Result<u64, SendError> {
         read_subscriptions(self.socket, self.topics, Duration::ZERO).map_err(send_error)?;
-        if *self.topics == 0 {
+        if self.topics.live == 0 {
             return Err(SendError::HungUp(io::Error::other("no subscriber left")));
+        }
+        if self.topics.too_many() {
+            return Err(SendError::HungUp(io::Error::other("too many topics")));
         }
         let header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
         let payload = frame.bytes();
@@ -593,6 +910,8 @@ pub struct Receiver {
     header: zmq::Message,
     payload: zmq::Message,
     bound: Vec<String>,
+    // Removed once the socket is closed.
+    _owned: Vec<OwnedPath>,
 }
 
 /// One frame as received: the decoded header and the payload, borrowed from the receiver.
@@ -625,19 +944,34 @@ pub fn receiver(
         RecvPattern::Sub => (zmq::SUB, "SUB"),
     };
     let hwm = i32::try_from(hwm).unwrap_or(i32::MAX);
-    let (socket, bound) = open(&context, kind, what, bind, connect, |socket| {
-        socket.set_rcvhwm(hwm)?;
-        if pattern == RecvPattern::Sub {
-            socket.set_subscribe(b"")?;
-        }
-        Ok(())
-    })?;
+    // The payload part is the largest a producer sends; `recv` refuses more over TCP too.
+    let max_part_bytes = MAX_FRAME_BYTES as i64;
+    let Opened {
+        socket,
+        bound,
+        owned,
+    } = open(
+        &context,
+        kind,
+        what,
+        bind,
+        connect,
+        max_part_bytes,
+        |socket| {
+            socket.set_rcvhwm(hwm)?;
+            if pattern == RecvPattern::Sub {
+                socket.set_subscribe(b"")?;
+            }
+            Ok(())
+        },
+    )?;
     Ok(Receiver {
         socket,
         _context: context,
         header: zmq::Message::new(),
         payload: zmq::Message::new(),
         bound,
+        _owned: owned,
     })
 }
 
@@ -648,7 +982,8 @@ impl Receiver {
     }
 
     /// Waits up to `wait` for a message and checks it against the contract; `Ok(None)` when
-    /// none came.
+    /// none came. A message that breaks the contract is read whole and returned as an error for
+    /// which [`ZmqError::is_from_peer`] holds: the socket can go on.
     pub fn recv(&mut self, wait: Duration) -> Result<Option<Parts<'_>>, ZmqError> {
         match self.socket.poll(zmq::POLLIN, wait.as_millis() as i64) {
             Ok(0) | Err(zmq::Error::EINTR) => return Ok(None),
@@ -705,10 +1040,111 @@ mod tests {
         assert!(check_endpoint("--zmq-bind", "tcp://127.0.0.1:5555").is_ok());
         assert!(check_endpoint("--zmq-bind", "tcp://*:5555").is_ok());
         assert!(check_endpoint("--zmq-connect", "ipc:///tmp/x.sock").is_ok());
-        for bad in ["inproc://x", "tcp://", "127.0.0.1:5555", "http://x", ""] {
+        for bad in [
+            "inproc://x",
+            "tcp://",
+            "127.0.0.1:5555",
+            "http://x",
+            "",
+            "ipc://",
+        ] {
             let error = check_endpoint("--zmq-bind", bad).unwrap_err().to_string();
             assert!(error.starts_with("--zmq-bind"), "{error}");
         }
+    }
+
+    #[test]
+    fn tcp_ports_out_of_range_are_refused_not_wrapped() {
+        // libzmq would keep 16 bits of these: 99999 is 34463, 4294967297 is 1.
+        for flag in ["--zmq-bind", "--zmq-connect"] {
+            for bad in [
+                "tcp://127.0.0.1:99999",
+                "tcp://127.0.0.1:65536",
+                "tcp://127.0.0.1:4294967297",
+                "tcp://127.0.0.1:-1",
+                "tcp://127.0.0.1:+80",
+                "tcp://127.0.0.1: 80",
+                "tcp://127.0.0.1:80x",
+                "tcp://127.0.0.1:",
+                "tcp://127.0.0.1",
+                "tcp://:5555",
+            ] {
+                let error = check_endpoint(flag, bad).unwrap_err().to_string();
+                assert!(error.starts_with(&format!("{flag} {bad}: ")), "{error}");
+                assert!(!error.contains('\n'), "{error}");
+            }
+            for good in [
+                "tcp://127.0.0.1:1",
+                "tcp://127.0.0.1:65535",
+                "tcp://[::1]:5555",
+                "tcp://localhost:5555",
+            ] {
+                assert!(check_endpoint(flag, good).is_ok(), "{flag} {good}");
+            }
+        }
+        // Binding takes 0 and * (any free port); connecting takes neither.
+        for any in ["tcp://127.0.0.1:0", "tcp://127.0.0.1:*", "tcp://*:*"] {
+            assert!(check_endpoint("--zmq-bind", any).is_ok(), "{any}");
+            let error = check_endpoint("--zmq-connect", any)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("the port must be 1 to 65535"), "{error}");
+        }
+        let error = check_endpoint("--zmq-bind", "tcp://127.0.0.1:99999").unwrap_err();
+        assert!(error.to_string().contains("0 to 65535, or *"), "{error}");
+        // The address to connect from (libzmq's SOURCE;HOST:PORT) is checked as a bind.
+        assert!(check_endpoint("--zmq-connect", "tcp://127.0.0.1:0;127.0.0.1:5555").is_ok());
+        assert!(check_endpoint("--zmq-connect", "tcp://127.0.0.1:*;127.0.0.1:5555").is_ok());
+        assert!(check_endpoint("--zmq-connect", "tcp://127.0.0.1:70000;127.0.0.1:5").is_err());
+        assert!(check_endpoint("--zmq-connect", "tcp://127.0.0.1:5;127.0.0.1:0").is_err());
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("glstream-zmq-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_ipc_path_that_is_not_a_stale_socket_is_left_alone() {
+        let dir = scratch("ipc-refuse");
+        let file = dir.join("file");
+        std::fs::write(&file, b"keep me").unwrap();
+        let endpoint = format!("ipc://{}", file.display());
+        let error = receiver(RecvPattern::Pull, std::slice::from_ref(&endpoint), &[], 2)
+            .err()
+            .unwrap();
+        let chain = format!("{:#}", anyhow::Error::new(error));
+        assert!(chain.contains("exists and is not a socket"), "{chain}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+        // A live socket (this listener) is refused too, and keeps working.
+        let live = dir.join("live.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        let endpoint = format!("ipc://{}", live.display());
+        let error = receiver(RecvPattern::Pull, std::slice::from_ref(&endpoint), &[], 2)
+            .err()
+            .unwrap();
+        let chain = format!("{:#}", anyhow::Error::new(error));
+        assert!(chain.contains("another server is listening"), "{chain}");
+        assert!(
+            std::fs::symlink_metadata(&live)
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+        drop(listener);
+        // Now it is stale: replaced, and removed when the receiver goes.
+        let pull = receiver(RecvPattern::Pull, std::slice::from_ref(&endpoint), &[], 2).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&live)
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+        drop(pull);
+        assert!(!live.exists(), "the socket file was left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -735,8 +1171,7 @@ mod tests {
 
     #[test]
     fn push_and_pull_exchange_two_part_frames_over_ipc() {
-        let dir = std::env::temp_dir().join(format!("glstream-zmq-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("push-pull");
         let endpoint = format!("ipc://{}/unit.sock", dir.display());
         let mut pull =
             receiver(RecvPattern::Pull, std::slice::from_ref(&endpoint), &[], 2).unwrap();
