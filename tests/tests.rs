@@ -3,6 +3,7 @@
 //! A missing EGL device fails these tests with a message saying what to install; none is skipped.
 
 mod http;
+mod http_hardening;
 mod lifecycle;
 mod recipes;
 mod scenes;

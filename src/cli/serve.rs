@@ -124,6 +124,12 @@ pub struct ServeArgs {
     /// JPEG quality of /stream.mjpg, 1 to 100.
     #[arg(long, default_value_t = 80)]
     pub jpeg_quality: u8,
+
+    /// Also answer HTTP requests whose Host is NAME (repeatable). On a loopback --bind only
+    /// localhost, 127.x.x.x, [::1] and the bound address are answered (421 otherwise: DNS
+    /// rebinding); given any, the same list applies on every address.
+    #[arg(long = "http-allow-host", value_name = "NAME")]
+    pub http_allow_host: Vec<String>,
 }
 
 /// One producer's part of a render farm: the frame indices `i` with `i % count == index`.
@@ -319,8 +325,27 @@ impl ServeArgs {
         frame_interval: Option<Duration>,
     ) -> Result<Option<HttpConfig>> {
         let Some(port) = self.http else {
+            if let Some(name) = self.http_allow_host.first() {
+                bail!("--http-allow-host {name}: only with --http");
+            }
             return Ok(None);
         };
+        let mut allowed_hosts = Vec::new();
+        for name in &self.http_allow_host {
+            // As a Host header carries it, less the port (any port is answered).
+            let bare = name
+                .strip_prefix('[')
+                .and_then(|n| n.strip_suffix(']'))
+                .unwrap_or(name);
+            let hostname = !bare.is_empty()
+                && bare
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !hostname && bare.parse::<IpAddr>().is_err() {
+                bail!("--http-allow-host {name:?}: give a host name or an address, without a port");
+            }
+            allowed_hosts.push(bare.to_ascii_lowercase());
+        }
         let preview_interval = seconds(
             "--preview-fps",
             1.0 / positive("--preview-fps", self.preview_fps)?,
@@ -344,6 +369,7 @@ impl ServeArgs {
             preview_interval,
             jpeg_quality: self.jpeg_quality,
             frame_interval,
+            allowed_hosts,
         }))
     }
 
@@ -585,6 +611,20 @@ mod tests {
         assert!(error(&["--http", "0", "--jpeg-quality", "0"]).starts_with("--jpeg-quality 0"));
         assert!(error(&["--http", "0", "--preview-fps", "0"]).starts_with("--preview-fps 0"));
         assert!(error(&["--http", "0", "--header", "raw", "--width", "70000"]).contains("65535"));
+        let config = parse(&[
+            "--http",
+            "0",
+            "--http-allow-host",
+            "A.example",
+            "--http-allow-host",
+            "[::5]",
+        ])
+        .serve
+        .validate()
+        .unwrap();
+        assert_eq!(config.http.unwrap().allowed_hosts, ["a.example", "::5"]);
+        assert!(error(&["--http-allow-host", "a.example"]).contains("only with --http"));
+        assert!(error(&["--http", "0", "--http-allow-host", "a:1"]).contains("without a port"));
     }
 
     #[test]
