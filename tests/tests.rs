@@ -8,6 +8,7 @@ mod lifecycle;
 mod recipes;
 mod scenes;
 mod shm;
+mod shm_hardening;
 mod util;
 
 use std::io::{Read, Write};
