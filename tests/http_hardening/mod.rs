@@ -47,7 +47,7 @@ fn clients_that_never_read_are_dropped_and_health_checks_get_through() {
         "--max-clients",
         &max_clients.to_string(),
         "--send-timeout",
-        "1",
+        "3",
     ]);
     // More connections than the server keeps open (--max-clients + SPARE_CONNECTIONS), each
     // pipelining requests and reading nothing. The answers to what each sends are over 8 MB,
