@@ -4,10 +4,12 @@
 
 mod hardening;
 mod http;
+mod http_hardening;
 mod lifecycle;
 mod recipes;
 mod scenes;
 mod shm;
+mod shm_hardening;
 mod util;
 mod zmq_hardening;
 

@@ -126,6 +126,12 @@ pub struct ServeArgs {
     /// JPEG quality of /stream.mjpg, 1 to 100; with --http only [default: 80].
     #[arg(long)]
     pub jpeg_quality: Option<u8>,
+
+    /// Also answer HTTP requests whose Host is NAME (repeatable). On a loopback --bind only
+    /// localhost, 127.x.x.x, [::1] and the bound address are answered (421 otherwise: DNS
+    /// rebinding); given any, the same list applies on every address.
+    #[arg(long = "http-allow-host", value_name = "NAME")]
+    pub http_allow_host: Vec<String>,
 }
 
 /// One producer's part of a render farm: the frame indices `i` with `i % count == index`.
@@ -338,6 +344,7 @@ impl ServeArgs {
             for (flag, given) in [
                 ("--preview-fps", self.preview_fps.is_some()),
                 ("--jpeg-quality", self.jpeg_quality.is_some()),
+                ("--http-allow-host", !self.http_allow_host.is_empty()),
             ] {
                 if given {
                     bail!("{flag} applies to the HTTP output only; add --http PORT or drop {flag}");
@@ -346,6 +353,22 @@ impl ServeArgs {
             return Ok(None);
         };
         let preview_fps = self.preview_fps.unwrap_or(DEFAULT_PREVIEW_FPS);
+        let mut allowed_hosts = Vec::new();
+        for name in &self.http_allow_host {
+            // As a Host header carries it, less the port (any port is answered).
+            let bare = name
+                .strip_prefix('[')
+                .and_then(|n| n.strip_suffix(']'))
+                .unwrap_or(name);
+            let hostname = !bare.is_empty()
+                && bare
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !hostname && bare.parse::<IpAddr>().is_err() {
+                bail!("--http-allow-host {name:?}: give a host name or an address, without a port");
+            }
+            allowed_hosts.push(bare.to_ascii_lowercase());
+        }
         let preview_interval = seconds(
             "--preview-fps",
             1.0 / positive("--preview-fps", preview_fps)?,
@@ -367,6 +390,7 @@ impl ServeArgs {
             preview_interval,
             jpeg_quality,
             frame_interval,
+            allowed_hosts,
         }))
     }
 
@@ -638,6 +662,20 @@ mod tests {
                 "{message}"
             );
         }
+        let config = parse(&[
+            "--http",
+            "0",
+            "--http-allow-host",
+            "A.example",
+            "--http-allow-host",
+            "[::5]",
+        ])
+        .serve
+        .validate()
+        .unwrap();
+        assert_eq!(config.http.unwrap().allowed_hosts, ["a.example", "::5"]);
+        assert!(error(&["--http-allow-host", "a.example"]).contains("applies to the HTTP output only"));
+        assert!(error(&["--http", "0", "--http-allow-host", "a:1"]).contains("without a port"));
     }
 
     #[test]

@@ -280,23 +280,12 @@ pub fn receive_shm(
         };
         let header = *sample.user_header();
         let pixels = sample.payload();
-        let Some(format) = shm::header_format(&header) else {
-            bail!("frame {frames}: bad header: format code {}", header.format);
-        };
+        // The publisher is another process: its sizes are checked, without wrapping, against
+        // the payload before anything uses them.
+        let format = header
+            .check(pixels.len())
+            .map_err(|e| anyhow::anyhow!("frame {frames}: bad header: {e}"))?;
         let (width_px, height_px) = (header.width, header.height);
-        if width_px == 0
-            || height_px == 0
-            || header.stride != width_px * format.bytes_per_pixel()
-            || header.payload_len() != pixels.len() as u64
-        {
-            bail!(
-                "frame {frames}: bad header: {width_px}x{height_px} {} stride {} for {} payload \
-                 bytes",
-                format.name(),
-                header.stride,
-                pixels.len()
-            );
-        }
         check_size(args, frames, &mut size, width_px, height_px)?;
         let frame = Received {
             width_px,

@@ -22,7 +22,10 @@
 //!   names. Reading it never wakes the renderer.
 //! - `/healthz`: 200 while the stream runs and either nobody is connected (idle: nothing to
 //!   render) or a frame was rendered recently; 503 otherwise. Never wakes the renderer.
-//! - `/stats.json`: what the page shows.
+//! - `/stats.json`: what the page shows: `frame_index` is the newest frame the stream published
+//!   (to any output), `dropped_frames` the preview slots viewers missed because their connection
+//!   was still writing the part before ([`OutputCounters::missed`]); the frames a viewer skips on
+//!   purpose to keep to `--preview-fps` are not drops.
 //!
 //! **Threads.** One scoped thread runs a current-thread tokio runtime with hyper's HTTP/1 server:
 //! it accepts, parses requests and writes responses for every connection. Blocking work runs on
@@ -33,12 +36,24 @@
 //!
 //! **Bad clients.** Request headers must arrive within [`HEADER_TIMEOUT`] (slow loris) and fit
 //! in [`MAX_HEADER_BYTES`] (431 otherwise); at most `--max-clients` + [`SPARE_CONNECTIONS`]
-//! connections are open at once, the rest are closed at accept. None of it blocks another
-//! connection: they are all polled on one thread and none of them waits on a frame.
+//! connections are open at once, the rest are closed at accept. Every response has a write
+//! deadline of `--send-timeout` ([`WriteDeadline`]): a whole response for one with a body known
+//! up front, each part for `/stream.mjpg`; a connection whose peer does not read its response by
+//! then is closed and its slot freed (a client that pipelines requests and never reads cannot
+//! hold a slot for longer). None of it blocks another connection: they are all polled on one
+//! thread and none of them waits on a frame.
+//!
+//! **Host names** ([`HostCheck`]): on a loopback address, or whenever `--http-allow-host` is
+//! given, a request whose `Host` (or absolute URI) names anything but `localhost`, a `127.x.x.x`
+//! address, `[::1]`, the bound address or a `--http-allow-host` name (any port) is refused with
+//! 421, so a web page whose name was rebound to 127.0.0.1 (DNS rebinding) cannot read the stream
+//! or the metrics. A request without `Host` (HTTP/1.0 tools) is served: browsers always send one.
+//! No response carries CORS headers, so no other origin's script may read one.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -61,6 +76,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::hub::{Frame, Policy};
@@ -97,6 +113,10 @@ pub struct HttpConfig {
     pub jpeg_quality: u8,
     /// The render loop's pace (`--fps`), if any: a health check allows for it.
     pub frame_interval: Option<Duration>,
+    /// Host names answered besides the loopback names and the bound address
+    /// (`--http-allow-host`, lower case, without a port). Given any, they apply on every
+    /// address; given none, only a loopback address checks `Host`.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Why the HTTP output could not be set up.
@@ -170,6 +190,7 @@ impl<F: Frame> Output<F> for HttpOutput {
             counters: feed.stats.outputs.output(OUTPUT_NAME),
             newest: Mutex::new(None),
             busy_since: Mutex::new(None),
+            hosts: HostCheck::new(&config),
             config,
         });
         thread::Builder::new()
@@ -192,7 +213,6 @@ impl<F: Frame> Output<F> for HttpOutput {
 /// The newest MJPEG part encoded, shared by every viewer that takes the same frame.
 struct Encoded {
     sequence: u64,
-    frame_index: u64,
     part: Bytes,
 }
 
@@ -203,17 +223,8 @@ struct Shared {
     newest: Mutex<Option<Encoded>>,
     /// Since when clients have been connected, as seen by health checks.
     busy_since: Mutex<Option<Instant>>,
-}
-
-impl Shared {
-    /// The frame index of the newest part encoded, if any.
-    fn newest_index(&self) -> Option<u64> {
-        self.newest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|e| e.frame_index)
-    }
+    /// Which `Host` names are answered.
+    hosts: HostCheck,
 }
 
 struct Server<'scope, 'env, F: Frame> {
@@ -258,12 +269,27 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
                         // Set off by a viewer's thread when it gives up on the viewer: its
                         // connection may be stuck writing to a peer that reads nothing.
                         let cut = Arc::new(Notify::new());
+                        let deadline = Arc::new(WriteDeadline::new(self.feed.send_timeout));
                         let service = {
-                            let cut = Arc::clone(&cut);
+                            let (cut, deadline) = (Arc::clone(&cut), Arc::clone(&deadline));
                             service_fn(move |request| {
-                                let cut = Arc::clone(&cut);
-                                async move { Ok::<_, Infallible>(self.handle(request, peer, cut).await) }
+                                let (cut, deadline) = (Arc::clone(&cut), Arc::clone(&deadline));
+                                async move {
+                                    let response = self.handle(request, peer, cut).await;
+                                    deadline.arm();
+                                    Ok::<_, Infallible>(response.map(|body| TimedBody {
+                                        inner: body,
+                                        deadline,
+                                    }))
+                                }
                             })
+                        };
+                        let stream = DeadlineStream {
+                            stream,
+                            deadline,
+                            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                            peer,
+                            counters: Arc::clone(&self.shared.counters),
                         };
                         let connection = http.serve_connection(TokioIo::new(stream), service);
                         connections.push(async move {
@@ -300,6 +326,18 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
         peer: SocketAddr,
         cut: Arc<Notify>,
     ) -> Response<ResponseBody> {
+        if let Err(host) = self.shared.hosts.check(&request) {
+            log::info!(
+                "http: {peer}: Host {host:?} refused (not a loopback name; see --http-allow-host)"
+            );
+            return text(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "Host {host:?} is not served here: glstream answers loopback names and the \
+                     names given with --http-allow-host\n"
+                ),
+            );
+        }
         let head = match *request.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -374,6 +412,7 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
             send_timeout: feed.send_timeout,
             last_sent: None,
             queued_at: None,
+            missed_at: None,
             pixels: Vec::new(),
         };
         let name = format!("http viewer {peer}");
@@ -547,13 +586,17 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
                     "dropped": o.dropped,
                     "refused": o.refused,
                     "skipped": o.skipped,
+                    "missed": o.missed,
                     "frames": o.frames,
                     "bytes": o.bytes,
                 })
             })
             .collect();
+        let missed: u64 = outputs.iter().filter_map(|o| o["missed"].as_u64()).sum();
         serde_json::json!({
-            "frame_index": self.shared.newest_index(),
+            // The stream's newest frame, whichever output took it.
+            "frame_index": feed.hub.newest_frame_index(),
+            "dropped_frames": missed,
             "frames_rendered": feed.stats.frames_rendered.load(Ordering::Relaxed),
             "width": shape.width_px,
             "height": shape.height_px,
@@ -607,6 +650,288 @@ fn mjpeg_response(body: ResponseBody) -> Response<ResponseBody> {
     response
 }
 
+/// Which `Host` names a request may carry (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+struct HostCheck {
+    /// `None`: any (a non-loopback address and no `--http-allow-host`).
+    allowed: Option<AllowedHosts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct AllowedHosts {
+    /// The address listened on.
+    bound: IpAddr,
+    /// `--http-allow-host` names, lower case.
+    names: Vec<String>,
+}
+
+impl HostCheck {
+    fn new(config: &HttpConfig) -> Self {
+        let checked = config.addr.ip().is_loopback() || !config.allowed_hosts.is_empty();
+        Self {
+            allowed: checked.then(|| AllowedHosts {
+                bound: config.addr.ip(),
+                names: config
+                    .allowed_hosts
+                    .iter()
+                    .map(|name| name.to_ascii_lowercase())
+                    .collect(),
+            }),
+        }
+    }
+
+    /// `Err` with the host named, if it is not one to answer.
+    fn check<B>(&self, request: &Request<B>) -> Result<(), String> {
+        let Some(allowed) = &self.allowed else {
+            return Ok(());
+        };
+        // An absolute URI names the host the client meant, whatever `Host` says.
+        if let Some(authority) = request.uri().authority()
+            && !allowed.allows(authority.as_str())
+        {
+            return Err(authority.as_str().to_owned());
+        }
+        for value in request.headers().get_all(header::HOST) {
+            let host = String::from_utf8_lossy(value.as_bytes());
+            if !allowed.allows(&host) {
+                return Err(host.into_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AllowedHosts {
+    /// Whether `host` (a `Host` value: a name or address, maybe with a port) is one to answer.
+    fn allows(&self, host: &str) -> bool {
+        let Some(name) = host_name(host) else {
+            return false;
+        };
+        // "localhost." is "localhost" to a resolver.
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if name == "localhost" {
+            return true;
+        }
+        if let Ok(ip) = name.parse::<IpAddr>()
+            && (ip.is_loopback() || ip == self.bound)
+        {
+            return true;
+        }
+        self.names.contains(&name)
+    }
+}
+
+/// The name or address in a `Host` value, without its port and without the brackets of an IPv6
+/// address; `None` when it is not of that form.
+fn host_name(host: &str) -> Option<&str> {
+    let port_ok =
+        |port: &str| (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = host.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        return (after.is_empty() || after.strip_prefix(':').is_some_and(port_ok)).then_some(ip);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => port_ok(port).then_some(name),
+        None => Some(host),
+    }
+}
+
+/// The write deadline of one connection's responses: armed when a response is made and again
+/// whenever its body hands over data (so a body known up front has `--send-timeout` whole, and
+/// each part of `/stream.mjpg` has it anew), cleared once a body has ended and everything was
+/// written. A write that cannot go on past it closes the connection ([`DeadlineStream`]).
+struct WriteDeadline {
+    timeout: Duration,
+    state: Mutex<DeadlineState>,
+}
+
+#[derive(Default)]
+struct DeadlineState {
+    due: Option<tokio::time::Instant>,
+    /// The body has ended: the next complete flush ends the response.
+    body_done: bool,
+}
+
+impl WriteDeadline {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            state: Mutex::new(DeadlineState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeadlineState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A response, or a part of one, is being handed to the connection now.
+    fn arm(&self) {
+        let mut state = self.lock();
+        state.due = Some(tokio::time::Instant::now() + self.timeout);
+        state.body_done = false;
+    }
+
+    /// The body being written has no more data.
+    fn body_done(&self) {
+        self.lock().body_done = true;
+    }
+
+    /// Everything handed to the connection was written: if the body had ended, so has the
+    /// response, and its deadline.
+    fn flushed(&self) {
+        let mut state = self.lock();
+        if state.body_done {
+            state.due = None;
+            state.body_done = false;
+        }
+    }
+
+    /// When the write that is waiting must be through. A write with no response behind it
+    /// (an error hyper answers itself: 400, 431) gets the timeout from now.
+    fn due(&self) -> tokio::time::Instant {
+        let timeout = self.timeout;
+        *self
+            .lock()
+            .due
+            .get_or_insert_with(|| tokio::time::Instant::now() + timeout)
+    }
+}
+
+/// A connection's socket, whose writes fail once its [`WriteDeadline`] has passed: hyper then
+/// closes the connection, and its slot is free. Reads are the socket's own.
+struct DeadlineStream {
+    stream: tokio::net::TcpStream,
+    deadline: Arc<WriteDeadline>,
+    /// Wakes the connection at the deadline while a write waits.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    peer: SocketAddr,
+    counters: Arc<OutputCounters>,
+}
+
+impl DeadlineStream {
+    /// A write cannot go on: waits for the socket (already registered by the write) or the
+    /// deadline, whichever comes first, and fails at the deadline.
+    fn blocked<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let due = self.deadline.due();
+        if self.timer.deadline() != due {
+            self.timer.as_mut().reset(due);
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        log::info!(
+            "http: {}: dropped: it did not read a response within --send-timeout ({:.1?})",
+            self.peer,
+            self.deadline.timeout
+        );
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the response was not read within --send-timeout",
+        )))
+    }
+}
+
+impl AsyncRead for DeadlineStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DeadlineStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Pending => self.blocked(cx),
+            done => done,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Pending => self.blocked(cx),
+            done => done,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper flushes the socket only once its own buffer is empty: everything it was handed
+        // is written.
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.deadline.flushed();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => self.blocked(cx),
+            failed => failed,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.stream).poll_shutdown(cx) {
+            Poll::Pending => self.blocked(cx),
+            done => done,
+        }
+    }
+}
+
+/// A response body that keeps its connection's [`WriteDeadline`]: armed at each frame of data
+/// it hands over, told when it ends.
+struct TimedBody {
+    inner: ResponseBody,
+    deadline: Arc<WriteDeadline>,
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(_)) => {
+                self.deadline.arm();
+                if self.inner.is_end_stream() {
+                    self.deadline.body_done();
+                }
+            }
+            Poll::Ready(None) => self.deadline.body_done(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let ended = self.inner.is_end_stream();
+        if ended {
+            self.deadline.body_done();
+        }
+        ended
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The body of `/stream.mjpg`: the parts its viewer's thread hands over, as they come. When the
 /// thread leaves (the stream is over, or the viewer was dropped), the body ends.
 struct MjpegBody {
@@ -639,6 +964,9 @@ struct ViewerSink<'a> {
     last_sent: Option<Instant>,
     /// When the part the connection still holds was handed over.
     queued_at: Option<Instant>,
+    /// When a frame the viewer was due was last missed because the connection was still
+    /// writing the part before (counted once per preview interval).
+    missed_at: Option<Instant>,
     /// Top-down rows, reused from frame to frame.
     pixels: Vec<u8>,
 }
@@ -673,8 +1001,9 @@ impl Sink for ViewerSink<'_> {
         if self.parts.capacity() == 0 {
             // The connection has not written the last part yet: skip this frame, and give up
             // on a viewer that has taken nothing for the send timeout.
-            let queued_at = *self.queued_at.get_or_insert(deadline.started);
-            let waited = deadline.started.saturating_duration_since(queued_at);
+            let now = deadline.started;
+            let queued_at = *self.queued_at.get_or_insert(now);
+            let waited = now.saturating_duration_since(queued_at);
             if waited >= self.send_timeout {
                 return Err(SendError::TimedOut {
                     frame_index: frame.frame_index(),
@@ -682,6 +1011,17 @@ impl Sink for ViewerSink<'_> {
                     total: 0,
                     elapsed: waited,
                 });
+            }
+            // This is called only once the viewer is due a frame (see `next_due`): a frame it
+            // was due is lost, which is what a viewer calls a drop. Counted once per preview
+            // interval, however many frames the renderer published meanwhile.
+            let interval = self.shared.config.preview_interval;
+            if self
+                .missed_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= interval)
+            {
+                self.missed_at = Some(now);
+                self.shared.counters.missed.fetch_add(1, Ordering::Relaxed);
             }
             return Ok(0);
         }
@@ -692,6 +1032,7 @@ impl Sink for ViewerSink<'_> {
                 let now = Instant::now();
                 self.last_sent = Some(now);
                 self.queued_at = Some(now);
+                self.missed_at = None;
                 Ok(bytes)
             }
             Err(mpsc::error::TrySendError::Full(_)) => Ok(0),
@@ -736,7 +1077,6 @@ impl ViewerSink<'_> {
             .unwrap_or_else(PoisonError::into_inner)
             .replace(Encoded {
                 sequence,
-                frame_index: frame.frame_index(),
                 part: part.clone(),
             });
         log::trace!(
@@ -817,6 +1157,7 @@ pub fn encode_jpeg(frame: &[u8], shape: &FrameShape, quality: u8, pixels: &mut V
 /// - `clients_connected{output}`, `clients_dropped_total{output}` (cut off by a timeout or a
 ///   failure), `clients_refused_total{output}` (`--max-clients`), `frames_sent_total{output}`,
 ///   `frames_skipped_total{output}` (latest-policy consumers behind or throttled),
+///   `frames_missed_total{output}` (frames a viewer was due but missed, its connection busy),
 ///   `output_bytes_sent_total{output}`;
 /// - `stage_seconds{stage}`: histograms of `render`, `readback`, `send` (one frame to one
 ///   consumer) and `encode` (one JPEG for the viewers).
@@ -901,6 +1242,14 @@ impl prometheus_client::collector::Collector for Metrics {
         )?;
         self.per_output(
             &mut encoder,
+            "frames_missed",
+            "Frames a viewer was due but missed because its connection was still writing the \
+             one before (at most one per --preview-fps interval).",
+            MetricType::Counter,
+            |o| o.missed,
+        )?;
+        self.per_output(
+            &mut encoder,
             "output_bytes_sent",
             "Bytes delivered by this output.",
             MetricType::Counter,
@@ -924,5 +1273,77 @@ impl prometheus_client::collector::Collector for Metrics {
                 )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(addr: &str, allowed: &[&str]) -> HostCheck {
+        HostCheck::new(&HttpConfig {
+            addr: addr.parse().unwrap(),
+            preview_interval: Duration::from_millis(100),
+            jpeg_quality: 80,
+            frame_interval: None,
+            allowed_hosts: allowed.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    fn allows(check: &HostCheck, host: &str) -> bool {
+        let request = Request::get("/stats.json")
+            .header(header::HOST, host)
+            .body(())
+            .unwrap();
+        check.check(&request).is_ok()
+    }
+
+    #[test]
+    fn a_loopback_server_answers_loopback_names_only() {
+        let loopback = check("127.0.0.1:8080", &[]);
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.:1",
+            "127.0.0.1",
+            "127.9.9.9:80",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(allows(&loopback, host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1",
+            "[::2]:8080",
+            "localhost:port",
+            "localhost:123456",
+            "[::1",
+            "",
+        ] {
+            assert!(!allows(&loopback, host), "{host}");
+        }
+        // No Host at all (an HTTP/1.0 tool) is served.
+        assert!(loopback.check(&Request::get("/").body(()).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn allowed_names_add_to_the_list_and_apply_on_any_address() {
+        let public = check("0.0.0.0:8080", &[]);
+        assert!(allows(&public, "evil.example"), "no list: any host");
+        let listed = check("192.168.1.5:8080", &["frames.example", "::5"]);
+        for host in [
+            "frames.example:8080",
+            "FRAMES.EXAMPLE",
+            "192.168.1.5:8080",
+            "localhost",
+            "[::5]:1",
+        ] {
+            assert!(allows(&listed, host), "{host}");
+        }
+        assert!(!allows(&listed, "evil.example"));
     }
 }

@@ -78,6 +78,8 @@ struct State<F> {
     epoch: u64,
     /// Sequence number of the newest frame published in any epoch.
     last_published: Option<u64>,
+    /// The scene's frame index of that frame.
+    last_published_index: Option<u64>,
     /// No frame will be published any more; writers leave when they have sent what is left.
     finished: bool,
 }
@@ -144,6 +146,7 @@ impl<F: Frame> Hub<F> {
                 next_client_id: 0,
                 epoch: 0,
                 last_published: None,
+                last_published_index: None,
                 finished: false,
             }),
             frame_ready: Condvar::new(),
@@ -234,6 +237,12 @@ impl<F: Frame> Hub<F> {
         self.lock().clients.len()
     }
 
+    /// The scene's frame index of the newest frame published, to whichever client; `None`
+    /// before the first.
+    pub fn newest_frame_index(&self) -> Option<u64> {
+        self.lock().last_published_index
+    }
+
     /// Wakes every thread waiting in the hub, so that each looks again at its `stop` condition:
     /// whoever makes such a condition true (a signal, an output ending the stream) calls it.
     pub fn interrupt(&self) {
@@ -307,6 +316,7 @@ impl<F: Frame> Hub<F> {
             return false;
         }
         state.last_published = Some(frame.sequence());
+        state.last_published_index = Some(frame.frame_index());
         state.published.push_back(frame);
         drop(state);
         self.frame_ready.notify_all();

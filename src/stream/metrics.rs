@@ -106,6 +106,10 @@ pub struct OutputCounters {
     pub refused: AtomicU64,
     /// Frames a consumer of the latest policy skipped because it was behind or throttled.
     pub skipped: AtomicU64,
+    /// Frames a paced consumer (an HTTP viewer) was due but missed because it was still busy
+    /// with the one before: what a viewer calls a dropped frame. The frames a viewer skips on
+    /// purpose to keep to its pace are in `skipped`, not here.
+    pub missed: AtomicU64,
     /// Frames delivered, summed over consumers.
     pub frames: AtomicU64,
     /// Bytes delivered, headers included.
@@ -125,6 +129,8 @@ pub struct OutputTotals {
     pub refused: u64,
     /// See [`OutputCounters::skipped`].
     pub skipped: u64,
+    /// See [`OutputCounters::missed`].
+    pub missed: u64,
     /// See [`OutputCounters::frames`].
     pub frames: u64,
     /// See [`OutputCounters::bytes`].
@@ -189,6 +195,7 @@ impl OutputRegistry {
                 dropped: c.dropped.load(Ordering::Relaxed),
                 refused: c.refused.load(Ordering::Relaxed),
                 skipped: c.skipped.load(Ordering::Relaxed),
+                missed: c.missed.load(Ordering::Relaxed),
                 frames: c.frames.load(Ordering::Relaxed),
                 bytes: c.bytes.load(Ordering::Relaxed),
             })

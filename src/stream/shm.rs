@@ -6,6 +6,11 @@
 //! only those two types, in any language iceoryx2 binds (`iceoryx2==0.10.0` from PyPI for
 //! Python), and glstream chooses everything else (the quality of service in [`QOS`]). The
 //! contract lives here and only here; README.md writes it out and the tests read it from Python.
+//! glstream publishes only on a service with its own settings (one publisher at most, [`QOS`]'s
+//! queues): one that another program created, with iceoryx2's defaults or anything else, is
+//! refused ([`glstream_made`]), so two publishers can never share a service. A subscriber checks
+//! every header against its payload with arithmetic that cannot wrap ([`FrameHeader::check`]):
+//! the publisher is another process, maybe not glstream.
 //!
 //! The output is one hub client standing for every subscriber: it registers with the hub when the
 //! first subscriber appears (so a subscriber of an idle stream gets frame 0 first) and leaves it
@@ -14,7 +19,10 @@
 //! and sent. `--policy latest` is iceoryx2's safe overflow (a subscriber that falls behind loses
 //! its oldest queued frame, never gets a torn one, never blocks the publisher); `--policy
 //! lossless` makes `send` wait for a subscriber whose queue is full, within the frame's deadline
-//! (`--send-timeout`, after which that subscriber misses the frame) and the hub's abort flag.
+//! (`--send-timeout`) and the hub's abort flag. A subscriber that misses a deadline is given up
+//! on for good ([`SendLimits::given_up`]): from then on a frame its queue has no room for passes
+//! it by at once, so a stopped subscriber costs the stream one `--send-timeout`, not one per
+//! frame, just as a stuck TCP client is dropped once.
 //!
 //! iceoryx2's ports are not `Send`: the node, the service and the publisher are created on the
 //! output's own thread, and [`ShmOutput::start`](Output::start) waits until that thread reports
@@ -28,9 +36,9 @@
 //! it asserts (a `#[repr(C)]` type of plain integers, no pointers, valid in any process) holds.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
@@ -40,7 +48,7 @@ use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
 use iceoryx2::sample::Sample;
 use iceoryx2::service::builder::publish_subscribe::{
-    PublishSubscribeOpenError, PublishSubscribeOpenOrCreateError,
+    PublishSubscribeCreateError, PublishSubscribeOpenError,
 };
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
 use thiserror::Error;
@@ -113,8 +121,56 @@ impl FrameHeader {
 
     /// Payload bytes the header describes (stride × height).
     pub fn payload_len(&self) -> u64 {
-        self.stride as u64 * self.height as u64
+        u64::from(self.stride) * u64::from(self.height)
     }
+
+    /// Checks a header another process wrote against the payload it came with, and returns its
+    /// pixel format: a known format, a size of at least 1×1, a stride of exactly width × bytes
+    /// per pixel, and stride × height payload bytes. Every product is taken in u64 from u32
+    /// factors, so none can wrap, in any build.
+    pub fn check(&self, payload_bytes: usize) -> Result<Format, HeaderError> {
+        let format = Format::from_code(self.format).ok_or(HeaderError::Format(self.format))?;
+        let row_bytes = u64::from(self.width) * u64::from(format.bytes_per_pixel());
+        if self.width == 0
+            || self.height == 0
+            || u64::from(self.stride) != row_bytes
+            || self.payload_len() != payload_bytes as u64
+        {
+            return Err(HeaderError::Size {
+                width: self.width,
+                height: self.height,
+                format: format.name(),
+                stride: self.stride,
+                payload_bytes,
+            });
+        }
+        Ok(format)
+    }
+}
+
+/// Why a received [`FrameHeader`] does not describe its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum HeaderError {
+    /// The format code is not one glstream sends.
+    #[error("format code {0}")]
+    Format(u32),
+    /// Size, stride and payload length disagree (or the size is zero).
+    #[error(
+        "{width}x{height} {format} with stride {stride} does not describe {payload_bytes} payload \
+         bytes"
+    )]
+    Size {
+        /// The header's width.
+        width: u32,
+        /// The header's height.
+        height: u32,
+        /// The header's format.
+        format: &'static str,
+        /// The header's stride.
+        stride: u32,
+        /// The payload's length.
+        payload_bytes: usize,
+    },
 }
 
 /// The quality of service glstream creates the service with. Subscribers open it without asking
@@ -151,6 +207,8 @@ const CLEANUP_WHILE_SERVING_EVERY: Duration = Duration::from_secs(5);
 const DEAD_CHECK_AFTER: Duration = Duration::from_millis(100);
 /// How long a subscriber polls between empty receives.
 const RECEIVE_POLL: Duration = Duration::from_micros(250);
+/// Subscribers given up on that a lossless output remembers (see [`SendLimits::given_up`]).
+const GIVEN_UP_KEPT: usize = 64;
 
 /// Why the shared-memory output or a subscriber could not do its job.
 #[derive(Debug, Error)]
@@ -201,7 +259,31 @@ pub fn check_service_name(name: &str) -> Result<(), ShmError> {
 }
 
 fn to_service_name(name: &str) -> Result<ServiceName, ShmError> {
+    // iceoryx2 takes control characters; a name is printed in logs and on the ready line, where
+    // a newline would split it and an escape would drive the terminal.
+    if name.chars().any(char::is_control) {
+        return Err(ShmError::InvalidName(name.to_owned()));
+    }
     ServiceName::new(name).map_err(|_| ShmError::InvalidName(name.to_owned()))
+}
+
+/// An iceoryx2 error's `Debug` name (`DoesNotSupportRequestedAmountOfSubscribers`) as words
+/// ("does not support requested amount of subscribers"), for the errors without a message of
+/// our own: a user reads one line, not a Rust identifier.
+fn words(error: &impl std::fmt::Debug) -> String {
+    let debug = format!("{error:?}");
+    let mut out = String::with_capacity(debug.len() + 8);
+    let mut previous: Option<char> = None;
+    for c in debug.chars() {
+        if c.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+        {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+        previous = Some(c);
+    }
+    out.replace('(', ": ").replace(')', "")
 }
 
 /// Makes iceoryx2 install its SIGINT/SIGTERM handlers now, before the caller installs its own.
@@ -262,6 +344,10 @@ struct SendLimits {
     aborted: Arc<AtomicBool>,
     /// Subscribers that missed a frame at its deadline.
     missed: AtomicU64,
+    /// The receiver port ids of subscribers that missed a deadline: never waited for again
+    /// (newest last; at most [`GIVEN_UP_KEPT`], the oldest forgotten first, which costs a
+    /// forgotten one that is still stuck one more deadline).
+    given_up: Mutex<Vec<u128>>,
     /// When dead nodes were last looked for, nanoseconds after `origin`.
     swept_ns: AtomicU64,
 }
@@ -276,11 +362,20 @@ impl SendLimits {
         if self.aborted.load(Ordering::Relaxed) {
             return BackpressureAction::DiscardDataAndFail;
         }
+        let mut given_up = self.given_up.lock().unwrap_or_else(PoisonError::into_inner);
+        if given_up.contains(&info.receiver_port_id) {
+            return BackpressureAction::DiscardData;
+        }
         let now = self.now_ns();
         if now >= self.deadline_ns.load(Ordering::Relaxed) {
             self.missed.fetch_add(1, Ordering::Relaxed);
+            if given_up.len() == GIVEN_UP_KEPT {
+                given_up.remove(0);
+            }
+            given_up.push(info.receiver_port_id);
             return BackpressureAction::DiscardData;
         }
+        drop(given_up);
         // A subscriber killed with a full queue is only noticed by a sweep for dead nodes, which
         // disconnects it and so ends this wait without costing a live subscriber any frame.
         let swept = self.swept_ns.load(Ordering::Relaxed);
@@ -318,35 +413,66 @@ impl Publishing {
     fn open<F: Frame>(service_name: &str, feed: &Feed<F>) -> Result<Self, ShmError> {
         let name = to_service_name(service_name)?;
         let node = NodeBuilder::new()
-            .name(&NodeName::new("glstream").map_err(|e| ShmError::Node(format!("{e:?}")))?)
+            .name(&NodeName::new("glstream").map_err(|e| ShmError::Node(words(&e)))?)
             // glstream handles signals itself; see claim_signals.
             .signal_handling_mode(SignalHandlingMode::Disabled)
             .create::<ipc::Service>()
-            .map_err(|e| ShmError::Node(format!("{e:?}")))?;
+            .map_err(|e| ShmError::Node(words(&e)))?;
         remove_dead_nodes();
         let lossless = feed.policy_or(Policy::Latest) == Policy::Lossless;
         let max_subscribers = QOS.max_subscribers.min(feed.max_clients);
-        let service = node
-            .service_builder(&name)
-            .publish_subscribe::<[u8]>()
-            .user_header::<FrameHeader>()
-            .max_publishers(1)
-            .max_subscribers(max_subscribers)
-            .max_nodes(max_subscribers + 2)
-            .history_size(0)
-            .subscriber_max_buffer_size(QOS.buffer)
-            .subscriber_max_borrowed_samples(QOS.borrowed)
-            .enable_safe_overflow(!lossless)
-            .open_or_create()
-            .map_err(|e| ShmError::Service {
-                service: service_name.to_owned(),
-                reason: open_or_create_reason(&e, lossless),
-            })?;
+        let service_error = |reason| ShmError::Service {
+            service: service_name.to_owned(),
+            reason,
+        };
+        // Opened with only the types (so that any glstream's settings open) and then checked,
+        // or else created with glstream's; a few tries, for a service that appears or goes
+        // between the two.
+        let mut tries = 0;
+        let service = loop {
+            tries += 1;
+            match node
+                .service_builder(&name)
+                .publish_subscribe::<[u8]>()
+                .user_header::<FrameHeader>()
+                .open()
+            {
+                Ok(service) => break service,
+                Err(PublishSubscribeOpenError::DoesNotExist) => {}
+                Err(e) if tries < 3 && retry_open(&e) => {
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                Err(e) => return Err(service_error(open_reason(&e))),
+            }
+            match node
+                .service_builder(&name)
+                .publish_subscribe::<[u8]>()
+                .user_header::<FrameHeader>()
+                .max_publishers(1)
+                .max_subscribers(max_subscribers)
+                .max_nodes(max_subscribers + 2)
+                .history_size(0)
+                .subscriber_max_buffer_size(QOS.buffer)
+                .subscriber_max_borrowed_samples(QOS.borrowed)
+                .enable_safe_overflow(!lossless)
+                .create()
+            {
+                Ok(service) => break service,
+                Err(
+                    PublishSubscribeCreateError::AlreadyExists
+                    | PublishSubscribeCreateError::IsBeingCreatedByAnotherInstance,
+                ) if tries < 3 => thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(service_error(words(&e))),
+            }
+        };
+        glstream_made(&service, lossless).map_err(service_error)?;
         let limits = Arc::new(SendLimits {
             origin: Instant::now(),
             deadline_ns: AtomicU64::new(u64::MAX),
             aborted: feed.hub.abort_flag(),
             missed: AtomicU64::new(0),
+            given_up: Mutex::new(Vec::with_capacity(GIVEN_UP_KEPT)),
             swept_ns: AtomicU64::new(0),
         });
         let handler_limits = Arc::clone(&limits);
@@ -372,7 +498,7 @@ impl Publishing {
                     iceoryx2::port::publisher::PublisherCreateError::ExceedsMaxSupportedPublishers => {
                         "another glstream is publishing on it (a service has one publisher)".into()
                     }
-                    other => format!("{other:?}"),
+                    other => words(&other),
                 },
             })?;
         Ok(Self {
@@ -388,24 +514,60 @@ impl Publishing {
     }
 }
 
-/// Why opening or creating the service failed, in words.
-fn open_or_create_reason(e: &PublishSubscribeOpenOrCreateError, lossless: bool) -> String {
+/// Whether opening the service may work if tried again (it is being removed: then it can be
+/// created anew).
+fn retry_open(e: &PublishSubscribeOpenError) -> bool {
+    matches!(e, PublishSubscribeOpenError::IsMarkedForDestruction)
+}
+
+/// Why opening the service failed, in words.
+fn open_reason(e: &PublishSubscribeOpenError) -> String {
     use PublishSubscribeOpenError as Open;
     match e {
-        PublishSubscribeOpenOrCreateError::PublishSubscribeOpenError(open) => match open {
-            Open::IncompatibleOverflowBehavior => format!(
-                "it exists, held open by its subscribers, with the other policy (give --policy {})",
-                if lossless { "latest" } else { "lossless" }
-            ),
-            Open::IncompatibleTypes => {
-                "it exists with other payload or header types (another program made it)".into()
-            }
-            Open::ExceedsMaxNumberOfNodes => "it has as many users as it admits".into(),
-            Open::InsufficientPermissions => "no permission (another user's service?)".into(),
-            other => format!("{other:?}"),
-        },
-        other => format!("{other:?}"),
+        Open::IncompatibleTypes => {
+            "it exists with other payload or header types (another program made it)".into()
+        }
+        Open::ExceedsMaxNumberOfNodes => "it has as many users as it admits".into(),
+        Open::InsufficientPermissions => "no permission (another user's service?)".into(),
+        other => words(other),
     }
+}
+
+/// Checks that an existing service has the settings a glstream creates it with, so that no
+/// other program's service (iceoryx2's defaults admit two publishers) is published on: `Err`
+/// says what differs.
+fn glstream_made(
+    service: &PubSub<ipc::Service, [u8], FrameHeader>,
+    lossless: bool,
+) -> Result<(), String> {
+    let config = service.static_config();
+    if config.has_safe_overflow() == lossless {
+        return Err(format!(
+            "it exists, held open by its subscribers, with the other policy (give --policy {})",
+            if lossless { "latest" } else { "lossless" }
+        ));
+    }
+    let subscribers = config.max_subscribers();
+    let ours = config.max_publishers() == 1
+        && (1..=QOS.max_subscribers).contains(&subscribers)
+        && config.max_nodes() == subscribers + 2
+        && config.history_size() == 0
+        && config.subscriber_max_buffer_size() == QOS.buffer
+        && config.subscriber_max_borrowed_samples() == QOS.borrowed;
+    if ours {
+        return Ok(());
+    }
+    Err(format!(
+        "another program created it with settings glstream does not use (up to {} publishers, \
+         {} subscribers, {} nodes, history {}, queue {}, {} borrowed samples); stop it, or pick \
+         another name",
+        config.max_publishers(),
+        subscribers,
+        config.max_nodes(),
+        config.history_size(),
+        config.subscriber_max_buffer_size(),
+        config.subscriber_max_borrowed_samples()
+    ))
 }
 
 impl<F: Frame> Output<F> for ShmOutput {
@@ -522,20 +684,23 @@ impl Sink for ShmSink<'_> {
         let sample = publishing
             .publisher
             .loan_slice_uninit(payload.len())
-            .map_err(|e| SendError::Failed(io::Error::other(format!("cannot loan: {e:?}"))))?;
+            .map_err(|e| {
+                SendError::Failed(io::Error::other(format!("cannot loan: {}", words(&e))))
+            })?;
         let mut sample = sample.write_from_slice(payload);
         *sample.user_header_mut() =
             FrameHeader::new(shape, frame.frame_index(), frame.timestamp_ns());
         match sample.send() {
             Ok(_) => {}
             Err(_) if (deadline.aborted)() => return Err(SendError::Aborted { sent: 0, total }),
-            Err(e) => return Err(SendError::Failed(io::Error::other(format!("{e:?}")))),
+            Err(e) => return Err(SendError::Failed(io::Error::other(words(&e)))),
         }
         let missed_now = limits.missed.load(Ordering::Relaxed) - missed;
         if missed_now > 0 {
             log::info!(
                 "shm: {missed_now} subscriber(s) did not make room for frame {} within the send \
-                 timeout and missed it",
+                 timeout and missed it; they are no longer waited for (from now on they miss \
+                 every frame their queue has no room for)",
                 frame.frame_index()
             );
         }
@@ -568,7 +733,7 @@ impl ShmSubscriber {
         let node = NodeBuilder::new()
             .signal_handling_mode(SignalHandlingMode::Disabled)
             .create::<ipc::Service>()
-            .map_err(|e| ShmError::Node(format!("{e:?}")))?;
+            .map_err(|e| ShmError::Node(words(&e)))?;
         let opened = loop {
             match node
                 .service_builder(&name)
@@ -585,10 +750,18 @@ impl ShmSubscriber {
                         service: service.to_owned(),
                     });
                 }
+                Err(PublishSubscribeOpenError::IncompatibleTypes) => {
+                    return Err(ShmError::Service {
+                        service: service.to_owned(),
+                        reason: "it carries other payload or header types (not a glstream \
+                                 stream)"
+                            .into(),
+                    });
+                }
                 Err(e) => {
                     return Err(ShmError::Service {
                         service: service.to_owned(),
-                        reason: format!("{e:?}"),
+                        reason: open_reason(&e),
                     });
                 }
             }
@@ -599,7 +772,14 @@ impl ShmSubscriber {
                 .create()
                 .map_err(|e| ShmError::Subscriber {
                     service: service.to_owned(),
-                    reason: format!("{e:?}"),
+                    reason: match e {
+                        iceoryx2::port::subscriber::SubscriberCreateError::ExceedsMaxSupportedSubscribers => {
+                            "it has as many subscribers as it admits (the publishing glstream's \
+                             --max-clients, at most 8)"
+                                .into()
+                        }
+                        other => words(&other),
+                    },
                 })?;
         Ok(Self {
             service_name: service.to_owned(),
@@ -622,7 +802,7 @@ impl ShmSubscriber {
                 .receive()
                 .map_err(|e| ShmError::Subscriber {
                     service: self.service_name.clone(),
-                    reason: format!("{e:?}"),
+                    reason: words(&e),
                 })?;
             if received.is_some() {
                 return Ok(received);
@@ -697,5 +877,70 @@ mod tests {
         assert!(check_service_name("glstream/frames").is_ok());
         assert!(check_service_name("").is_err());
         assert!(check_service_name(&"x".repeat(300)).is_err());
+        for name in [
+            "a\tb",
+            "frames\nlistening on 1.2.3.4:5",
+            "\u{1b}[31mred",
+            "a\u{7f}",
+            "a\u{85}b",
+        ] {
+            let error = check_service_name(name).unwrap_err().to_string();
+            assert!(!error.contains(['\n', '\t', '\u{1b}']), "{error}");
+        }
+    }
+
+    #[test]
+    fn headers_that_do_not_describe_their_payload_are_refused_without_wrapping() {
+        let good = FrameHeader {
+            width: 98,
+            height: 66,
+            format: 3,
+            stride: 98 * 3,
+            ..FrameHeader::default()
+        };
+        assert_eq!(good.check(98 * 3 * 66), Ok(Format::Rgb8));
+        let bad = |change: fn(&mut FrameHeader), payload_bytes: usize| {
+            let mut header = good;
+            change(&mut header);
+            header.check(payload_bytes).unwrap_err()
+        };
+        // width × 4 is 2^32: wrapped to 0 in u32, it would match a stride of 0 and an empty
+        // payload.
+        let wrapped = bad(
+            |h| {
+                h.width = 1 << 30;
+                h.height = 32;
+                h.format = 1;
+                h.stride = 0;
+            },
+            0,
+        );
+        assert!(
+            wrapped.to_string().contains("1073741824x32 rgba8"),
+            "{wrapped}"
+        );
+        // stride × height past u32, the payload as if it wrapped.
+        bad(
+            |h| {
+                h.width = 1 << 28;
+                h.stride = 1 << 30;
+                h.height = 4;
+                h.format = 1;
+            },
+            0,
+        );
+        bad(|h| h.width = 0, 0);
+        bad(|h| h.height = 0, 0);
+        bad(|h| h.stride += 1, 98 * 3 * 66);
+        assert!(good.check(98 * 3 * 66 - 1).is_err());
+        assert_eq!(bad(|h| h.format = 9, 98 * 3 * 66), HeaderError::Format(9));
+    }
+
+    #[test]
+    fn iceoryx2_error_names_read_as_words() {
+        assert_eq!(
+            words(&PublishSubscribeOpenError::DoesNotSupportRequestedAmountOfSubscribers),
+            "does not support requested amount of subscribers"
+        );
     }
 }

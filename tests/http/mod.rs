@@ -25,7 +25,7 @@ const PHS: &str = "120";
 
 /// A server with `--http 0` and `args`; returns it with the HTTP address. With `--port` among
 /// `args` the TCP listener's line comes first, and the HTTP line is looked for after it.
-fn http_server(args: &[&str]) -> (Server, SocketAddr) {
+pub(crate) fn http_server(args: &[&str]) -> (Server, SocketAddr) {
     let args = [args, &["--http", "0"]].concat();
     let tcp = args.contains(&"--port");
     let server = Server::start_with(
@@ -51,34 +51,34 @@ fn http_server(args: &[&str]) -> (Server, SocketAddr) {
     }
 }
 
-fn pattern_server(args: &[&str]) -> (Server, SocketAddr) {
+pub(crate) fn pattern_server(args: &[&str]) -> (Server, SocketAddr) {
     let size = ["--scene", "pattern", "--width", PWS, "--height", PHS];
     http_server(&[&size[..], args].concat())
 }
 
 /// One HTTP response, read whole.
-struct Response {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
             key.eq_ignore_ascii_case(name).then(|| value.trim())
         })
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// Sends `request` as is (so tests can send what no client library would) and reads the answer
 /// until the server closes. HTTP/1.0 without keep-alive, so the server closes after answering.
-fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
+pub(crate) fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect to the HTTP port");
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     stream.write_all(request).unwrap();
@@ -101,10 +101,10 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
     }
 }
 
-fn get(addr: SocketAddr, path: &str) -> Response {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Response {
     exchange(
         addr,
-        format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes(),
     )
 }
 

@@ -13,16 +13,16 @@ use glstream::stream::shm::{FRAME_HEADER_LEN, FRAME_HEADER_TYPE_NAME, FrameHeade
 use super::util::{self, Server, TIMEOUT, assert_clean_failure, run};
 
 /// A service name no other test (or test run) uses.
-fn service(name: &str) -> String {
+pub(crate) fn service(name: &str) -> String {
     format!("glstream-test/{name}-{}", std::process::id())
 }
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `<repo>/.venv/bin/python`, which must have the iceoryx2 binding and numpy.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = repo().join(".venv/bin/python");
     let ready = Command::new(&python)
         .args(["-c", "import iceoryx2, numpy"])
@@ -40,7 +40,7 @@ fn python() -> PathBuf {
 }
 
 /// Runs `python ARGS` to completion, failing the test after [`TIMEOUT`].
-fn run_python(args: &[&str]) -> Output {
+pub(crate) fn run_python(args: &[&str]) -> Output {
     let child = Command::new(python())
         .args(args)
         .current_dir(repo())
@@ -77,7 +77,7 @@ fn consumer(service: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn publishing(args: &[&str]) -> Server {
+pub(crate) fn publishing(args: &[&str]) -> Server {
     Server::start_with(args, "publishing on shm:")
 }
 
