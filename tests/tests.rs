@@ -323,6 +323,19 @@ mod input {
         ] {
             assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
         }
+        // recv with no source names every kind of source, not only --connect.
+        let output = run(&["recv"]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for source in [
+            "--connect",
+            "--unix",
+            "--zmq-bind",
+            "--zmq-connect",
+            "--shm",
+        ] {
+            assert!(stderr.contains(source), "no {source} in:\n{stderr}");
+        }
         let output = run(&["snapshot"]);
         assert_eq!(output.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use clap::Args;
+use clap::{ArgGroup, Args};
 
 use crate::format::Format;
 use crate::stream::protocol::HeaderMode;
@@ -11,15 +11,18 @@ use crate::stream::zmq::RecvPattern;
 
 use super::serve::MAX_ZMQ_HWM;
 
-/// Options of `glstream recv`.
+/// Options of `glstream recv`. One source is required, and a missing one is reported with
+/// every kind there is (TCP, Unix, ZeroMQ, shared memory), not only the first.
 #[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("source")
+        .required(true)
+        .multiple(true)
+        .args(["connect", "unix", "zmq_bind", "zmq_connect", "shm"])
+))]
 pub struct RecvArgs {
     /// TCP server to read from, e.g. 127.0.0.1:9000.
-    #[arg(
-        long,
-        value_name = "HOST:PORT",
-        required_unless_present_any = ["unix", "zmq_bind", "zmq_connect", "shm"]
-    )]
+    #[arg(long, value_name = "HOST:PORT")]
     pub connect: Option<String>,
 
     /// Unix domain socket to read from.

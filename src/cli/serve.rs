@@ -674,7 +674,9 @@ mod tests {
         .validate()
         .unwrap();
         assert_eq!(config.http.unwrap().allowed_hosts, ["a.example", "::5"]);
-        assert!(error(&["--http-allow-host", "a.example"]).contains("applies to the HTTP output only"));
+        assert!(
+            error(&["--http-allow-host", "a.example"]).contains("applies to the HTTP output only")
+        );
         assert!(error(&["--http", "0", "--http-allow-host", "a:1"]).contains("without a port"));
     }
 

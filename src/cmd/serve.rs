@@ -27,6 +27,7 @@ use crate::gl::readback::{FrameLease, FrameMeta};
 use crate::render::{self, Renderer};
 use crate::stream::hub::{Frame, Hub, Policy};
 use crate::stream::output::{Feed, FrameShape, Output, Stats};
+use crate::stream::plural;
 use crate::stream::stop::StopFlag;
 use crate::stream::{http, shm, socket, zmq};
 
@@ -50,11 +51,6 @@ impl Frame for FrameLease<'_> {
 
 /// Every output of a stream, as the render loop sees them.
 pub type Outputs<'ctx> = Vec<Box<dyn Output<FrameLease<'ctx>>>>;
-
-/// `1 frame`, `2 frames`: a count and its noun, for log lines.
-pub fn plural(count: usize, noun: &str) -> String {
-    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
-}
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
 fn unix_ns() -> u64 {

@@ -546,24 +546,29 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
             Some(age_ns) if feed.stats.last_frame_ns.load(Ordering::Relaxed) > 0 => {
                 let age = Duration::from_nanos(age_ns);
                 let line = format!(
-                    "{}: {clients} clients, {frames} frames rendered, the last {} ms ago\n",
+                    "{}: {}, {frames} frames rendered, the last {} ms ago\n",
                     if age < stale_after || busy_for < stale_after {
                         "ok"
                     } else {
                         "stalled"
                     },
+                    super::plural(clients, "client"),
                     age.as_millis()
                 );
                 (age < stale_after || busy_for < stale_after, line)
             }
             _ if busy_for < stale_after => (
                 true,
-                format!("ok: {clients} clients, the first frame is being rendered\n"),
+                format!(
+                    "ok: {}, the first frame is being rendered\n",
+                    super::plural(clients, "client")
+                ),
             ),
             _ => (
                 false,
                 format!(
-                    "stalled: {clients} clients for {} s and no frame rendered\n",
+                    "stalled: {} for {} s and no frame rendered\n",
+                    super::plural(clients, "client"),
                     busy_for.as_secs()
                 ),
             ),

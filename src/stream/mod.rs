@@ -15,3 +15,8 @@ pub mod shm;
 pub mod socket;
 pub mod stop;
 pub mod zmq;
+
+/// `1 client`, `2 clients`: a count and its noun, for log lines and status text.
+pub fn plural(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
+}

@@ -720,7 +720,7 @@ fn serve_pub<F: Frame>(
         }
         if topics.live > 0 && !hub.is_finished() {
             let id = feed.register("zmq", Policy::Latest);
-            log::info!("zmq pub: subscribed to; rendering");
+            log::info!("zmq pub: a subscriber is here; rendering");
             let sink = PubSink {
                 socket: &socket,
                 topics: &mut topics,

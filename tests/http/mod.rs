@@ -367,7 +367,7 @@ fn metrics_parse_and_count_frames_without_waking_the_renderer() {
     let health = get(addr, "/healthz");
     assert_eq!(health.status, 200, "{}", health.text());
     assert!(
-        health.text().starts_with("ok: 1 clients"),
+        health.text().starts_with("ok: 1 client,"),
         "{}",
         health.text()
     );
