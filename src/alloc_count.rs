@@ -24,10 +24,38 @@ pub fn start_counting() {
     COUNTING.store(true, Ordering::Relaxed);
 }
 
+/// Allocations made inside [`housekeeping`], counted apart from the frame loop's.
+static HOUSEKEEPING: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Whether this thread is inside [`housekeeping`]. Const-initialised and without a
+    /// destructor, so reading it never allocates (which an allocator must not).
+    static IN_HOUSEKEEPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `work`, counting its allocations as housekeeping rather than as the frame loop's: periodic
+/// work whose timing depends on the machine's load (a sweep for dead iceoryx2 nodes), which
+/// `bench` reports apart so that its per-frame figure does not depend on when a sweep happened.
+pub fn housekeeping<R>(work: impl FnOnce() -> R) -> R {
+    let outer = IN_HOUSEKEEPING.with(|flag| flag.replace(true));
+    let result = work();
+    IN_HOUSEKEEPING.with(|flag| flag.set(outer));
+    result
+}
+
+/// Allocations made inside [`housekeeping`] since counting started.
+pub fn housekeeping_allocations() -> u64 {
+    HOUSEKEEPING.load(Ordering::Relaxed)
+}
+
 /// Counts one allocation of `bytes`, when counting is on.
 #[inline]
 fn count(bytes: usize) {
     if COUNTING.load(Ordering::Relaxed) {
+        if IN_HOUSEKEEPING.with(std::cell::Cell::get) {
+            HOUSEKEEPING.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         ALLOCATED_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
     }
@@ -110,5 +138,14 @@ mod tests {
         // Other test threads may allocate too, so this is a lower bound.
         assert!(after.since(before).allocations >= 1);
         assert!(after.since(before).bytes >= 64);
+    }
+
+    #[test]
+    fn housekeeping_is_counted_apart() {
+        super::start_counting();
+        let before = super::housekeeping_allocations();
+        let boxed = super::housekeeping(|| std::hint::black_box(Box::new([7u8; 64])));
+        drop(boxed);
+        assert!(super::housekeeping_allocations() > before);
     }
 }

@@ -21,7 +21,7 @@ pub mod size;
 mod snapshot;
 
 pub use bench::{BenchArgs, BenchTransport};
-pub use compare::{CompareArgs, Outliers};
+pub use compare::CompareArgs;
 pub use recv::RecvArgs;
 pub use serve::{ServeArgs, ServeConfig, Shard};
 pub use snapshot::SnapshotArgs;

@@ -164,8 +164,6 @@ pub struct StreamReport {
     pub bytes_sent: u64,
     /// PBOs the ring allocated beyond k.
     pub spares: usize,
-    /// Whether every consumer finished (false when one had to be cut off at the end).
-    pub drained: bool,
 }
 
 /// The observer of a served stream: prints the announcements, logs fps, MB/s and clients once a
@@ -394,24 +392,21 @@ impl Drop for RelayGuard<'_, '_> {
 /// comes within the grace plus one wait slice.
 struct Closing<'a, F: Frame> {
     feed: &'a Feed<F>,
-    drained: bool,
     /// Whether `close` ran (the end of the stream calls it, then `Drop` would again).
     closed: bool,
 }
 
 impl<F: Frame> Closing<'_, F> {
-    fn close(&mut self) -> bool {
+    fn close(&mut self) {
         if std::mem::replace(&mut self.closed, true) {
-            return self.drained;
+            return;
         }
         let hub = &self.feed.hub;
         hub.shutdown();
         if !hub.wait_drained(Some(SHUTDOWN_GRACE)) {
             log::warn!("a client did not take its last frame in time; closing anyway");
             hub.abort();
-            self.drained = false;
         }
-        self.drained
     }
 }
 
@@ -469,7 +464,6 @@ pub fn stream<'ctx>(
     let report = std::thread::scope(|scope| -> Result<StreamReport> {
         let mut closing = Closing {
             feed: &feed,
-            drained: true,
             closed: false,
         };
         for output in outputs {
@@ -514,13 +508,12 @@ pub fn stream<'ctx>(
             );
         }
         let (frames, served) = frames(config, renderer, &feed, stop, observer, fail_at)?;
-        let drained = closing.close();
+        closing.close();
         Ok(StreamReport {
             frames,
             served,
             bytes_sent: feed.stats.bytes_sent.load(Ordering::Relaxed),
             spares: renderer.ring.buffer_count() - renderer.ring.capacity(),
-            drained,
         })
     })?;
     if let Some(failure) = feed.failure() {

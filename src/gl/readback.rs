@@ -366,11 +366,6 @@ impl<'ctx> PboRing<'ctx> {
         self.in_flight_limit
     }
 
-    /// Frames read and fenced but not yet handed out.
-    pub fn in_flight(&self) -> usize {
-        self.pending.len()
-    }
-
     /// Whether k frames are in flight, so the oldest must be completed before the next submit.
     pub fn is_full(&self) -> bool {
         self.pending.len() >= self.in_flight_limit

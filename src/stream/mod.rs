@@ -6,17 +6,25 @@
 //! PNG, Prometheus metrics) and the counters it reports ([`metrics`]). Nothing here calls GL or
 //! parses a command line; frames arrive as values that implement [`hub::Frame`].
 
-pub mod http;
+pub(crate) mod http;
 pub mod hub;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod output;
 pub mod protocol;
-pub mod shm;
-pub mod socket;
-pub mod stop;
-pub mod zmq;
+pub(crate) mod shm;
+pub(crate) mod socket;
+pub(crate) mod stop;
+pub(crate) mod zmq;
 
 /// `1 client`, `2 clients`: a count and its noun, for log lines and status text.
-pub fn plural(count: usize, noun: &str) -> String {
+pub(crate) fn plural(count: usize, noun: &str) -> String {
     format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }
+
+/// The shared-memory contract: the user header type every sample carries, its iceoryx2 type
+/// name, its size and its flag bits.
+pub use shm::{FLAG_TOP_DOWN, FRAME_HEADER_LEN, FRAME_HEADER_TYPE_NAME, FrameHeader};
+
+/// How many connections beyond `--max-clients` the HTTP output keeps open at once (for the
+/// tests that fill them).
+pub use http::SPARE_CONNECTIONS;

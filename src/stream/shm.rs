@@ -383,7 +383,7 @@ impl SendLimits {
             && now.saturating_sub(swept) >= DEAD_CHECK_AFTER.as_nanos() as u64
         {
             self.swept_ns.store(now, Ordering::Relaxed);
-            remove_dead_nodes();
+            crate::alloc_count::housekeeping(remove_dead_nodes);
         }
         BackpressureAction::Retry
     }
@@ -627,7 +627,7 @@ fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str) {
     while !feed.hub.is_finished() {
         if cleaned.elapsed() >= CLEANUP_EVERY {
             cleaned = Instant::now();
-            publishing.node.try_cleanup_dead_nodes();
+            crate::alloc_count::housekeeping(|| publishing.node.try_cleanup_dead_nodes());
         }
         if publishing.subscribers() == 0 {
             thread::sleep(IDLE_POLL);
@@ -665,7 +665,7 @@ impl Sink for ShmSink<'_> {
         // A subscriber killed with SIGKILL stays counted until its node is removed.
         if self.cleaned.elapsed() >= CLEANUP_WHILE_SERVING_EVERY {
             self.cleaned = Instant::now();
-            publishing.node.try_cleanup_dead_nodes();
+            crate::alloc_count::housekeeping(|| publishing.node.try_cleanup_dead_nodes());
         }
         if publishing.subscribers() == 0 {
             return Err(SendError::HungUp(io::Error::new(
@@ -716,7 +716,8 @@ impl Sink for ShmSink<'_> {
 /// A subscriber of a glstream shared-memory stream (`recv --shm`).
 pub struct ShmSubscriber {
     service_name: String,
-    node: Node<ipc::Service>,
+    /// Held, not used: the service and the subscriber live in this node.
+    _node: Node<ipc::Service>,
     service: PubSub<ipc::Service, [u8], FrameHeader>,
     subscriber: Subscriber<ipc::Service, [u8], FrameHeader>,
     publisher_seen: bool,
@@ -783,7 +784,7 @@ impl ShmSubscriber {
                 })?;
         Ok(Self {
             service_name: service.to_owned(),
-            node,
+            _node: node,
             service: opened,
             subscriber,
             publisher_seen: false,
@@ -824,16 +825,6 @@ impl ShmSubscriber {
     pub fn ended(&self) -> bool {
         self.ended_with(self.service.dynamic_config().number_of_publishers())
     }
-
-    /// Removes nodes of dead processes (a killed producer), as a producer does at start.
-    pub fn cleanup(&self) {
-        self.node.try_cleanup_dead_nodes();
-    }
-}
-
-/// The pixel format a header names, if it names one.
-pub fn header_format(header: &FrameHeader) -> Option<Format> {
-    Format::from_code(header.format)
 }
 
 #[cfg(test)]
@@ -869,7 +860,7 @@ mod tests {
         assert_eq!(header.payload_len(), 98 * 3 * 66);
         assert_eq!(header.format, 3);
         assert!(header.top_down());
-        assert_eq!(header_format(&header), Some(Format::Rgb8));
+        assert_eq!(Format::from_code(header.format), Some(Format::Rgb8));
     }
 
     #[test]

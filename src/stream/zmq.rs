@@ -476,13 +476,6 @@ pub fn bind(config: &ZmqConfig) -> Result<ZmqOutput, ZmqError> {
     })
 }
 
-impl ZmqOutput {
-    /// The endpoints as bound (a `*` port resolved).
-    pub fn bound(&self) -> &[String] {
-        &self.endpoints.bound
-    }
-}
-
 impl<F: Frame> Output<F> for ZmqOutput {
     fn policy(&self, _chosen: Option<Policy>) -> Policy {
         // The pattern is the policy: push waits for its peers, pub drops at their HWM.

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use glstream::cmd::compare::compare;
+use glstream::compare;
 use glstream::pattern_code::decode_pattern;
 
 use super::util::{Server, TIMEOUT, read_frames, run_command, snapshot_ok};

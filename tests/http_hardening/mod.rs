@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use glstream::stream::http::SPARE_CONNECTIONS;
+use glstream::stream::SPARE_CONNECTIONS;
 
 use super::http::{Response, exchange, get, http_server, pattern_server};
 use super::util::{TIMEOUT, assert_clean_failure, read_frames, run, stalled_client};

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use glstream::stream::shm::{FRAME_HEADER_LEN, FRAME_HEADER_TYPE_NAME, FrameHeader};
+use glstream::stream::{FRAME_HEADER_LEN, FRAME_HEADER_TYPE_NAME, FrameHeader};
 
 use super::util::{self, Server, TIMEOUT, assert_clean_failure, run};
 

@@ -196,8 +196,12 @@ impl Summary {
         }
         let _ = writeln!(
             out,
-            " | {} allocations in measured frames | RSS {} -> {} KiB",
-            self.allocations, self.rss_kib.0, self.rss_kib.1
+            " | {} allocations in measured frames, {} in housekeeping (sweeps for dead iceoryx2 \
+             nodes, whenever load makes them run) | RSS {} -> {} KiB",
+            self.allocations,
+            crate::alloc_count::housekeeping_allocations(),
+            self.rss_kib.0,
+            self.rss_kib.1
         );
         out
     }
@@ -249,6 +253,7 @@ impl Summary {
             "e2e_over_render": round(e2e.map_or(0.0, |c| c.fps) / render.max(1e-9), 3),
             "allocs_per_frame": self.allocations as f64 / frames.max(1) as f64,
             "allocations": self.allocations,
+            "housekeeping_allocations": crate::alloc_count::housekeeping_allocations(),
             "rss_kib_start": self.rss_kib.0,
             "rss_kib_end": self.rss_kib.1,
             "configs": configs,
