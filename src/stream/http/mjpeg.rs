@@ -1,0 +1,223 @@
+//! `/stream.mjpg`: each viewer's thread takes frames from the hub at `--preview-fps`, encodes
+//! a JPEG once for every viewer that gets that frame, and hands the part to its connection.
+
+use super::*;
+
+/// The body of `/stream.mjpg`: the parts its viewer's thread hands over, as they come. When the
+/// thread leaves (the stream is over, or the viewer was dropped), the body ends.
+pub(super) struct MjpegBody {
+    pub(super) receiver: mpsc::Receiver<Bytes>,
+}
+
+impl Body for MjpegBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
+        self.receiver
+            .poll_recv(cx)
+            .map(|part| part.map(|part| Ok(BodyFrame::data(part))))
+    }
+}
+
+/// One MJPEG viewer, fed by [`serve_sink`] on its own thread.
+pub(super) struct ViewerSink<'a> {
+    /// To the connection; room for one part.
+    pub(super) parts: mpsc::Sender<Bytes>,
+    /// Where the time each encoding took goes.
+    pub(super) encode_times: &'a StageHistogram,
+    pub(super) shared: Arc<Shared>,
+    pub(super) send_timeout: Duration,
+    /// When the last part was handed over.
+    pub(super) last_sent: Option<Instant>,
+    /// When the part the connection still holds was handed over.
+    pub(super) queued_at: Option<Instant>,
+    /// When a frame the viewer was due was last missed because the connection was still
+    /// writing the part before (counted once per preview interval).
+    pub(super) missed_at: Option<Instant>,
+    /// Top-down rows, reused from frame to frame.
+    pub(super) pixels: Vec<u8>,
+}
+
+/// How often a viewer whose connection still holds the last part looks again.
+pub(super) const RETRY: Duration = Duration::from_millis(10);
+
+impl Sink for ViewerSink<'_> {
+    fn next_due(&mut self) -> Option<Instant> {
+        let paced = self
+            .last_sent
+            .map(|at| at + self.shared.config.preview_interval);
+        if self.parts.capacity() == 0 && !self.parts.is_closed() {
+            let retry = Instant::now() + RETRY;
+            return Some(paced.map_or(retry, |paced| paced.max(retry)));
+        }
+        paced
+    }
+
+    fn send<F: Frame>(
+        &mut self,
+        frame: &F,
+        shape: &FrameShape,
+        deadline: &Deadline<'_>,
+    ) -> Result<u64, SendError> {
+        if self.parts.is_closed() {
+            return Err(SendError::HungUp(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the viewer closed the connection",
+            )));
+        }
+        if self.parts.capacity() == 0 {
+            // The connection has not written the last part yet: skip this frame, and give up
+            // on a viewer that has taken nothing for the send timeout.
+            let now = deadline.started;
+            let queued_at = *self.queued_at.get_or_insert(now);
+            let waited = now.saturating_duration_since(queued_at);
+            if waited >= self.send_timeout {
+                return Err(SendError::TimedOut {
+                    frame_index: frame.frame_index(),
+                    sent: 0,
+                    total: 0,
+                    elapsed: waited,
+                });
+            }
+            // This is called only once the viewer is due a frame (see `next_due`): a frame it
+            // was due is lost, which is what a viewer calls a drop. Counted once per preview
+            // interval, however many frames the renderer published meanwhile.
+            let interval = self.shared.config.preview_interval;
+            if self
+                .missed_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= interval)
+            {
+                self.missed_at = Some(now);
+                self.shared.counters.missed.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(0);
+        }
+        let part = self.part(frame, shape);
+        let bytes = part.len() as u64;
+        match self.parts.try_send(part) {
+            Ok(()) => {
+                let now = Instant::now();
+                self.last_sent = Some(now);
+                self.queued_at = Some(now);
+                self.missed_at = None;
+                Ok(bytes)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(0),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::HungUp(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the viewer closed the connection",
+            ))),
+        }
+    }
+
+    fn close(&mut self, _clean: bool, _deadline: &Deadline<'_>) {
+        // Dropping the sender ends the body once the connection has written what it holds.
+    }
+}
+
+impl ViewerSink<'_> {
+    /// The MJPEG part of `frame`: the one another viewer already encoded, or a new one.
+    pub(super) fn part<F: Frame>(&mut self, frame: &F, shape: &FrameShape) -> Bytes {
+        let sequence = frame.sequence();
+        if let Some(newest) = self
+            .shared
+            .newest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|e| e.sequence == sequence)
+        {
+            return newest.part.clone();
+        }
+        let started = Instant::now();
+        let jpeg = encode_jpeg(
+            frame.bytes(),
+            shape,
+            self.shared.config.jpeg_quality,
+            &mut self.pixels,
+        );
+        self.encode_times.observe(started.elapsed());
+        let part = mjpeg_part(&jpeg, frame.frame_index());
+        self.shared
+            .newest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(Encoded {
+                sequence,
+                part: part.clone(),
+            });
+        log::trace!(
+            "http: frame {} encoded in {:.2?} ({} bytes)",
+            frame.frame_index(),
+            started.elapsed(),
+            jpeg.len()
+        );
+        part
+    }
+}
+
+/// One part of the multipart stream: boundary, headers, the JPEG, and the line end that closes
+/// it.
+pub fn mjpeg_part(jpeg: &[u8], frame_index: u64) -> Bytes {
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Index: \
+         {frame_index}\r\n\r\n",
+        jpeg.len()
+    );
+    let mut part = Vec::with_capacity(head.len() + jpeg.len() + 2);
+    part.extend_from_slice(head.as_bytes());
+    part.extend_from_slice(jpeg);
+    part.extend_from_slice(b"\r\n");
+    Bytes::from(part)
+}
+
+/// Encodes a frame as a JPEG with rows top-down. A top-down frame of a colour format is encoded
+/// straight from its bytes; otherwise the rows are flipped (and depth turned into 8-bit grey)
+/// into `pixels` first.
+pub fn encode_jpeg(frame: &[u8], shape: &FrameShape, quality: u8, pixels: &mut Vec<u8>) -> Vec<u8> {
+    use jpeg_encoder::ColorType;
+    let (color, channels) = match shape.format {
+        Format::Rgba8 => (ColorType::Rgba, 4),
+        Format::Bgra8 => (ColorType::Bgra, 4),
+        Format::Rgb8 => (ColorType::Rgb, 3),
+        Format::Gray8 | Format::Depth32f => (ColorType::Luma, 1),
+    };
+    let width = shape.width_px as usize;
+    let stride_in = width * shape.format.bytes_per_pixel() as usize;
+    let source: &[u8] = if shape.top_down && shape.format != Format::Depth32f {
+        frame
+    } else {
+        let stride_out = width * channels;
+        pixels.clear();
+        pixels.reserve(stride_out * shape.height_px as usize);
+        let rows = frame.chunks_exact(stride_in);
+        let rows: Box<dyn Iterator<Item = &[u8]>> = if shape.top_down {
+            Box::new(rows)
+        } else {
+            Box::new(rows.rev())
+        };
+        for row in rows {
+            if shape.format == Format::Depth32f {
+                pixels.extend(row.chunks_exact(4).map(|b| {
+                    let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    (d.clamp(0.0, 1.0) * 255.0).round() as u8
+                }));
+            } else {
+                pixels.extend_from_slice(row);
+            }
+        }
+        pixels
+    };
+    let mut jpeg = Vec::with_capacity(source.len() / 8);
+    let encoder = jpeg_encoder::Encoder::new(&mut jpeg, quality);
+    // The dimensions fit u16 (checked by `check_size` at start-up: a JPEG cannot be larger) and
+    // the buffer matches them, so encoding into a Vec cannot fail.
+    if let Err(e) = encoder.encode(source, shape.width_px as u16, shape.height_px as u16, color) {
+        log::warn!("http: cannot encode a JPEG: {e}");
+    }
+    jpeg
+}
