@@ -7,13 +7,17 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 
+use std::sync::Arc;
+
 use super::{MAX_CLIENTS, RenderArgs, positive, seconds};
+use crate::gl::readback::FrameLease;
 use crate::render::RenderOptions;
 use crate::stream::http::HttpConfig;
 use crate::stream::hub::Policy;
+use crate::stream::output::OutputConfig;
 use crate::stream::protocol::HeaderMode;
-use crate::stream::shm;
-use crate::stream::socket::{SendBuffer, Transport};
+use crate::stream::shm::{self, ShmConfig};
+use crate::stream::socket::{SendBuffer, SocketConfig, Transport};
 use crate::stream::zmq::{self, Pattern, ZmqConfig};
 
 /// Options of the default action: render and stream.
@@ -168,19 +172,19 @@ impl Shard {
 /// The TCP port when none is given.
 pub const DEFAULT_PORT: u16 = 9000;
 
+/// One output of a stream as configured, whatever it is: the render loop binds and starts it
+/// for frames of any context's lifetime.
+pub type OutputEntry = Arc<dyn for<'ctx> OutputConfig<FrameLease<'ctx>>>;
+
 /// Validated serve configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// The render pipeline.
     pub render: RenderOptions,
-    /// Where the stream goes: one or more outputs, served side by side.
-    pub outputs: Vec<Transport>,
-    /// The iceoryx2 service to publish on (`--shm`), beside the socket outputs.
-    pub shm: Option<String>,
+    /// Where the stream goes: one or more outputs, served side by side, socket outputs first.
+    pub outputs: Vec<OutputEntry>,
     /// Connections beyond this many are refused.
     pub max_clients: usize,
-    /// Wire header.
-    pub header: HeaderMode,
     /// Slow-client policy, when given; otherwise each output's own default (latest for
     /// sockets, lossless for stdout).
     pub policy: Option<Policy>,
@@ -190,14 +194,8 @@ pub struct ServeConfig {
     pub frame_interval: Option<Duration>,
     /// Per-client write timeout.
     pub send_timeout: Duration,
-    /// The send buffer of each TCP consumer's socket.
-    pub send_buffer: SendBuffer,
-    /// The ZeroMQ output, when asked for.
-    pub zmq: Option<ZmqConfig>,
     /// The frame indices this producer renders.
     pub shard: Shard,
-    /// The HTTP output, when asked for.
-    pub http: Option<HttpConfig>,
 }
 
 /// `--send-buffer`: auto, system, or bytes with an optional K or M (KiB, MiB) suffix, from 4 KiB
@@ -235,26 +233,48 @@ fn check_connect_address(addr: &str) -> Result<()> {
 }
 
 impl ServeArgs {
-    /// The outputs asked for, in a fixed order. The TCP listener runs when --port is given or
-    /// nothing else is, so `--unix PATH` alone serves only the socket file.
-    fn outputs(&self) -> Result<Vec<Transport>> {
-        let mut outputs = Vec::new();
+    /// The outputs asked for, in a fixed order: the socket outputs first (so `--stdout` takes
+    /// stdout before anything else is bound), then shared memory, ZeroMQ and HTTP. The TCP
+    /// listener runs when --port is given or nothing else is, so `--unix PATH` alone serves only
+    /// the socket file.
+    fn outputs(
+        &self,
+        render: &RenderOptions,
+        frame_interval: Option<Duration>,
+    ) -> Result<Vec<OutputEntry>> {
+        let socket = |transport| -> OutputEntry {
+            Arc::new(SocketConfig {
+                transport,
+                header: self.header,
+                send_buffer: self.send_buffer,
+            })
+        };
+        let mut outputs: Vec<OutputEntry> = Vec::new();
         if let Some(path) = &self.unix {
-            outputs.push(Transport::Unix(path.clone()));
+            outputs.push(socket(Transport::Unix(path.clone())));
         }
         if let Some(addr) = &self.connect {
             check_connect_address(addr)?;
-            outputs.push(Transport::Connect(addr.clone()));
+            outputs.push(socket(Transport::Connect(addr.clone())));
         }
         if self.stdout {
-            outputs.push(Transport::Stdout);
+            outputs.push(socket(Transport::Stdout));
         }
-        let zmq = !self.zmq_bind.is_empty() || !self.zmq_connect.is_empty();
-        if self.port.is_some()
-            || (outputs.is_empty() && !zmq && self.shm.is_none() && self.http.is_none())
-        {
+        if let Some(service) = &self.shm {
+            shm::check_service_name(service)?;
+            outputs.push(Arc::new(ShmConfig {
+                service: service.clone(),
+            }));
+        }
+        if let Some(zmq) = self.zmq()? {
+            outputs.push(Arc::new(zmq));
+        }
+        if let Some(http) = self.http_config(render, frame_interval)? {
+            outputs.push(Arc::new(http));
+        }
+        if self.port.is_some() || outputs.is_empty() {
             let port = self.port.unwrap_or(DEFAULT_PORT);
-            outputs.insert(0, Transport::Tcp(SocketAddr::new(self.bind, port)));
+            outputs.insert(0, socket(Transport::Tcp(SocketAddr::new(self.bind, port))));
         }
         Ok(outputs)
     }
@@ -278,16 +298,14 @@ impl ServeArgs {
             None => None,
         };
         render.scene.frame_rate = self.fps;
-        let zmq = self.zmq()?;
-        let http = self.http_config(&render, frame_interval)?;
+        let outputs = self.outputs(&render, frame_interval)?;
         let shard = match &self.shard {
             Some(text) => Shard::parse(text)?,
             None => Shard::ALL,
         };
         // A shard's frames are K, K + N, ...: a consumer that cannot tell which index a frame
         // has could not put the farm's frames back in order.
-        let carries_index =
-            zmq.is_some() || self.shm.is_some() || self.header == HeaderMode::Glstream;
+        let carries_index = outputs.iter().any(|o| o.carries_frame_index());
         if let Some(text) = &self.shard
             && !carries_index
         {
@@ -309,16 +327,8 @@ impl ServeArgs {
         }
         Ok(ServeConfig {
             render,
-            outputs: self.outputs()?,
-            shm: match &self.shm {
-                Some(service) => {
-                    shm::check_service_name(service)?;
-                    Some(service.clone())
-                }
-                None => None,
-            },
+            outputs,
             max_clients: self.max_clients,
-            header: self.header,
             policy: self.policy,
             frames: self.frames,
             frame_interval,
@@ -327,10 +337,7 @@ impl ServeArgs {
                 positive("--send-timeout", self.send_timeout)?,
                 "a time",
             )?,
-            send_buffer: self.send_buffer,
-            zmq,
             shard,
-            http,
         })
     }
 
@@ -443,6 +450,28 @@ mod tests {
         parse(args).serve.validate().unwrap_err().to_string()
     }
 
+    /// The outputs a command line configures, as their Debug text (each output's own config).
+    fn listed(args: &[&str]) -> Vec<String> {
+        let config = parse(args).serve.validate().unwrap();
+        config.outputs.iter().map(|o| format!("{o:?}")).collect()
+    }
+
+    /// A socket output with the default header and send buffer, as [`listed`] shows it.
+    fn socket(transport: Transport) -> String {
+        format!(
+            "{:?}",
+            SocketConfig {
+                transport,
+                header: HeaderMode::Blender,
+                send_buffer: crate::cli::size::auto_send_buffer(),
+            }
+        )
+    }
+
+    fn tcp(addr: &str) -> String {
+        socket(Transport::Tcp(addr.parse().unwrap()))
+    }
+
     #[test]
     fn send_buffer_sizes_parse_and_bad_ones_are_refused() {
         assert_eq!(parse_send_buffer("system"), Ok(SendBuffer::System));
@@ -465,12 +494,7 @@ mod tests {
         ] {
             assert!(parse_send_buffer(bad).is_err(), "{bad:?}");
         }
-        let config = parse(&[]).serve.validate().unwrap();
-        assert_eq!(
-            config.send_buffer,
-            crate::cli::size::auto_send_buffer(),
-            "auto by default"
-        );
+        assert_eq!(listed(&[]), [tcp("127.0.0.1:9000")], "auto by default");
     }
 
     #[test]
@@ -480,15 +504,10 @@ mod tests {
             (config.render.width_px, config.render.height_px),
             (800, 600)
         );
-        assert_eq!(
-            config.outputs,
-            [Transport::Tcp("127.0.0.1:9000".parse().unwrap())]
-        );
+        assert_eq!(listed(&[]), [tcp("127.0.0.1:9000")], "blender header, TCP");
         assert_eq!(config.max_clients, 32);
         assert_eq!(config.render.pbo_count, 2);
-        assert_eq!(config.header, HeaderMode::Blender);
         assert_eq!(config.policy, None, "each output's own default");
-        assert_eq!(config.shm, None);
         assert!(config.frame_interval.is_none());
     }
 
@@ -513,39 +532,31 @@ mod tests {
 
     #[test]
     fn outputs_run_side_by_side_and_tcp_only_when_asked_or_alone() {
-        let config = parse(&["--unix", "/tmp/x.sock"]).serve.validate().unwrap();
-        assert_eq!(config.outputs, [Transport::Unix("/tmp/x.sock".into())]);
-        let config = parse(&["--stdout"]).serve.validate().unwrap();
-        assert_eq!(config.outputs, [Transport::Stdout]);
-        let config = parse(&["--unix", "/tmp/x.sock", "--port", "0", "--stdout"])
-            .serve
-            .validate()
-            .unwrap();
+        let unix = || socket(Transport::Unix("/tmp/x.sock".into()));
+        assert_eq!(listed(&["--unix", "/tmp/x.sock"]), [unix()]);
+        assert_eq!(listed(&["--stdout"]), [socket(Transport::Stdout)]);
         assert_eq!(
-            config.outputs,
-            [
-                Transport::Tcp("127.0.0.1:0".parse().unwrap()),
-                Transport::Unix("/tmp/x.sock".into()),
-                Transport::Stdout
-            ]
+            listed(&["--unix", "/tmp/x.sock", "--port", "0", "--stdout"]),
+            [tcp("127.0.0.1:0"), unix(), socket(Transport::Stdout)]
         );
     }
 
     #[test]
     fn shm_runs_alone_or_beside_tcp_and_bad_service_names_are_refused() {
-        let config = parse(&["--shm", "glstream/frames"])
-            .serve
-            .validate()
-            .unwrap();
-        assert_eq!(config.shm.as_deref(), Some("glstream/frames"));
-        assert!(config.outputs.is_empty(), "no TCP listener unless --port");
-        let config = parse(&["--shm", "glstream/frames", "--port", "9000"])
-            .serve
-            .validate()
-            .unwrap();
+        let shm = format!(
+            "{:?}",
+            ShmConfig {
+                service: "glstream/frames".into()
+            }
+        );
         assert_eq!(
-            config.outputs,
-            [Transport::Tcp("127.0.0.1:9000".parse().unwrap())]
+            listed(&["--shm", "glstream/frames"]),
+            std::slice::from_ref(&shm),
+            "no TCP listener unless --port"
+        );
+        assert_eq!(
+            listed(&["--shm", "glstream/frames", "--port", "9000"]),
+            [tcp("127.0.0.1:9000"), shm]
         );
         assert!(error(&["--shm", ""]).contains("not a valid iceoryx2 service name"));
     }
@@ -567,15 +578,24 @@ mod tests {
 
     #[test]
     fn zmq_outputs_replace_the_default_tcp_listener() {
-        let config = parse(&["--zmq-bind", "tcp://127.0.0.1:*"])
-            .serve
-            .validate()
-            .unwrap();
-        assert!(config.outputs.is_empty());
-        let zmq = config.zmq.unwrap();
-        assert_eq!(zmq.pattern, Pattern::Push);
-        assert_eq!(zmq.hwm, 2);
-        let config = parse(&[
+        let push = ZmqConfig {
+            pattern: Pattern::Push,
+            bind: vec!["tcp://127.0.0.1:*".into()],
+            connect: vec![],
+            hwm: 2,
+        };
+        assert_eq!(
+            listed(&["--zmq-bind", "tcp://127.0.0.1:*"]),
+            [format!("{push:?}")],
+            "no TCP listener"
+        );
+        let pubs = ZmqConfig {
+            pattern: Pattern::Pub,
+            bind: vec![],
+            connect: vec!["ipc:///tmp/a".into(), "tcp://h:1".into()],
+            hwm: 2,
+        };
+        let listed = listed(&[
             "--zmq-connect",
             "ipc:///tmp/a",
             "--zmq-connect",
@@ -584,13 +604,12 @@ mod tests {
             "pub",
             "--port",
             "0",
-        ])
-        .serve
-        .validate()
-        .unwrap();
-        assert_eq!(config.outputs.len(), 1, "--port keeps the TCP listener");
-        let zmq = config.zmq.unwrap();
-        assert_eq!((zmq.pattern, zmq.connect.len()), (Pattern::Pub, 2));
+        ]);
+        assert_eq!(
+            listed,
+            [tcp("127.0.0.1:0"), format!("{pubs:?}")],
+            "--port keeps the TCP listener"
+        );
         assert!(error(&["--zmq-bind", "inproc://x"]).starts_with("--zmq-bind inproc://x"));
         assert!(error(&["--zmq-connect", "localhost:5"]).starts_with("--zmq-connect"));
         assert!(error(&["--zmq-bind", "tcp://*:1", "--zmq-hwm", "0"]).starts_with("--zmq-hwm 0"));
@@ -635,22 +654,27 @@ mod tests {
 
     #[test]
     fn http_runs_beside_the_others_or_alone() {
-        let config = parse(&["--http", "0"]).serve.validate().unwrap();
-        assert!(config.outputs.is_empty(), "--http alone: no TCP listener");
-        let http = config.http.unwrap();
-        assert_eq!(http.addr, "127.0.0.1:0".parse().unwrap());
-        assert_eq!(http.preview_interval, Duration::from_millis(100));
-        assert_eq!(http.jpeg_quality, 80);
-        let config = parse(&["--port", "9000", "--http", "8080", "--bind", "0.0.0.0"])
-            .serve
-            .validate()
-            .unwrap();
+        let http = |addr: &str, allowed_hosts: &[&str]| {
+            format!(
+                "{:?}",
+                HttpConfig {
+                    addr: addr.parse().unwrap(),
+                    preview_interval: Duration::from_millis(100),
+                    jpeg_quality: 80,
+                    frame_interval: None,
+                    allowed_hosts: allowed_hosts.iter().map(|h| h.to_string()).collect(),
+                }
+            )
+        };
         assert_eq!(
-            config.outputs,
-            [Transport::Tcp("0.0.0.0:9000".parse().unwrap())]
+            listed(&["--http", "0"]),
+            [http("127.0.0.1:0", &[])],
+            "--http alone: no TCP listener"
         );
-        assert_eq!(config.http.unwrap().addr, "0.0.0.0:8080".parse().unwrap());
-        assert!(parse(&[]).serve.validate().unwrap().http.is_none());
+        assert_eq!(
+            listed(&["--port", "9000", "--http", "8080", "--bind", "0.0.0.0"]),
+            [tcp("0.0.0.0:9000"), http("0.0.0.0:8080", &[])]
+        );
         assert!(error(&["--http", "0", "--jpeg-quality", "0"]).starts_with("--jpeg-quality 0"));
         assert!(error(&["--http", "0", "--preview-fps", "0"]).starts_with("--preview-fps 0"));
         assert!(error(&["--http", "0", "--header", "raw", "--width", "70000"]).contains("65535"));
@@ -662,18 +686,17 @@ mod tests {
                 "{message}"
             );
         }
-        let config = parse(&[
-            "--http",
-            "0",
-            "--http-allow-host",
-            "A.example",
-            "--http-allow-host",
-            "[::5]",
-        ])
-        .serve
-        .validate()
-        .unwrap();
-        assert_eq!(config.http.unwrap().allowed_hosts, ["a.example", "::5"]);
+        assert_eq!(
+            listed(&[
+                "--http",
+                "0",
+                "--http-allow-host",
+                "A.example",
+                "--http-allow-host",
+                "[::5]",
+            ]),
+            [http("127.0.0.1:0", &["a.example", "::5"])]
+        );
         assert!(
             error(&["--http-allow-host", "a.example"]).contains("applies to the HTTP output only")
         );

@@ -29,7 +29,6 @@ use crate::stream::hub::{Frame, Hub, Policy};
 use crate::stream::output::{Feed, FrameShape, Output, Stats};
 use crate::stream::plural;
 use crate::stream::stop::StopFlag;
-use crate::stream::{http, shm, socket, zmq};
 
 impl Frame for FrameLease<'_> {
     fn bytes(&self) -> &[u8] {
@@ -335,28 +334,21 @@ impl Drop for SignalWatch {
 /// Runs the server until `--frames` is reached, a signal arrives, or (stdout) the reader leaves.
 pub fn run(config: &ServeConfig) -> Result<()> {
     let stop = Arc::new(StopFlag::new());
-    // Bind before the (slower) GL start-up, so a port in use fails at once; and first of all,
-    // so that with --stdout nothing (ours, iceoryx2's or libzmq's) is printed among the frames
-    // before the stream has taken stdout and pointed fd 1 at stderr.
-    let mut outputs: Vec<socket::SocketOutput> = Vec::new();
-    for transport in &config.outputs {
-        outputs.push(socket::bind(transport, config.header, config.send_buffer)?);
+    // Bind before the (slower) GL start-up, so a port in use fails at once; in the list's order,
+    // which puts the socket outputs first, so that with --stdout nothing (ours, iceoryx2's or
+    // libzmq's) is printed among the frames before the stream has taken stdout and pointed fd 1
+    // at stderr; and before the signal handlers, since iceoryx2 installs its own, which must
+    // come first for ours to chain to them (see `shm::claim_signals`).
+    // Declared before the outputs, so that it is dropped after them on every way out: they
+    // borrow it (their frames are its mappings), though it is made only once they are bound.
+    let context;
+    let mut outputs: Outputs<'_> = Vec::with_capacity(config.outputs.len());
+    for output in &config.outputs {
+        outputs.push(output.bind().map_err(anyhow::Error::from_boxed)?);
     }
-    // Before the signal handlers: iceoryx2 installs its own, which must come first for ours to
-    // chain to them (see `shm::claim_signals`).
-    let shm = config.shm.as_deref().map(shm::bind).transpose()?;
     let watch = watch_signals(&stop)?;
-    let zmq_output = config.zmq.as_ref().map(zmq::bind).transpose()?;
-    let http_output = config.http.as_ref().map(http::bind).transpose()?;
-    let context = render::context(&config.render)?;
+    context = render::context(&config.render)?;
     let mut renderer = Renderer::new(&context, &config.render)?;
-    let mut outputs: Outputs<'_> = outputs
-        .into_iter()
-        .map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>)
-        .chain(shm.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>))
-        .collect();
-    outputs.extend(zmq_output.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>));
-    outputs.extend(http_output.map(|output| Box::new(output) as Box<dyn Output<FrameLease<'_>>>));
     let report = stream(config, &mut renderer, outputs, &stop, &mut StatsLog::new())?;
     drop(watch);
     let seconds = report.served.as_secs_f64().max(1e-9);
@@ -448,13 +440,9 @@ pub fn stream<'ctx>(
         format: config.render.format,
         top_down: config.render.flip,
     };
-    config
-        .header
-        .check_size(shape.width_px, shape.height_px, shape.format)?;
     let feed = Feed::new(
         renderer.ring.capacity() + spare_limit,
         shape,
-        config.policy,
         config.send_timeout,
         config.max_clients,
     );
@@ -466,8 +454,8 @@ pub fn stream<'ctx>(
             feed: &feed,
             closed: false,
         };
-        for output in outputs {
-            output.start(scope, &feed)?;
+        for (output, policy) in outputs.into_iter().zip(&policies) {
+            output.start(scope, &feed, *policy)?;
         }
         // A stop is a flag the render loop looks at whenever the hub wakes it: this relay wakes
         // the hub when one comes, so that no wait in the loop needs a timeout to notice it.
@@ -488,25 +476,14 @@ pub fn stream<'ctx>(
         };
         observer.ready(&announcements)?;
         log::info!(
-            "streaming {}x{} {}{}, {:?} header, {} + up to {}",
+            "streaming {}x{} {}{}, {} + up to {}",
             shape.width_px,
             shape.height_px,
             shape.format.name(),
             if shape.top_down { " top-down" } else { "" },
-            config.header,
             plural(renderer.ring.capacity(), "PBO"),
             plural(spare_limit, "spare"),
         );
-        if config
-            .outputs
-            .iter()
-            .any(|t| matches!(t, socket::Transport::Tcp(_) | socket::Transport::Connect(_)))
-        {
-            log::info!(
-                "TCP consumers get a send buffer of {} (--send-buffer)",
-                config.send_buffer
-            );
-        }
         let (frames, served) = frames(config, renderer, &feed, stop, observer, fail_at)?;
         closing.close();
         Ok(StreamReport {

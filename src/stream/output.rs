@@ -79,9 +79,6 @@ pub struct Feed<F> {
     pub hub: Hub<F>,
     /// What every frame looks like.
     pub shape: FrameShape,
-    /// What a consumer that cannot keep up gets, when the user chose; otherwise each output
-    /// applies its own default ([`Feed::policy_or`]).
-    pub policy: Option<Policy>,
     /// How long one frame may take to reach one consumer before it is dropped.
     pub send_timeout: Duration,
     /// Consumers beyond this many are refused.
@@ -97,25 +94,18 @@ impl<F: Frame> Feed<F> {
     pub fn new(
         capacity: usize,
         shape: FrameShape,
-        policy: Option<Policy>,
         send_timeout: Duration,
         max_clients: usize,
     ) -> Self {
         Self {
             hub: Hub::new(capacity),
             shape,
-            policy,
             send_timeout,
             max_clients,
             stats: Stats::default(),
             ended: AtomicBool::new(false),
             failure: Mutex::new(None),
         }
-    }
-
-    /// The policy the user chose, or `default` (the output's own).
-    pub fn policy_or(&self, default: Policy) -> Policy {
-        self.policy.unwrap_or(default)
     }
 
     /// Registers a hub client for a consumer of the output called `output` (`tcp`, `http`,
@@ -186,6 +176,24 @@ pub enum OutputError {
     },
 }
 
+/// Why an output could not be bound: the output's own error (a port in use, a path that is not a
+/// socket, a bad service name), with its causes.
+pub type BindError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One output as the command line configured it: validated, not yet bound. Each output module
+/// defines its own (`socket::SocketConfig`, `shm::ShmConfig`, `zmq::ZmqConfig`,
+/// `http::HttpConfig`), the command line builds a list of them from each output's flags, and the
+/// render loop binds and starts whatever the list holds without knowing what it is.
+pub trait OutputConfig<F: Frame>: std::fmt::Debug + Send + Sync {
+    /// Whether its consumers learn each frame's index from it (a header that carries one), so
+    /// that a shard of a render farm (`--shard`) can be put back in order.
+    fn carries_frame_index(&self) -> bool;
+
+    /// Binds what consumers reach (a port, a socket file, stdout, a service name, endpoints),
+    /// before GL starts, so that a port in use fails at once.
+    fn bind(&self) -> Result<Box<dyn Output<F>>, BindError>;
+}
+
 /// One way frames leave the process (a listener, a connection, a pipe, a shared-memory service).
 pub trait Output<F: Frame>: Send {
     /// The line printed on stdout once consumers can reach it (`listening on ...`), if any.
@@ -199,12 +207,14 @@ pub trait Output<F: Frame>: Send {
     }
 
     /// Starts serving in `scope`: spawns the threads that find consumers and feed them through
-    /// [`serve_sink`]. They must return once the hub is finished (checking at least every
-    /// 100 ms while idle), so that the scope, and the stream, can end.
+    /// [`serve_sink`], registering them with `policy` (what [`Output::policy`] resolved, once,
+    /// for the whole stream: the ring was sized from the same value). They must return once the
+    /// hub is finished, so that the scope, and the stream, can end.
     fn start<'scope, 'env>(
         self: Box<Self>,
         scope: &'scope Scope<'scope, 'env>,
         feed: &'env Feed<F>,
+        policy: Policy,
     ) -> Result<(), OutputError>;
 }
 

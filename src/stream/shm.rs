@@ -54,7 +54,10 @@ use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
 use thiserror::Error;
 
 use super::hub::{Frame, Policy};
-use super::output::{Deadline, Feed, FrameShape, Output, OutputError, SendError, Sink, serve_sink};
+use super::output::{
+    BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
+    serve_sink,
+};
 use crate::format::Format;
 
 /// The per-frame user header of the shared-memory stream, `#[repr(C)]`, 40 bytes, aligned to 8,
@@ -317,6 +320,23 @@ pub struct ShmOutput {
     service: String,
 }
 
+/// The `--shm SERVICE` output as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShmConfig {
+    /// The iceoryx2 service to publish on.
+    pub service: String,
+}
+
+impl<F: Frame> OutputConfig<F> for ShmConfig {
+    fn carries_frame_index(&self) -> bool {
+        true
+    }
+
+    fn bind(&self) -> Result<Box<dyn Output<F>>, BindError> {
+        Ok(Box::new(bind(&self.service)?))
+    }
+}
+
 /// Checks `service` and prepares its output; the service itself is opened when the output
 /// starts, on its own thread. Call before installing signal handlers (see [`claim_signals`]).
 pub fn bind(service: &str) -> Result<ShmOutput, ShmError> {
@@ -410,7 +430,11 @@ fn remove_dead_nodes() -> u64 {
 impl Publishing {
     /// Creates the node (which removes dead nodes, so a producer killed with SIGKILL does not
     /// block its successor), opens or creates the service and creates the publisher.
-    fn open<F: Frame>(service_name: &str, feed: &Feed<F>) -> Result<Self, ShmError> {
+    fn open<F: Frame>(
+        service_name: &str,
+        feed: &Feed<F>,
+        policy: Policy,
+    ) -> Result<Self, ShmError> {
         let name = to_service_name(service_name)?;
         let node = NodeBuilder::new()
             .name(&NodeName::new("glstream").map_err(|e| ShmError::Node(words(&e)))?)
@@ -419,7 +443,7 @@ impl Publishing {
             .create::<ipc::Service>()
             .map_err(|e| ShmError::Node(words(&e)))?;
         remove_dead_nodes();
-        let lossless = feed.policy_or(Policy::Latest) == Policy::Lossless;
+        let lossless = policy == Policy::Lossless;
         let max_subscribers = QOS.max_subscribers.min(feed.max_clients);
         let service_error = |reason| ShmError::Service {
             service: service_name.to_owned(),
@@ -579,13 +603,14 @@ impl<F: Frame> Output<F> for ShmOutput {
         self: Box<Self>,
         scope: &'scope Scope<'scope, 'env>,
         feed: &'env Feed<F>,
+        policy: Policy,
     ) -> Result<(), OutputError> {
         let (ready, setup) = mpsc::sync_channel::<Result<(), ShmError>>(1);
         let service = self.service.clone();
         thread::Builder::new()
             .name("shm".into())
             .spawn_scoped(scope, move || {
-                let publishing = match Publishing::open(&service, feed) {
+                let publishing = match Publishing::open(&service, feed, policy) {
                     Ok(publishing) => {
                         let _ = ready.send(Ok(()));
                         publishing
@@ -595,7 +620,7 @@ impl<F: Frame> Output<F> for ShmOutput {
                         return;
                     }
                 };
-                serve(feed, &publishing, &service);
+                serve(feed, &publishing, &service, policy);
             })
             .map_err(|source| OutputError::Thread {
                 what: "shm".into(),
@@ -621,7 +646,7 @@ impl<F: Frame> Output<F> for ShmOutput {
 
 /// The output's thread: waits for subscribers, registers with the hub while there are any and
 /// feeds them through [`serve_sink`], until the stream is finished.
-fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str) {
+fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str, policy: Policy) {
     let name = format!("shm:{service} subscribers");
     let mut cleaned = Instant::now();
     while !feed.hub.is_finished() {
@@ -633,7 +658,7 @@ fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str) {
             thread::sleep(IDLE_POLL);
             continue;
         }
-        let id = feed.register("shm", feed.policy_or(Policy::Latest));
+        let id = feed.register("shm", policy);
         log::debug!("{name}: {} subscribed", publishing.subscribers());
         let sink = ShmSink {
             publishing,

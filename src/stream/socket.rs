@@ -26,7 +26,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
 use super::hub::{ClientId, Frame, Policy};
-use super::output::{Deadline, Feed, FrameShape, Output, OutputError, SendError, Sink, serve_sink};
+use super::output::{
+    BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
+    serve_sink,
+};
 use super::protocol::{HeaderMode, MAX_HEADER_LEN, encode};
 
 /// Why a socket output could not be set up.
@@ -102,6 +105,38 @@ enum Bound {
     Unix(UnixListener, OwnedPath),
     Connect(String),
     Stdout(File),
+}
+
+/// A socket output as configured: where the stream goes, the header before each frame, and the
+/// send buffer TCP consumers get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketConfig {
+    /// Where the stream goes.
+    pub transport: Transport,
+    /// The header before each frame.
+    pub header: HeaderMode,
+    /// The send buffer of each TCP consumer's socket (`--connect`'s too).
+    pub send_buffer: SendBuffer,
+}
+
+impl<F: Frame> OutputConfig<F> for SocketConfig {
+    fn carries_frame_index(&self) -> bool {
+        self.header == HeaderMode::Glstream
+    }
+
+    fn bind(&self) -> Result<Box<dyn Output<F>>, BindError> {
+        if matches!(self.transport, Transport::Tcp(_) | Transport::Connect(_)) {
+            log::info!(
+                "TCP consumers get a send buffer of {} (--send-buffer)",
+                self.send_buffer
+            );
+        }
+        Ok(Box::new(bind(
+            &self.transport,
+            self.header,
+            self.send_buffer,
+        )?))
+    }
 }
 
 /// Binds `transport` for frames with `header`: the listener for TCP and Unix sockets, a handle
@@ -272,6 +307,7 @@ impl<F: Frame> Output<F> for SocketOutput {
         self: Box<Self>,
         scope: &'scope Scope<'scope, 'env>,
         feed: &'env Feed<F>,
+        policy: Policy,
     ) -> Result<(), OutputError> {
         let header = self.header;
         let send_buffer = self.send_buffer;
@@ -289,7 +325,7 @@ impl<F: Frame> Output<F> for SocketOutput {
             Bound::Tcp(listener) => spawn(
                 "accept",
                 Box::new(move || {
-                    accept_loop(scope, feed, header, "tcp", listener.as_fd(), || {
+                    accept_loop(scope, feed, header, policy, "tcp", listener.as_fd(), || {
                         let (stream, peer) = listener.accept()?;
                         Ok((Conn::Tcp(stream, send_buffer), format!("client {peer}")))
                     })
@@ -299,11 +335,19 @@ impl<F: Frame> Output<F> for SocketOutput {
                 "accept",
                 Box::new(move || {
                     let mut n = 0u64;
-                    accept_loop(scope, feed, header, "unix", listener.as_fd(), || {
-                        let (stream, _) = listener.accept()?;
-                        n += 1;
-                        Ok((Conn::Unix(stream), format!("client unix#{n}")))
-                    });
+                    accept_loop(
+                        scope,
+                        feed,
+                        header,
+                        policy,
+                        "unix",
+                        listener.as_fd(),
+                        || {
+                            let (stream, _) = listener.accept()?;
+                            n += 1;
+                            Ok((Conn::Unix(stream), format!("client unix#{n}")))
+                        },
+                    );
                     // The socket file goes once nobody can connect any more.
                     drop(listener);
                     drop(owned);
@@ -311,12 +355,11 @@ impl<F: Frame> Output<F> for SocketOutput {
             ),
             Bound::Connect(addr) => spawn(
                 "connect",
-                Box::new(move || connect_loop(feed, header, send_buffer, &addr)),
+                Box::new(move || connect_loop(feed, header, policy, send_buffer, &addr)),
             ),
             Bound::Stdout(file) => {
                 // Registered before any frame is rendered, so stdout gets frame 0 first.
-                // A recording keeps every frame unless the user says otherwise.
-                let id = feed.register("stdout", feed.policy_or(Policy::Lossless));
+                let id = feed.register("stdout", policy);
                 spawn(
                     "stdout",
                     Box::new(move || serve_stdout(feed, id, header, file)),
@@ -353,6 +396,7 @@ fn accept_loop<'scope, 'env, F: Frame>(
     scope: &'scope Scope<'scope, 'env>,
     feed: &'env Feed<F>,
     header: HeaderMode,
+    policy: Policy,
     output: &str,
     listener: BorrowedFd<'_>,
     mut accept: impl FnMut() -> io::Result<(Conn, String)>,
@@ -392,7 +436,7 @@ fn accept_loop<'scope, 'env, F: Frame>(
             log::info!("{name}: cannot configure its socket, dropping it: {e}");
             continue;
         }
-        let id = feed.register(output, feed.policy_or(Policy::Latest));
+        let id = feed.register(output, policy);
         // Logged at info once it has taken a frame (serve_sink): a second server probing
         // whether this one is alive connects and leaves at once, and is not a client.
         log::debug!("{name} connected");
@@ -412,7 +456,13 @@ fn accept_loop<'scope, 'env, F: Frame>(
 /// exponential backoff (100 ms doubling to 5 s) until the stream finishes. The backoff starts
 /// over only after a connection that took frames for at least a second, so a consumer that
 /// accepts and closes at once is not hammered.
-fn connect_loop<F: Frame>(feed: &Feed<F>, header: HeaderMode, send_buffer: SendBuffer, addr: &str) {
+fn connect_loop<F: Frame>(
+    feed: &Feed<F>,
+    header: HeaderMode,
+    policy: Policy,
+    send_buffer: SendBuffer,
+    addr: &str,
+) {
     const FIRST: Duration = Duration::from_millis(100);
     const LONGEST: Duration = Duration::from_secs(5);
     const STABLE: Duration = Duration::from_secs(1);
@@ -427,7 +477,7 @@ fn connect_loop<F: Frame>(feed: &Feed<F>, header: HeaderMode, send_buffer: SendB
                     log::info!("{name}: cannot configure the socket: {e}");
                 } else {
                     reported = false;
-                    let id = feed.register("connect", feed.policy_or(Policy::Latest));
+                    let id = feed.register("connect", policy);
                     log::info!("connected to {addr}");
                     let connected = Instant::now();
                     let departure = serve_sink(feed, id, Writer::new(conn, header), &name);

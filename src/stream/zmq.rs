@@ -66,7 +66,8 @@ use thiserror::Error;
 
 use super::hub::{Frame, Hub, Policy};
 use super::output::{
-    Deadline, Feed, FrameShape, Output, OutputError, SLICE, SendError, Sink, serve_sink,
+    BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SLICE, SendError,
+    Sink, serve_sink,
 };
 use super::protocol::{
     self, Decoded, GLSTREAM_HEADER_LEN, HeaderMode, MAX_FRAME_BYTES, MAX_HEADER_LEN, ProtocolError,
@@ -476,6 +477,17 @@ pub fn bind(config: &ZmqConfig) -> Result<ZmqOutput, ZmqError> {
     })
 }
 
+impl<F: Frame> OutputConfig<F> for ZmqConfig {
+    fn carries_frame_index(&self) -> bool {
+        // Every message's first part is a glstream header.
+        true
+    }
+
+    fn bind(&self) -> Result<Box<dyn Output<F>>, BindError> {
+        Ok(Box::new(bind(self)?))
+    }
+}
+
 impl<F: Frame> Output<F> for ZmqOutput {
     fn policy(&self, _chosen: Option<Policy>) -> Policy {
         // The pattern is the policy: push waits for its peers, pub drops at their HWM.
@@ -504,6 +516,7 @@ impl<F: Frame> Output<F> for ZmqOutput {
         self: Box<Self>,
         scope: &'scope Scope<'scope, 'env>,
         feed: &'env Feed<F>,
+        policy: Policy,
     ) -> Result<(), OutputError> {
         let ZmqOutput {
             pattern,
@@ -516,7 +529,7 @@ impl<F: Frame> Output<F> for ZmqOutput {
             Pattern::Push => {
                 // Registered before any frame is rendered, so the peers get frame 0 first: a
                 // push producer always renders, and waits on its peers.
-                let id = feed.register("zmq", Policy::Lossless);
+                let id = feed.register("zmq", policy);
                 Box::new(move || {
                     let sink = PushSink {
                         socket: Some((socket, context, endpoints.owned)),
@@ -526,7 +539,7 @@ impl<F: Frame> Output<F> for ZmqOutput {
                     serve_sink(feed, id, sink, "zmq push");
                 })
             }
-            Pattern::Pub => Box::new(move || serve_pub(feed, socket, context, endpoints)),
+            Pattern::Pub => Box::new(move || serve_pub(feed, policy, socket, context, endpoints)),
         };
         thread::Builder::new()
             .name(name.clone())
@@ -683,6 +696,7 @@ impl<F: Frame> Sink for PushSink<'_, F> {
 /// hold more than [`MAX_TOPICS`] topics are all dropped at once (see [`Topics`]).
 fn serve_pub<F: Frame>(
     feed: &Feed<F>,
+    policy: Policy,
     socket: zmq::Socket,
     context: zmq::Context,
     mut endpoints: Endpoints,
@@ -712,7 +726,7 @@ fn serve_pub<F: Frame>(
             continue;
         }
         if topics.live > 0 && !hub.is_finished() {
-            let id = feed.register("zmq", Policy::Latest);
+            let id = feed.register("zmq", policy);
             log::info!("zmq pub: a subscriber is here; rendering");
             let sink = PubSink {
                 socket: &socket,

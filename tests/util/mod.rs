@@ -475,9 +475,15 @@ pub fn require_tool(tool: &str, version_flag: &str, package: &str) {
     }
 }
 
-/// `glstream bench` at a tiny size and frame count with `EXTRA` arguments; fails the test with
-/// its output if it fails, and returns its last line, the JSON report.
+/// `glstream bench` at a tiny size and frame count (20, unless `EXTRA` gives `--frames`) with
+/// `EXTRA` arguments; fails the test with its output if it fails, and returns its last line, the
+/// JSON report.
 pub fn bench(extra: &[&str]) -> serde_json::Value {
+    let frames: &[&str] = if extra.contains(&"--frames") {
+        &[]
+    } else {
+        &["--frames", "20"]
+    };
     let args = [
         &[
             "bench",
@@ -485,13 +491,12 @@ pub fn bench(extra: &[&str]) -> serde_json::Value {
             "96",
             "--height",
             "64",
-            "--frames",
-            "20",
             "--warmup",
             "3",
             "--repeats",
             "1",
         ][..],
+        frames,
         extra,
     ]
     .concat();

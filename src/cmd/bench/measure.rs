@@ -186,25 +186,26 @@ pub fn end_to_end(
         BenchTransport::Unix => (Some(Transport::Unix(unix_socket_path())), None),
         BenchTransport::Shm => (None, Some(shm_service_name())),
     };
+    // The output is bound here rather than from the config's list: the consumer must be told
+    // where to connect (a port 0 resolved).
     let config = ServeConfig {
         render: options.clone(),
-        outputs: target.iter().cloned().collect(),
-        shm: service.clone(),
+        outputs: Vec::new(),
         max_clients: 1,
-        header: HeaderMode::Blender,
         // Every frame must reach the consumer, or the fps would count frames nobody received.
         policy: Some(Policy::Lossless),
         frames: Some(total),
         frame_interval: None,
         send_timeout: Duration::from_secs(30),
-        send_buffer: crate::cli::size::auto_send_buffer(),
-        zmq: None,
         shard: Shard::ALL,
-        http: None,
     };
     let output: Box<dyn StreamOutput<FrameLease<'_>>> = match (&target, &service) {
         (Some(target), _) => {
-            let output = socket::bind(target, config.header, config.send_buffer)?;
+            let output = socket::bind(
+                target,
+                HeaderMode::Blender,
+                crate::cli::size::auto_send_buffer(),
+            )?;
             match (output.local_addr(), output.unix_path()) {
                 (Some(addr), _) => args.extend(["--connect".into(), addr.to_string()]),
                 (None, Some(path)) => args.extend(["--unix".into(), path.display().to_string()]),

@@ -81,7 +81,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::hub::{Frame, Policy};
 use super::metrics::{HistogramSnapshot, OutputCounters, OutputTotals, StageHistogram};
-use super::output::{Deadline, Feed, FrameShape, Output, OutputError, SendError, Sink, serve_sink};
+use super::output::{
+    BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
+    serve_sink,
+};
 use crate::format::Format;
 
 mod deadline;
@@ -127,6 +130,17 @@ pub struct HttpConfig {
     /// (`--http-allow-host`, lower case, without a port). Given any, they apply on every
     /// address; given none, only a loopback address checks `Host`.
     pub allowed_hosts: Vec<String>,
+}
+
+impl<F: Frame> OutputConfig<F> for HttpConfig {
+    fn carries_frame_index(&self) -> bool {
+        // X-Frame-Index on every part, but a preview skips frames: no farm collects from it.
+        false
+    }
+
+    fn bind(&self) -> Result<Box<dyn Output<F>>, BindError> {
+        Ok(Box::new(bind(self)?))
+    }
 }
 
 /// Why the HTTP output could not be set up.
@@ -185,7 +199,10 @@ impl<F: Frame> Output<F> for HttpOutput {
         self: Box<Self>,
         scope: &'scope Scope<'scope, 'env>,
         feed: &'env Feed<F>,
+        _policy: Policy,
     ) -> Result<(), OutputError> {
+        // Viewers and /frame.png are latest-policy clients whatever --policy says (see
+        // `policy`): a preview never holds the stream up.
         let thread_error = |what: &str| {
             let what = what.to_string();
             move |source| OutputError::Thread { what, source }
