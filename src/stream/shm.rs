@@ -42,6 +42,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
+use iceoryx2::port::listener::Listener;
+use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::port::{BackpressureAction, BackpressureInfo};
@@ -208,8 +210,11 @@ const CLEANUP_WHILE_SERVING_EVERY: Duration = Duration::from_secs(5);
 /// A lossless send blocked this long on a subscriber makes the output look for dead nodes (a
 /// subscriber killed with a full queue would otherwise hold it until the deadline).
 const DEAD_CHECK_AFTER: Duration = Duration::from_millis(100);
-/// How long a subscriber polls between empty receives.
+/// How long a subscriber without the frame event polls between empty receives.
 const RECEIVE_POLL: Duration = Duration::from_micros(250);
+/// How long a subscriber waits on the frame event before it looks whether the publisher is
+/// still there (one killed outright notifies nobody).
+const LIVENESS_CHECK: Duration = Duration::from_millis(100);
 /// Subscribers given up on that a lossless output remembers (see [`SendLimits::given_up`]).
 const GIVEN_UP_KEPT: usize = 64;
 
@@ -347,12 +352,33 @@ pub fn bind(service: &str) -> Result<ShmOutput, ShmError> {
     })
 }
 
+/// The event that accompanies a glstream shared-memory stream: an iceoryx2 event service of the
+/// same name, notified after every frame sent and once more when the publisher leaves, so that
+/// a subscriber waits on it instead of polling. It is an addition to the contract, not a part a
+/// consumer needs: one that does not listen polls as before.
+struct FrameEvent;
+
+impl FrameEvent {
+    fn open(
+        node: &Node<ipc::Service>,
+        name: &ServiceName,
+    ) -> Result<iceoryx2::service::port_factory::event::PortFactory<ipc::Service>, String> {
+        node.service_builder(name)
+            .event()
+            .open_or_create()
+            .map_err(|e| words(&e))
+    }
+}
+
 /// A node, the service and its one publisher, all on the output's thread.
 struct Publishing {
     node: Node<ipc::Service>,
     service: PubSub<ipc::Service, [u8], FrameHeader>,
     publisher: Publisher<ipc::Service, [u8], FrameHeader>,
     limits: Arc<SendLimits>,
+    /// Wakes subscribers that wait on the service's event (see [`FrameEvent`]); `None` when the
+    /// event service could not be opened, and then they find frames by polling.
+    notifier: Option<Notifier<ipc::Service>>,
 }
 
 /// What the backpressure handler (a `'static` callback) needs to know about the current send.
@@ -525,12 +551,24 @@ impl Publishing {
                     other => words(&other),
                 },
             })?;
+        let notifier = FrameEvent::open(&node, &name)
+            .and_then(|event| event.notifier_builder().create().map_err(|e| words(&e)))
+            .map_err(|e| log::warn!("shm: no frame event ({e}); subscribers will poll"))
+            .ok();
         Ok(Self {
             node,
             service,
             publisher,
             limits,
+            notifier,
         })
+    }
+
+    /// Wakes the subscribers waiting for a frame (or for the end of the stream).
+    fn notify(&self) {
+        if let Some(notifier) = &self.notifier {
+            let _ = notifier.notify();
+        }
     }
 
     fn subscribers(&self) -> usize {
@@ -716,7 +754,7 @@ impl Sink for ShmSink<'_> {
         *sample.user_header_mut() =
             FrameHeader::new(shape, frame.frame_index(), frame.timestamp_ns());
         match sample.send() {
-            Ok(_) => {}
+            Ok(_) => publishing.notify(),
             Err(_) if (deadline.aborted)() => return Err(SendError::Aborted { sent: 0, total }),
             Err(e) => return Err(SendError::Failed(io::Error::other(words(&e)))),
         }
@@ -745,6 +783,8 @@ pub struct ShmSubscriber {
     _node: Node<ipc::Service>,
     service: PubSub<ipc::Service, [u8], FrameHeader>,
     subscriber: Subscriber<ipc::Service, [u8], FrameHeader>,
+    /// The stream's frame event (see [`FrameEvent`]), waited on between frames.
+    listener: Option<Listener<ipc::Service>>,
     publisher_seen: bool,
 }
 
@@ -807,11 +847,16 @@ impl ShmSubscriber {
                         other => words(&other),
                     },
                 })?;
+        let listener = FrameEvent::open(&node, &name)
+            .and_then(|event| event.listener_builder().create().map_err(|e| words(&e)))
+            .map_err(|e| log::warn!("shm: no frame event ({e}); polling for frames"))
+            .ok();
         Ok(Self {
             service_name: service.to_owned(),
             _node: node,
             service: opened,
             subscriber,
+            listener,
             publisher_seen: false,
         })
     }
@@ -835,10 +880,19 @@ impl ShmSubscriber {
             }
             // Looked at before the receive: a publisher that sent its last frame and left
             // between the two is not taken for an ended stream with a frame still queued.
-            if self.ended_with(publishers) || Instant::now() >= deadline {
+            let now = Instant::now();
+            if self.ended_with(publishers) || now >= deadline {
                 return Ok(None);
             }
-            thread::sleep(RECEIVE_POLL);
+            match &self.listener {
+                // Woken by the next frame; the bound only catches a publisher killed without a
+                // word (SIGKILL), whose departure nobody notifies.
+                Some(listener) => {
+                    let wait = (deadline - now).min(LIVENESS_CHECK);
+                    let _ = listener.timed_wait(|_| {}, wait);
+                }
+                None => thread::sleep(RECEIVE_POLL),
+            }
         }
     }
 
