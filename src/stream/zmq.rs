@@ -627,21 +627,29 @@ fn close_socket(
     if let Err(e) = socket.set_linger(linger_ms) {
         log::warn!("{name}: cannot set the linger time: {e}");
     }
+    let (closed, done) = std::sync::mpsc::channel::<()>();
     let closing = thread::Builder::new()
         .name("zmq-close".into())
         .spawn(move || {
             drop(socket);
             // zmq_ctx_term: returns once the queued messages are out or the linger is over.
             drop(context);
+            let _ = closed.send(());
         });
     // If the thread cannot start, the closure was dropped: the socket closed in place.
-    let Ok(closing) = closing else { return };
-    while !closing.is_finished() {
-        if deadline.next_wait(0, 0, 0).is_err() {
+    if closing.is_err() {
+        return;
+    }
+    // Woken by the closing thread when it is done; in slices only to notice an abort.
+    loop {
+        let Ok(wait) = deadline.next_wait(0, 0, 0) else {
             log::info!("{name}: not waiting any longer for libzmq to deliver queued frames");
             return;
+        };
+        match done.recv_timeout(wait) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
-        thread::sleep(Duration::from_millis(5));
     }
 }
 

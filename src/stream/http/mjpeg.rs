@@ -42,7 +42,9 @@ pub(super) struct ViewerSink<'a> {
     pub(super) pixels: Vec<u8>,
 }
 
-/// How often a viewer whose connection still holds the last part looks again.
+/// How often a viewer whose connection still holds the last part looks again. A poll, but only
+/// while a viewer's connection is slower than its preview rate: the part goes through a tokio
+/// channel, whose free slot a blocked thread cannot wait for together with the hub's end.
 pub(super) const RETRY: Duration = Duration::from_millis(10);
 
 impl Sink for ViewerSink<'_> {

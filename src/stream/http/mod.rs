@@ -32,7 +32,7 @@
 //! scoped threads of its own: one per MJPEG viewer (its [`serve_sink`] loop: copy, flip and
 //! encode from the frame, then hand the part to the connection through a channel of one) and one
 //! per `/frame.png` request. Frames never enter the runtime; only encoded bytes do. Every thread
-//! ends once the hub is finished (the runtime checks every 100 ms).
+//! ends once the hub is finished (a small thread blocked on the hub wakes the runtime then).
 //!
 //! **Bad clients.** Request headers must arrive within [`HEADER_TIMEOUT`] (slow loris) and fit
 //! in [`MAX_HEADER_BYTES`] (431 otherwise); at most `--max-clients` + [`SPARE_CONNECTIONS`]
@@ -220,6 +220,17 @@ impl<F: Frame> Output<F> for HttpOutput {
             hosts: HostCheck::new(&config),
             config,
         });
+        // The stream's end, carried into the runtime: this thread blocks on the hub until it is
+        // finished and then wakes the server, which needs no timer to look.
+        let over = Arc::new(Notify::new());
+        let stream_over = Arc::clone(&over);
+        thread::Builder::new()
+            .name("http end".into())
+            .spawn_scoped(scope, move || {
+                while !feed.hub.wait_finished(Duration::from_secs(3600)) {}
+                stream_over.notify_one();
+            })
+            .map_err(thread_error("http end"))?;
         thread::Builder::new()
             .name("http".into())
             .spawn_scoped(scope, move || {
@@ -228,7 +239,7 @@ impl<F: Frame> Output<F> for HttpOutput {
                     feed,
                     shared,
                 };
-                runtime.block_on(server.run(listener));
+                runtime.block_on(server.run(listener, &over));
                 // Connections still open were closed when `run` returned; nothing else is left.
                 runtime.shutdown_background();
             })
@@ -263,7 +274,7 @@ struct Server<'scope, 'env, F: Frame> {
 type ResponseBody = BoxBody<Bytes, Infallible>;
 
 impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
-    async fn run(&self, listener: TcpListener) {
+    async fn run(&self, listener: TcpListener, over: &Notify) {
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => listener,
             Err(e) => {
@@ -278,7 +289,6 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
             .max_buf_size(MAX_HEADER_BYTES.max(8192) * 2);
         let max_connections = self.feed.max_clients + SPARE_CONNECTIONS;
         let mut connections = FuturesUnordered::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -337,11 +347,7 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
                     }
                 },
                 Some(()) = connections.next(), if !connections.is_empty() => {}
-                _ = tick.tick() => {
-                    if self.feed.hub.is_finished() {
-                        break;
-                    }
-                }
+                () = over.notified() => break,
             }
         }
     }
