@@ -490,6 +490,8 @@ impl Publishing {
                 Ok(service) => break service,
                 Err(PublishSubscribeOpenError::DoesNotExist) => {}
                 Err(e) if tries < 3 && retry_open(&e) => {
+                    // At start-up only: another process is creating or removing the service,
+                    // and iceoryx2 has no event for when it is done.
                     thread::sleep(Duration::from_millis(20));
                     continue;
                 }
@@ -512,6 +514,7 @@ impl Publishing {
                 Err(
                     PublishSubscribeCreateError::AlreadyExists
                     | PublishSubscribeCreateError::IsBeingCreatedByAnotherInstance,
+                    // At start-up only, as above.
                 ) if tries < 3 => thread::sleep(Duration::from_millis(20)),
                 Err(e) => return Err(service_error(words(&e))),
             }
@@ -693,6 +696,8 @@ fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str, polic
             crate::alloc_count::housekeeping(|| publishing.node.try_cleanup_dead_nodes());
         }
         if publishing.subscribers() == 0 {
+            // Idle, not a frame path: a subscriber that connects tells nobody (a Python one
+            // need not know of the frame event), so the count is looked at every 20 ms.
             thread::sleep(IDLE_POLL);
             continue;
         }
@@ -809,6 +814,8 @@ impl ShmSubscriber {
             {
                 Ok(opened) => break opened,
                 Err(PublishSubscribeOpenError::DoesNotExist) if Instant::now() < deadline => {
+                    // Before the first frame only: the publisher has not created the service
+                    // yet, and iceoryx2 has no event for a service coming into existence.
                     thread::sleep(Duration::from_millis(20));
                 }
                 Err(PublishSubscribeOpenError::DoesNotExist) => {
@@ -891,6 +898,7 @@ impl ShmSubscriber {
                     let wait = (deadline - now).min(LIVENESS_CHECK);
                     let _ = listener.timed_wait(|_| {}, wait);
                 }
+                // Only without the frame event (it could not be opened): poll.
                 None => thread::sleep(RECEIVE_POLL),
             }
         }
