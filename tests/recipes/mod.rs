@@ -105,6 +105,23 @@ fn require_ffmpeg() {
     require_tool("ffprobe", "-version", "ffmpeg");
 }
 
+/// `snapshot`'s frame 0 at 160x120 (written into `dir`): what a recipe's first frame must be.
+fn frame_zero(dir: &Path) -> image::RgbaImage {
+    let shot = dir.join("frame0.png");
+    run_ok(&[
+        "snapshot",
+        "--width",
+        "160",
+        "--height",
+        "120",
+        "--frame",
+        "0",
+        "-o",
+        path_str(&shot),
+    ]);
+    image::open(&shot).unwrap().to_rgba8()
+}
+
 #[test]
 fn ffmpeg_records_every_frame_over_tcp() {
     require_ffmpeg();
@@ -199,19 +216,7 @@ fn gstreamer_shows_the_frames_the_right_way_up() {
     let frame_bytes = 160 * 120 * 4;
     assert_eq!(raw.len(), 3 * frame_bytes, "three whole frames");
     // Frame 0 as GStreamer delivered it is snapshot's frame 0: the same pixels, the same way up.
-    let shot = dir.join("frame0.png");
-    run_ok(&[
-        "snapshot",
-        "--width",
-        "160",
-        "--height",
-        "120",
-        "--frame",
-        "0",
-        "-o",
-        path_str(&shot),
-    ]);
-    let expected = image::open(&shot).unwrap().to_rgba8();
+    let expected = frame_zero(&dir);
     assert!(
         expected.as_raw()[..] == raw[..frame_bytes],
         "GStreamer's first frame is not snapshot's frame 0 (upside down?)"
@@ -270,19 +275,7 @@ fn the_readme_blender_consumer_runs_as_written() {
     );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 5, "one line per frame: {stdout}");
-    let shot = dir.join("frame0.png");
-    run_ok(&[
-        "snapshot",
-        "--width",
-        "160",
-        "--height",
-        "120",
-        "--frame",
-        "0",
-        "-o",
-        path_str(&shot),
-    ]);
-    let corner = image::open(&shot).unwrap().to_rgba8().get_pixel(0, 0).0;
+    let corner = frame_zero(&dir).get_pixel(0, 0).0;
     let printed: Vec<u8> = lines[0]
         .split_once('[')
         .and_then(|(_, rest)| rest.split_once(']'))
