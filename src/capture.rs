@@ -17,7 +17,7 @@ use image::codecs::png::PngEncoder;
 use image::{DynamicImage, ExtendedColorType, ImageBuffer, ImageDecoder, ImageEncoder};
 use thiserror::Error;
 
-use crate::format::Format;
+use crate::format::{Format, FrameShape};
 
 /// Rows reversed; `stride_bytes` per row.
 pub fn flip_rows(pixels: &[u8], stride_bytes: usize) -> Vec<u8> {
@@ -126,36 +126,27 @@ where
 
 /// Writes a frame as a PNG with rows top-down: RGBA for rgba8 and bgra8 (swizzled back), RGB for
 /// rgb8, 8-bit grey for gray8, and 16-bit grey for depth32f (depth × 65535).
-pub fn save_frame_png(
-    path: &Path,
-    width_px: u32,
-    height_px: u32,
-    format: Format,
-    pixels: &[u8],
-    top_down: bool,
-) -> Result<()> {
+pub fn save_frame_png(path: &Path, shape: &FrameShape, pixels: &[u8]) -> Result<()> {
     ensure_png_path(path)?;
-    check_frame(width_px, height_px, format, pixels)?;
-    write_atomically(path, |writer| {
-        write_frame_png(writer, width_px, height_px, format, pixels, top_down)
-    })
+    check_frame(shape, pixels)?;
+    write_atomically(path, |writer| write_frame_png(writer, shape, pixels))
 }
 
 /// The PNG file [`save_frame_png`] writes, in memory (the HTTP output's `/frame.png`).
-pub fn frame_png(
-    width_px: u32,
-    height_px: u32,
-    format: Format,
-    pixels: &[u8],
-    top_down: bool,
-) -> Result<Vec<u8>> {
-    check_frame(width_px, height_px, format, pixels)?;
+pub fn frame_png(shape: &FrameShape, pixels: &[u8]) -> Result<Vec<u8>> {
+    check_frame(shape, pixels)?;
     let mut png = Vec::new();
-    write_frame_png(&mut png, width_px, height_px, format, pixels, top_down)?;
+    write_frame_png(&mut png, shape, pixels)?;
     Ok(png)
 }
 
-fn check_frame(width_px: u32, height_px: u32, format: Format, pixels: &[u8]) -> Result<()> {
+fn check_frame(shape: &FrameShape, pixels: &[u8]) -> Result<()> {
+    let FrameShape {
+        width_px,
+        height_px,
+        format,
+        ..
+    } = *shape;
     ensure!(
         width_px > 0 && height_px > 0,
         "cannot save an empty {width_px}x{height_px} frame"
@@ -170,14 +161,13 @@ fn check_frame(width_px: u32, height_px: u32, format: Format, pixels: &[u8]) -> 
 }
 
 /// Encodes a checked frame as a PNG into `writer`, rows top-down.
-fn write_frame_png(
-    writer: impl Write,
-    width_px: u32,
-    height_px: u32,
-    format: Format,
-    pixels: &[u8],
-    top_down: bool,
-) -> Result<()> {
+fn write_frame_png(writer: impl Write, shape: &FrameShape, pixels: &[u8]) -> Result<()> {
+    let FrameShape {
+        width_px,
+        height_px,
+        format,
+        top_down,
+    } = *shape;
     let stride_bytes = (width_px * format.bytes_per_pixel()) as usize;
     let rows = if top_down {
         pixels.to_vec()

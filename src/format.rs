@@ -80,6 +80,33 @@ impl Format {
     }
 }
 
+/// What every frame of a stream looks like: size, pixel format and row order. The one
+/// description of a frame's pixels: headers add an index and a time to it
+/// (`stream::protocol::FrameInfo`), PNGs are written from it (`capture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameShape {
+    /// Width in pixels.
+    pub width_px: u32,
+    /// Height in pixels.
+    pub height_px: u32,
+    /// Pixel format of the payload.
+    pub format: Format,
+    /// Rows top-down (`--flip`) instead of OpenGL's bottom-up.
+    pub top_down: bool,
+}
+
+impl FrameShape {
+    /// Bytes per row (a u32 width times at most 4 bytes always fits a u64).
+    pub fn stride_bytes(&self) -> u64 {
+        self.width_px as u64 * self.format.bytes_per_pixel() as u64
+    }
+
+    /// Bytes of one frame, saturating at `u64::MAX` (see [`Format::frame_bytes`]).
+    pub fn frame_bytes(&self) -> u64 {
+        self.format.frame_bytes(self.width_px, self.height_px)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Format;

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::format::Format;
+use crate::format::{Format, FrameShape};
 use crate::gl::GlError;
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::{Fence, ReadSource, RenderTarget};
@@ -30,6 +30,18 @@ pub struct RenderOptions {
     pub flip: bool,
     /// The scene and its options.
     pub scene: SceneOptions,
+}
+
+impl RenderOptions {
+    /// What every frame this pipeline delivers looks like.
+    pub fn shape(&self) -> FrameShape {
+        FrameShape {
+            width_px: self.width_px,
+            height_px: self.height_px,
+            format: self.format,
+            top_down: self.flip,
+        }
+    }
 }
 
 /// A ready pipeline on a context the caller owns. The ring's leases borrow that context, so

@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::capture;
 use crate::cli::{RecvArgs, seconds};
-use crate::format::Format;
+use crate::format::{Format, FrameShape};
 use crate::pattern_code::decode_pattern;
 use crate::stream::protocol::{self, HeaderMode, MAX_FRAME_BYTES};
 use crate::stream::shm::{self, ShmSubscriber};
@@ -132,14 +132,8 @@ pub struct Totals {
 /// One frame as read.
 #[derive(Debug)]
 pub struct Received<'a> {
-    /// Width in pixels.
-    pub width_px: u32,
-    /// Height in pixels.
-    pub height_px: u32,
-    /// Pixel format.
-    pub format: Format,
-    /// Rows top-down.
-    pub top_down: bool,
+    /// Size, format and row order.
+    pub shape: FrameShape,
     /// The frame index, when the header carries one.
     pub frame_index: Option<u64>,
     /// The payload.
@@ -234,10 +228,12 @@ pub fn receive(
             }
         }
         let frame = Received {
-            width_px,
-            height_px,
-            format: decoded.format,
-            top_down: decoded.top_down.unwrap_or(args.top_down),
+            shape: FrameShape {
+                width_px,
+                height_px,
+                format: decoded.format,
+                top_down: decoded.top_down.unwrap_or(args.top_down),
+            },
             frame_index: decoded.frame_index,
             pixels: &payload,
         };
@@ -288,10 +284,12 @@ pub fn receive_shm(
         let (width_px, height_px) = (header.width, header.height);
         check_size(args, frames, &mut size, width_px, height_px)?;
         let frame = Received {
-            width_px,
-            height_px,
-            format,
-            top_down: header.top_down(),
+            shape: FrameShape {
+                width_px,
+                height_px,
+                format,
+                top_down: header.top_down(),
+            },
             frame_index: Some(header.frame_index),
             pixels,
         };
@@ -319,21 +317,21 @@ struct PatternCheck {
 /// The frame index the `pattern` scene drew into `frame`, checked against its header's (a torn
 /// or mislabelled frame fails). `scratch` holds flipped rows for top-down frames.
 fn pattern_index(scratch: &mut Vec<u8>, count: u64, frame: &Received) -> Result<u64> {
-    if frame.format != Format::Rgba8 {
+    if frame.shape.format != Format::Rgba8 {
         bail!(
             "--verify-pattern reads rgba8 frames, not {}",
-            frame.format.name()
+            frame.shape.format.name()
         );
     }
-    let bottom_up = if frame.top_down {
+    let bottom_up = if frame.shape.top_down {
         scratch.clear();
-        let stride = frame.width_px as usize * 4;
+        let stride = frame.shape.width_px as usize * 4;
         scratch.extend(frame.pixels.chunks_exact(stride).rev().flatten());
         &scratch[..]
     } else {
         frame.pixels
     };
-    let Some(index) = decode_pattern(bottom_up, frame.width_px, frame.height_px) else {
+    let Some(index) = decode_pattern(bottom_up, frame.shape.width_px, frame.shape.height_px) else {
         bail!("frame {count}: not a pattern frame (is the server running --scene pattern?)");
     };
     if let Some(header_index) = frame.frame_index
@@ -523,10 +521,12 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
         // A glstream header always carries the index.
         let index = header.frame_index.unwrap_or(frames);
         let frame = Received {
-            width_px,
-            height_px,
-            format: header.format,
-            top_down: header.top_down.unwrap_or(false),
+            shape: FrameShape {
+                width_px,
+                height_px,
+                format: header.format,
+                top_down: header.top_down.unwrap_or(false),
+            },
             frame_index: Some(index),
             pixels: parts.payload,
         };
@@ -538,11 +538,8 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
         {
             capture::save_frame_png(
                 &dir.join(format!("frame_{index:06}.png")),
-                width_px,
-                height_px,
-                frame.format,
+                &frame.shape,
                 frame.pixels,
-                frame.top_down,
             )?;
         }
         frames += 1;
@@ -609,11 +606,8 @@ pub fn run(args: &RecvArgs) -> Result<()> {
         match &args.save {
             Some(dir) if count.is_multiple_of(args.every) => capture::save_frame_png(
                 &dir.join(format!("frame_{index:06}.png")),
-                frame.width_px,
-                frame.height_px,
-                frame.format,
+                &frame.shape,
                 frame.pixels,
-                frame.top_down,
             ),
             _ => Ok(()),
         }
@@ -762,7 +756,7 @@ mod tests {
             &args(HeaderMode::Blender),
             TIMEOUT,
             |i, f| {
-                seen.push((i, f.width_px, f.height_px, f.pixels[0]));
+                seen.push((i, f.shape.width_px, f.shape.height_px, f.pixels[0]));
                 Ok(())
             },
         )

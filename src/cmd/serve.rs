@@ -26,7 +26,7 @@ use crate::cli::ServeConfig;
 use crate::gl::readback::{FrameLease, FrameMeta};
 use crate::render::{self, Renderer};
 use crate::stream::hub::{Frame, Hub, Policy};
-use crate::stream::output::{Feed, FrameShape, Output, Stats};
+use crate::stream::output::{Feed, Output, Stats};
 use crate::stream::plural;
 use crate::stream::stop::StopFlag;
 
@@ -434,12 +434,7 @@ pub fn stream<'ctx>(
     if policies.contains(&Policy::Lossless) {
         renderer.ring.allocate_spares(1)?;
     }
-    let shape = FrameShape {
-        width_px: config.render.width_px,
-        height_px: config.render.height_px,
-        format: config.render.format,
-        top_down: config.render.flip,
-    };
+    let shape = config.render.shape();
     let feed = Feed::new(
         renderer.ring.capacity() + spare_limit,
         shape,

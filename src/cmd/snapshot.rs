@@ -25,8 +25,7 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
         );
     }
     let options = args.render.validate()?;
-    let (width_px, height_px) = (options.width_px, options.height_px);
-    let (format, top_down) = (options.format, options.flip);
+    let shape = options.shape();
     if let Some(range) = &args.frames {
         std::fs::create_dir_all(&args.output)
             .with_context(|| format!("cannot create {}", args.output.display()))?;
@@ -44,7 +43,7 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
         let mut written = 0;
         renderer.render_range(range.clone(), |lease| {
             let path = frame_file(&args.output, lease.meta().frame_index);
-            capture::save_frame_png(&path, width_px, height_px, format, lease.bytes(), top_down)?;
+            capture::save_frame_png(&path, &shape, lease.bytes())?;
             written += 1;
             match &progress {
                 Some(bar) => bar.inc(1),
@@ -69,14 +68,7 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
     let context = render::context(&options)?;
     let mut renderer = Renderer::new(&context, &options)?;
     renderer.render_range([frame_index], |lease| {
-        capture::save_frame_png(
-            &args.output,
-            width_px,
-            height_px,
-            format,
-            lease.bytes(),
-            top_down,
-        )
+        capture::save_frame_png(&args.output, &shape, lease.bytes())
     })?;
     log::info!("wrote frame {frame_index} to {}", args.output.display());
     Ok(())

@@ -24,36 +24,9 @@ use thiserror::Error;
 
 use super::hub::{ClientId, ClientTotals, Frame, Hub, Policy};
 use super::metrics::{OutputRegistry, StageTimes};
-use super::protocol::FrameInfo;
-use crate::format::Format;
 
-/// What every frame of a stream looks like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameShape {
-    /// Width in pixels.
-    pub width_px: u32,
-    /// Height in pixels.
-    pub height_px: u32,
-    /// Pixel format of the payload.
-    pub format: Format,
-    /// Rows top-down (`--flip`) instead of OpenGL's bottom-up.
-    pub top_down: bool,
-}
-
-impl FrameShape {
-    /// What a wire header says about frame `frame_index` of this shape, rendered at
-    /// `timestamp_ns`.
-    pub fn info(&self, frame_index: u64, timestamp_ns: u64) -> FrameInfo {
-        FrameInfo {
-            width_px: self.width_px,
-            height_px: self.height_px,
-            format: self.format,
-            top_down: self.top_down,
-            frame_index,
-            timestamp_ns,
-        }
-    }
-}
+/// What every frame of a stream looks like (defined with the pixel formats).
+pub use crate::format::FrameShape;
 
 /// Counters the render loop reads for its once-a-second stats line and its summary.
 #[derive(Debug, Default)]

@@ -12,7 +12,7 @@
 
 use thiserror::Error;
 
-use crate::format::Format;
+use crate::format::{Format, FrameShape};
 
 /// `--header blender`: u64 length, u16 height, u16 width.
 pub const BLENDER_HEADER_LEN: usize = 12;
@@ -89,14 +89,13 @@ impl HeaderMode {
         height_px: u32,
         format: Format,
     ) -> Result<(), ProtocolError> {
-        let info = FrameInfo {
+        let shape = FrameShape {
             width_px,
             height_px,
             format,
             top_down: false,
-            frame_index: 0,
-            timestamp_ns: 0,
         };
+        let info = FrameInfo::new(shape, 0, 0);
         if format.checked_frame_bytes(width_px, height_px).is_none() {
             return Err(ProtocolError::FrameTooLarge {
                 width_px,
@@ -109,17 +108,11 @@ impl HeaderMode {
     }
 }
 
-/// Everything a header may describe about one frame.
+/// Everything a header may describe about one frame: its shape, index and time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameInfo {
-    /// Width in pixels.
-    pub width_px: u32,
-    /// Height in pixels.
-    pub height_px: u32,
-    /// Pixel format.
-    pub format: Format,
-    /// Rows top-down (`--flip`) rather than bottom-up.
-    pub top_down: bool,
+    /// Size, format and row order.
+    pub shape: FrameShape,
     /// The scene's frame index.
     pub frame_index: u64,
     /// When the frame was rendered, nanoseconds since the Unix epoch.
@@ -127,15 +120,24 @@ pub struct FrameInfo {
 }
 
 impl FrameInfo {
-    /// Bytes per row (a u32 width times at most 4 bytes always fits a u64).
+    /// Frame `frame_index` of `shape`, rendered at `timestamp_ns`.
+    pub fn new(shape: FrameShape, frame_index: u64, timestamp_ns: u64) -> Self {
+        Self {
+            shape,
+            frame_index,
+            timestamp_ns,
+        }
+    }
+
+    /// Bytes per row.
     pub fn stride_bytes(&self) -> u64 {
-        self.width_px as u64 * self.format.bytes_per_pixel() as u64
+        self.shape.stride_bytes()
     }
 
     /// Bytes of payload after the header, saturating at `u64::MAX` (which
     /// [`HeaderMode::check_size`] refuses before any frame is made).
     pub fn payload_len(&self) -> u64 {
-        self.format.frame_bytes(self.width_px, self.height_px)
+        self.shape.frame_bytes()
     }
 }
 
@@ -249,16 +251,16 @@ pub fn encode(
     let written = match mode {
         HeaderMode::Raw => 0,
         HeaderMode::Blender => {
-            let height = dimension(mode, "height", info.height_px)?;
-            let width = dimension(mode, "width", info.width_px)?;
+            let height = dimension(mode, "height", info.shape.height_px)?;
+            let width = dimension(mode, "width", info.shape.width_px)?;
             out[0..8].copy_from_slice(&payload_len.to_le_bytes());
             out[8..10].copy_from_slice(&height.to_le_bytes());
             out[10..12].copy_from_slice(&width.to_le_bytes());
             12
         }
         HeaderMode::Blender32 => {
-            let height = dimension(mode, "height", info.height_px)?;
-            let width = dimension(mode, "width", info.width_px)?;
+            let height = dimension(mode, "height", info.shape.height_px)?;
+            let width = dimension(mode, "width", info.shape.width_px)?;
             let len = u32::try_from(payload_len)
                 .map_err(|_| ProtocolError::LengthTooLarge(payload_len))?;
             out[0..4].copy_from_slice(&len.to_le_bytes());
@@ -270,13 +272,17 @@ pub fn encode(
             // A stride over u32 would need a row of more than 4 GiB: no GL target is that wide.
             let stride = u32::try_from(info.stride_bytes())
                 .map_err(|_| ProtocolError::StrideTooLarge(info.stride_bytes()))?;
-            let flags = if info.top_down { FLAG_TOP_DOWN } else { 0 };
+            let flags = if info.shape.top_down {
+                FLAG_TOP_DOWN
+            } else {
+                0
+            };
             out[0..4].copy_from_slice(&GLSTREAM_MAGIC);
             out[4..6].copy_from_slice(&GLSTREAM_VERSION.to_le_bytes());
             out[6..8].copy_from_slice(&(GLSTREAM_HEADER_LEN as u16).to_le_bytes());
-            out[8..12].copy_from_slice(&info.width_px.to_le_bytes());
-            out[12..16].copy_from_slice(&info.height_px.to_le_bytes());
-            out[16..20].copy_from_slice(&info.format.code().to_le_bytes());
+            out[8..12].copy_from_slice(&info.shape.width_px.to_le_bytes());
+            out[12..16].copy_from_slice(&info.shape.height_px.to_le_bytes());
+            out[16..20].copy_from_slice(&info.shape.format.code().to_le_bytes());
             out[20..24].copy_from_slice(&flags.to_le_bytes());
             out[24..28].copy_from_slice(&stride.to_le_bytes());
             out[28..32].copy_from_slice(&0u32.to_le_bytes());
@@ -417,10 +423,12 @@ mod tests {
 
     fn info(width_px: u32, height_px: u32, format: Format) -> FrameInfo {
         FrameInfo {
-            width_px,
-            height_px,
-            format,
-            top_down: false,
+            shape: FrameShape {
+                width_px,
+                height_px,
+                format,
+                top_down: false,
+            },
             frame_index: 0,
             timestamp_ns: 0,
         }
@@ -475,10 +483,12 @@ mod tests {
     #[test]
     fn glstream_header_layout_is_documented_bytes() {
         let frame = FrameInfo {
-            width_px: 3,
-            height_px: 2,
-            format: Format::Rgb8,
-            top_down: true,
+            shape: FrameShape {
+                width_px: 3,
+                height_px: 2,
+                format: Format::Rgb8,
+                top_down: true,
+            },
             frame_index: 7,
             timestamp_ns: 0x0102_0304_0506_0708,
         };
@@ -504,10 +514,12 @@ mod tests {
             Format::Depth32f,
         ] {
             let frame = FrameInfo {
-                width_px: 70_000,
-                height_px: 5,
-                format,
-                top_down: format == Format::Gray8,
+                shape: FrameShape {
+                    width_px: 70_000,
+                    height_px: 5,
+                    format,
+                    top_down: format == Format::Gray8,
+                },
                 frame_index: u64::MAX,
                 timestamp_ns: 1_700_000_000_000_000_000,
             };
@@ -519,7 +531,7 @@ mod tests {
             .unwrap();
             assert_eq!((d.width_px, d.height_px, d.format), (70_000, 5, format));
             assert_eq!(d.payload_len, frame.payload_len());
-            assert_eq!(d.top_down, Some(frame.top_down));
+            assert_eq!(d.top_down, Some(frame.shape.top_down));
             assert_eq!(d.frame_index, Some(u64::MAX));
             assert_eq!(d.timestamp_ns, Some(frame.timestamp_ns));
         }

@@ -30,7 +30,7 @@ use super::output::{
     BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
     serve_sink,
 };
-use super::protocol::{HeaderMode, MAX_HEADER_LEN, encode};
+use super::protocol::{FrameInfo, HeaderMode, MAX_HEADER_LEN, encode};
 
 /// Why a socket output could not be set up.
 #[derive(Debug, Error)]
@@ -664,7 +664,7 @@ impl Sink for Writer {
         shape: &FrameShape,
         deadline: &Deadline<'_>,
     ) -> Result<u64, SendError> {
-        let info = shape.info(frame.frame_index(), frame.timestamp_ns());
+        let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns());
         let mut header = [0u8; MAX_HEADER_LEN];
         // The size was checked against the header when the stream was set up.
         let header_len = encode(self.header, &info, &mut header).unwrap_or(0);

@@ -70,7 +70,8 @@ use super::output::{
     Sink, serve_sink,
 };
 use super::protocol::{
-    self, Decoded, GLSTREAM_HEADER_LEN, HeaderMode, MAX_FRAME_BYTES, MAX_HEADER_LEN, ProtocolError,
+    self, Decoded, FrameInfo, GLSTREAM_HEADER_LEN, HeaderMode, MAX_FRAME_BYTES, MAX_HEADER_LEN,
+    ProtocolError,
 };
 use super::socket::{OwnedPath, SocketError};
 use crate::format::Format;
@@ -397,7 +398,7 @@ fn bind_endpoint(
 
 /// Part 1 of a frame's message: the glstream v1 header.
 pub fn header_part(shape: &FrameShape, frame_index: u64, timestamp_ns: u64) -> [u8; 56] {
-    let info = shape.info(frame_index, timestamp_ns);
+    let info = FrameInfo::new(*shape, frame_index, timestamp_ns);
     let mut header = [0u8; MAX_HEADER_LEN];
     // The glstream header describes any size GL can render (u32 fields); `check_size` ran for
     // the stream's shape before the outputs started.

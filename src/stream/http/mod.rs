@@ -490,14 +490,7 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
                 });
                 feed.deregister(id);
                 let png = still.map(|(frame_index, sequence, pixels)| {
-                    let shape = &feed.shape;
-                    let png = crate::capture::frame_png(
-                        shape.width_px,
-                        shape.height_px,
-                        shape.format,
-                        &pixels,
-                        shape.top_down,
-                    );
+                    let png = crate::capture::frame_png(&feed.shape, &pixels);
                     (frame_index, sequence, png)
                 });
                 let _ = done.send(png);
