@@ -42,13 +42,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
-use iceoryx2::port::listener::Listener;
 use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
-use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
-use iceoryx2::sample::Sample;
 use iceoryx2::service::builder::publish_subscribe::{
     PublishSubscribeCreateError, PublishSubscribeOpenError,
 };
@@ -211,10 +208,10 @@ const CLEANUP_WHILE_SERVING_EVERY: Duration = Duration::from_secs(5);
 /// subscriber killed with a full queue would otherwise hold it until the deadline).
 const DEAD_CHECK_AFTER: Duration = Duration::from_millis(100);
 /// How long a subscriber without the frame event polls between empty receives.
-const RECEIVE_POLL: Duration = Duration::from_micros(250);
+pub(crate) const RECEIVE_POLL: Duration = Duration::from_micros(250);
 /// How long a subscriber waits on the frame event before it looks whether the publisher is
 /// still there (one killed outright notifies nobody).
-const LIVENESS_CHECK: Duration = Duration::from_millis(100);
+pub(crate) const LIVENESS_CHECK: Duration = Duration::from_millis(100);
 /// Subscribers given up on that a lossless output remembers (see [`SendLimits::given_up`]).
 const GIVEN_UP_KEPT: usize = 64;
 
@@ -266,7 +263,7 @@ pub fn check_service_name(name: &str) -> Result<(), ShmError> {
     to_service_name(name).map(drop)
 }
 
-fn to_service_name(name: &str) -> Result<ServiceName, ShmError> {
+pub(crate) fn to_service_name(name: &str) -> Result<ServiceName, ShmError> {
     // iceoryx2 takes control characters; a name is printed in logs and on the ready line, where
     // a newline would split it and an escape would drive the terminal.
     if name.chars().any(char::is_control) {
@@ -278,7 +275,7 @@ fn to_service_name(name: &str) -> Result<ServiceName, ShmError> {
 /// An iceoryx2 error's `Debug` name (`DoesNotSupportRequestedAmountOfSubscribers`) as words
 /// ("does not support requested amount of subscribers"), for the errors without a message of
 /// our own: a user reads one line, not a Rust identifier.
-fn words(error: &impl std::fmt::Debug) -> String {
+pub(crate) fn words(error: &impl std::fmt::Debug) -> String {
     let debug = format!("{error:?}");
     let mut out = String::with_capacity(debug.len() + 8);
     let mut previous: Option<char> = None;
@@ -356,10 +353,10 @@ pub fn bind(service: &str) -> Result<ShmOutput, ShmError> {
 /// same name, notified after every frame sent and once more when the publisher leaves, so that
 /// a subscriber waits on it instead of polling. It is an addition to the contract, not a part a
 /// consumer needs: one that does not listen polls as before.
-struct FrameEvent;
+pub(crate) struct FrameEvent;
 
 impl FrameEvent {
-    fn open(
+    pub(crate) fn open(
         node: &Node<ipc::Service>,
         name: &ServiceName,
     ) -> Result<iceoryx2::service::port_factory::event::PortFactory<ipc::Service>, String> {
@@ -586,7 +583,7 @@ fn retry_open(e: &PublishSubscribeOpenError) -> bool {
 }
 
 /// Why opening the service failed, in words.
-fn open_reason(e: &PublishSubscribeOpenError) -> String {
+pub(crate) fn open_reason(e: &PublishSubscribeOpenError) -> String {
     use PublishSubscribeOpenError as Open;
     match e {
         Open::IncompatibleTypes => {
@@ -778,139 +775,6 @@ impl Sink for ShmSink<'_> {
     fn close(&mut self, _clean: bool, _deadline: &Deadline<'_>) {
         // Frames already sent stay in the subscribers' queues, readable after the publisher is
         // gone: nothing to flush.
-    }
-}
-
-/// A subscriber of a glstream shared-memory stream (`recv --shm`).
-pub struct ShmSubscriber {
-    service_name: String,
-    /// Held, not used: the service and the subscriber live in this node.
-    _node: Node<ipc::Service>,
-    service: PubSub<ipc::Service, [u8], FrameHeader>,
-    subscriber: Subscriber<ipc::Service, [u8], FrameHeader>,
-    /// The stream's frame event (see [`FrameEvent`]), waited on between frames.
-    listener: Option<Listener<ipc::Service>>,
-    publisher_seen: bool,
-}
-
-/// One received frame: the header, and the payload in shared memory until it is dropped.
-pub type ShmSample = Sample<ipc::Service, [u8], FrameHeader>;
-
-impl ShmSubscriber {
-    /// Opens `service` with only the payload and header types, retrying while it does not exist
-    /// yet, until `deadline`.
-    pub fn open(service: &str, deadline: Instant) -> Result<Self, ShmError> {
-        let name = to_service_name(service)?;
-        let node = NodeBuilder::new()
-            .signal_handling_mode(SignalHandlingMode::Disabled)
-            .create::<ipc::Service>()
-            .map_err(|e| ShmError::Node(words(&e)))?;
-        let opened = loop {
-            match node
-                .service_builder(&name)
-                .publish_subscribe::<[u8]>()
-                .user_header::<FrameHeader>()
-                .open()
-            {
-                Ok(opened) => break opened,
-                Err(PublishSubscribeOpenError::DoesNotExist) if Instant::now() < deadline => {
-                    // Before the first frame only: the publisher has not created the service
-                    // yet, and iceoryx2 has no event for a service coming into existence.
-                    thread::sleep(Duration::from_millis(20));
-                }
-                Err(PublishSubscribeOpenError::DoesNotExist) => {
-                    return Err(ShmError::Missing {
-                        service: service.to_owned(),
-                    });
-                }
-                Err(PublishSubscribeOpenError::IncompatibleTypes) => {
-                    return Err(ShmError::Service {
-                        service: service.to_owned(),
-                        reason: "it carries other payload or header types (not a glstream \
-                                 stream)"
-                            .into(),
-                    });
-                }
-                Err(e) => {
-                    return Err(ShmError::Service {
-                        service: service.to_owned(),
-                        reason: open_reason(&e),
-                    });
-                }
-            }
-        };
-        let subscriber =
-            opened
-                .subscriber_builder()
-                .create()
-                .map_err(|e| ShmError::Subscriber {
-                    service: service.to_owned(),
-                    reason: match e {
-                        iceoryx2::port::subscriber::SubscriberCreateError::ExceedsMaxSupportedSubscribers => {
-                            "it has as many subscribers as it admits (the publishing glstream's \
-                             --max-clients, at most 8)"
-                                .into()
-                        }
-                        other => words(&other),
-                    },
-                })?;
-        let listener = FrameEvent::open(&node, &name)
-            .and_then(|event| event.listener_builder().create().map_err(|e| words(&e)))
-            .map_err(|e| log::warn!("shm: no frame event ({e}); polling for frames"))
-            .ok();
-        Ok(Self {
-            service_name: service.to_owned(),
-            _node: node,
-            service: opened,
-            subscriber,
-            listener,
-            publisher_seen: false,
-        })
-    }
-
-    /// The next frame, waiting until `deadline`; `Ok(None)` when the stream has ended (its
-    /// publisher is gone and every frame it sent was received) or the deadline passed: then
-    /// [`ShmSubscriber::ended`] says which.
-    pub fn next(&mut self, deadline: Instant) -> Result<Option<ShmSample>, ShmError> {
-        loop {
-            let publishers = self.service.dynamic_config().number_of_publishers();
-            self.publisher_seen |= publishers > 0;
-            let received = self
-                .subscriber
-                .receive()
-                .map_err(|e| ShmError::Subscriber {
-                    service: self.service_name.clone(),
-                    reason: words(&e),
-                })?;
-            if received.is_some() {
-                return Ok(received);
-            }
-            // Looked at before the receive: a publisher that sent its last frame and left
-            // between the two is not taken for an ended stream with a frame still queued.
-            let now = Instant::now();
-            if self.ended_with(publishers) || now >= deadline {
-                return Ok(None);
-            }
-            match &self.listener {
-                // Woken by the next frame; the bound only catches a publisher killed without a
-                // word (SIGKILL), whose departure nobody notifies.
-                Some(listener) => {
-                    let wait = (deadline - now).min(LIVENESS_CHECK);
-                    let _ = listener.timed_wait(|_| {}, wait);
-                }
-                // Only without the frame event (it could not be opened): poll.
-                None => thread::sleep(RECEIVE_POLL),
-            }
-        }
-    }
-
-    fn ended_with(&self, publishers: usize) -> bool {
-        self.publisher_seen && publishers == 0
-    }
-
-    /// Whether the publisher has come and gone.
-    pub fn ended(&self) -> bool {
-        self.ended_with(self.service.dynamic_config().number_of_publishers())
     }
 }
 

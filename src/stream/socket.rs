@@ -215,7 +215,7 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, SocketError> {
 /// A socket file this process created: removed when dropped, but only if the path still is that
 /// very file (same device and inode), never one someone put there since. ZeroMQ's `ipc://`
 /// endpoints use it too.
-pub(super) struct OwnedPath {
+pub(crate) struct OwnedPath {
     path: PathBuf,
     dev: u64,
     ino: u64,
@@ -223,7 +223,7 @@ pub(super) struct OwnedPath {
 
 impl OwnedPath {
     /// Records the file now at `path`, which this process has just created, as its own.
-    pub(super) fn record(path: &Path) -> io::Result<OwnedPath> {
+    pub(crate) fn record(path: &Path) -> io::Result<OwnedPath> {
         let meta = std::fs::symlink_metadata(path)?;
         Ok(OwnedPath {
             path: path.to_path_buf(),

@@ -10,6 +10,9 @@
 //! its frames arrived), and `--verify-pattern` tallies missing and duplicate indices rather than
 //! order. It runs until `--frames` messages or a signal.
 
+mod shm_subscriber;
+mod zmq_receiver;
+
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -25,8 +28,8 @@ use crate::cli::{RecvArgs, seconds};
 use crate::format::{Format, FrameShape};
 use crate::pattern_code::decode_pattern;
 use crate::stream::protocol::{self, HeaderMode, MAX_FRAME_BYTES};
-use crate::stream::shm::{self, ShmSubscriber};
-use crate::stream::zmq;
+use crate::stream::shm;
+use shm_subscriber::ShmSubscriber;
 
 /// A byte stream whose reads can be bounded in time: a socket, or for tests a byte slice.
 pub trait Source: Read {
@@ -474,7 +477,7 @@ impl Dropped {
 
 /// Collects frames from a ZeroMQ socket until `--frames` messages or a signal.
 fn run_zmq(args: &RecvArgs) -> Result<()> {
-    let mut receiver = zmq::receiver(
+    let mut receiver = zmq_receiver::receiver(
         args.zmq_pattern,
         &args.zmq_bind,
         &args.zmq_connect,
@@ -675,7 +678,7 @@ mod tests {
             unix: None,
             zmq_bind: Vec::new(),
             zmq_connect: Vec::new(),
-            zmq_pattern: zmq::RecvPattern::Pull,
+            zmq_pattern: crate::stream::zmq::RecvPattern::Pull,
             zmq_hwm: 2,
             shm: None,
             header,
