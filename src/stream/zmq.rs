@@ -312,6 +312,19 @@ fn check_ipc_path(endpoint: &str, path: &Path) -> Result<(), ZmqError> {
     }
 }
 
+/// Connects `socket` to every endpoint (libzmq retries an absent peer on its own).
+fn connect_all(socket: &zmq::Socket, endpoints: &[String]) -> Result<(), ZmqError> {
+    for endpoint in endpoints {
+        socket
+            .connect(endpoint)
+            .map_err(|source| ZmqError::Connect {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 /// A socket with its options set and every endpoint bound or connected.
 pub(crate) struct Opened {
     pub(crate) socket: zmq::Socket,
@@ -348,14 +361,7 @@ pub(crate) fn open(
         bound.push(resolved);
         owned.extend(file);
     }
-    for endpoint in connect {
-        socket
-            .connect(endpoint)
-            .map_err(|source| ZmqError::Connect {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
-    }
+    connect_all(&socket, connect)?;
     Ok(Opened {
         socket,
         bound,
@@ -835,15 +841,7 @@ impl Endpoints {
             };
             self.owned.extend(owned);
         }
-        for endpoint in &self.connect {
-            socket
-                .connect(endpoint)
-                .map_err(|source| ZmqError::Connect {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?;
-        }
-        Ok(())
+        connect_all(socket, &self.connect)
     }
 }
 
