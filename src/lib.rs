@@ -14,6 +14,7 @@ mod alloc_count;
 mod capture;
 mod cli;
 mod cmd;
+pub mod codec;
 pub mod format;
 mod gl;
 pub mod pattern_code;

@@ -10,6 +10,7 @@ use clap::Args;
 use std::sync::Arc;
 
 use super::{MAX_CLIENTS, RenderArgs, positive, seconds};
+use crate::codec::Compress;
 use crate::gl::readback::FrameLease;
 use crate::render::RenderOptions;
 use crate::stream::http::HttpConfig;
@@ -131,6 +132,18 @@ pub struct ServeArgs {
     #[arg(long)]
     pub jpeg_quality: Option<u8>,
 
+    /// Compress every frame sent over TCP, Unix, --connect and --stdout (which then need
+    /// --header glstream: it names the codec) and ZeroMQ: qoi, zstd[:LEVEL] (1-19, default 1),
+    /// lz4 (lossless) or jpeg[:QUALITY] (1-100, default 80; lossy). Frames are cut into strips
+    /// encoded in parallel, once for every consumer. See docs/protocol.md.
+    #[arg(long, value_name = "CODEC")]
+    pub compress: Option<Compress>,
+
+    /// Threads that encode compressed frames; each frame is cut into as many strips
+    /// [default: the available cores].
+    #[arg(long, value_name = "N")]
+    pub compress_threads: Option<usize>,
+
     /// Also answer HTTP requests whose Host is NAME (repeatable). On a loopback --bind only
     /// localhost, 127.x.x.x, [::1] and the bound address are answered (421 otherwise: DNS
     /// rebinding); given any, the same list applies on every address.
@@ -183,6 +196,8 @@ pub struct ServeConfig {
     pub render: RenderOptions,
     /// Where the stream goes: one or more outputs, served side by side, socket outputs first.
     pub outputs: Vec<OutputEntry>,
+    /// Threads that encode compressed frames (`--compress-threads`).
+    pub compress_threads: usize,
     /// Connections beyond this many are refused.
     pub max_clients: usize,
     /// Slow-client policy, when given; otherwise each output's own default (latest for
@@ -232,7 +247,50 @@ fn check_connect_address(addr: &str) -> Result<()> {
     }
 }
 
+/// The most threads `--compress-threads` takes.
+pub const MAX_COMPRESS_THREADS: usize = 256;
+
 impl ServeArgs {
+    /// Checks `--compress` against the header, the format and the outputs, and returns the
+    /// encoding threads.
+    fn check_compress(&self, render: &RenderOptions) -> Result<usize> {
+        let threads = match self.compress_threads {
+            Some(n) if !(1..=MAX_COMPRESS_THREADS).contains(&n) => {
+                bail!("--compress-threads {n}: must be between 1 and {MAX_COMPRESS_THREADS}")
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let Some(compress) = self.compress else {
+            if self.compress_threads.is_some() {
+                bail!("--compress-threads: give --compress too");
+            }
+            return Ok(threads);
+        };
+        compress.codec.check_format(render.format)?;
+        let zmq = !self.zmq_bind.is_empty() || !self.zmq_connect.is_empty();
+        let sockets = self.port.is_some()
+            || self.unix.is_some()
+            || self.connect.is_some()
+            || self.stdout
+            // The TCP listener runs when nothing else is asked for.
+            || !(zmq || self.shm.is_some() || self.http.is_some());
+        if sockets && self.header != HeaderMode::Glstream {
+            bail!(
+                "--compress {compress}: the {} header cannot name a codec; use --header glstream \
+                 (its version 2 carries the codec and the strips)",
+                self.header.name()
+            );
+        }
+        if !sockets && !zmq {
+            bail!(
+                "--compress {compress}: it applies to TCP, Unix, --connect, --stdout and ZeroMQ \
+                 outputs, and none is asked for (shared memory and HTTP are never compressed)"
+            );
+        }
+        Ok(threads)
+    }
+
     /// The outputs asked for, in a fixed order: the socket outputs first (so `--stdout` takes
     /// stdout before anything else is bound), then shared memory, ZeroMQ and HTTP. The TCP
     /// listener runs when --port is given or nothing else is, so `--unix PATH` alone serves only
@@ -247,6 +305,7 @@ impl ServeArgs {
                 transport,
                 header: self.header,
                 send_buffer: self.send_buffer,
+                compress: self.compress,
             })
         };
         let mut outputs: Vec<OutputEntry> = Vec::new();
@@ -298,6 +357,7 @@ impl ServeArgs {
             None => None,
         };
         render.scene.frame_rate = self.fps;
+        let compress_threads = self.check_compress(&render)?;
         let outputs = self.outputs(&render, frame_interval)?;
         let shard = match &self.shard {
             Some(text) => Shard::parse(text)?,
@@ -328,6 +388,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             render,
             outputs,
+            compress_threads,
             max_clients: self.max_clients,
             policy: self.policy,
             frames: self.frames,
@@ -423,6 +484,7 @@ impl ServeArgs {
             bind: self.zmq_bind.clone(),
             connect: self.zmq_connect.clone(),
             hwm: self.zmq_hwm,
+            compress: self.compress,
         }))
     }
 }
@@ -461,6 +523,7 @@ mod tests {
         format!(
             "{:?}",
             SocketConfig {
+                compress: None,
                 transport,
                 header: HeaderMode::Blender,
                 send_buffer: crate::cli::size::auto_send_buffer(),
@@ -477,7 +540,7 @@ mod tests {
         assert_eq!(parse_send_buffer("system"), Ok(SendBuffer::System));
         assert!(matches!(
             parse_send_buffer("auto"),
-            Ok(SendBuffer::Bytes(_))
+            Ok(SendBuffer::Loopback(_))
         ));
         assert_eq!(parse_send_buffer("524288"), Ok(SendBuffer::Bytes(524288)));
         assert_eq!(parse_send_buffer("512K"), Ok(SendBuffer::Bytes(524288)));
@@ -579,6 +642,7 @@ mod tests {
     #[test]
     fn zmq_outputs_replace_the_default_tcp_listener() {
         let push = ZmqConfig {
+            compress: None,
             pattern: Pattern::Push,
             bind: vec!["tcp://127.0.0.1:*".into()],
             connect: vec![],
@@ -590,6 +654,7 @@ mod tests {
             "no TCP listener"
         );
         let pubs = ZmqConfig {
+            compress: None,
             pattern: Pattern::Pub,
             bind: vec![],
             connect: vec!["ipc:///tmp/a".into(), "tcp://h:1".into()],

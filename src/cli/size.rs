@@ -12,13 +12,13 @@ const AUTO_FALLBACK: usize = 512 << 10;
 
 /// `--send-buffer auto`: half of one core's L2 cache (Linux doubles the request, so the buffer
 /// the kernel keeps is about the L2's size), between 256 KiB and 1 MiB; 512 KiB where sysfs does
-/// not say. Measured on llvmpipe (docs/performance.md): with the kernel's autotuned buffer a
+/// not say; for consumers on this machine only (loopback peers). Measured on llvmpipe (docs/performance.md): with the kernel's autotuned buffer a
 /// consumer on the same machine spent a third more CPU per 1080p frame.
 pub fn auto_send_buffer() -> SendBuffer {
     let l2 = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index2/size")
         .ok()
         .and_then(|text| parse_cache_size(&text));
-    SendBuffer::Bytes(match l2 {
+    SendBuffer::Loopback(match l2 {
         Some(bytes) => (bytes / 2).clamp(AUTO_MIN, AUTO_MAX),
         None => AUTO_FALLBACK,
     })
@@ -60,7 +60,7 @@ mod tests {
         for bad in ["", "K", "0K", "12Q", "-1K"] {
             assert_eq!(parse_cache_size(bad), None, "{bad:?}");
         }
-        let SendBuffer::Bytes(auto) = auto_send_buffer() else {
+        let SendBuffer::Loopback(auto) = auto_send_buffer() else {
             panic!("auto is a size");
         };
         assert!((AUTO_MIN..=AUTO_MAX).contains(&auto));

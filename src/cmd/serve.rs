@@ -440,7 +440,8 @@ pub fn stream<'ctx>(
         shape,
         config.send_timeout,
         config.max_clients,
-    );
+    )
+    .with_compress_threads(config.compress_threads);
     let announcements: Vec<String> = outputs.iter().filter_map(|o| o.announcement()).collect();
     let fail_at: Option<u64> = std::env::var(FAIL_AT_ENV).ok().and_then(|v| v.parse().ok());
     let relay_done = AtomicBool::new(false);

@@ -57,6 +57,9 @@ struct Client {
     started: bool,
     sent: u64,
     skipped: u64,
+    /// A helper (the encode stage's run-ahead thread): it takes frames like any client but
+    /// never makes the server busy, and is let go when the last other client leaves.
+    helper: bool,
 }
 
 impl Client {
@@ -67,6 +70,13 @@ impl Client {
     /// first write must not pin every frame published after it.
     fn takes_every_frame(&self) -> bool {
         self.policy == Policy::Lossless || !self.started
+    }
+}
+
+impl<F> State<F> {
+    /// Whether a consumer (not a helper) is connected.
+    fn has_consumers(&self) -> bool {
+        self.clients.iter().any(|c| !c.helper)
     }
 }
 
@@ -181,8 +191,20 @@ impl<F: Frame> Hub<F> {
     /// Adds a client. One that finds the server idle starts a new epoch and will get the new
     /// run's frame 0; one that joins mid-stream gets the next frame published.
     pub fn register(&self, policy: Policy) -> ClientId {
+        self.add(policy, false)
+    }
+
+    /// Adds a helper client: one that takes frames (with `policy`) for the consumers, such as
+    /// the encode stage's run-ahead thread. It neither makes an idle server busy nor keeps a
+    /// busy one from going idle, and [`Hub::next_frame`] lets it go (returns `None`) once no
+    /// consumer is left.
+    pub fn register_helper(&self, policy: Policy) -> ClientId {
+        self.add(policy, true)
+    }
+
+    fn add(&self, policy: Policy, helper: bool) -> ClientId {
         let mut state = self.lock();
-        if state.clients.is_empty() {
+        if !helper && !state.has_consumers() {
             state.epoch += 1;
             state.published.clear();
         }
@@ -196,6 +218,7 @@ impl<F: Frame> Hub<F> {
             started: false,
             sent: 0,
             skipped: 0,
+            helper,
         });
         drop(state);
         self.progress.notify_all();
@@ -219,7 +242,7 @@ impl<F: Frame> Hub<F> {
                 skipped: 0,
             },
         };
-        let idle = state.clients.is_empty();
+        let idle = !state.has_consumers();
         let dropped = if idle {
             std::mem::take(&mut state.published)
         } else {
@@ -229,12 +252,16 @@ impl<F: Frame> Hub<F> {
         // Frames are released outside the lock: releasing one can wake the GL thread.
         drop(dropped);
         self.progress.notify_all();
+        if idle {
+            // Helpers waiting for a frame leave once no consumer is left.
+            self.frame_ready.notify_all();
+        }
         totals
     }
 
-    /// Number of connected clients.
+    /// Number of connected clients (helpers not counted).
     pub fn client_count(&self) -> usize {
-        self.lock().clients.len()
+        self.lock().clients.iter().filter(|c| !c.helper).count()
     }
 
     /// The scene's frame index of the newest frame published, to whichever client; `None`
@@ -260,7 +287,7 @@ impl<F: Frame> Hub<F> {
             if stop() {
                 return None;
             }
-            if !state.clients.is_empty() {
+            if state.has_consumers() {
                 return Some(state.epoch);
             }
             state = self
@@ -310,7 +337,7 @@ impl<F: Frame> Hub<F> {
         let mut state = self.lock();
         // After a shutdown no writer may start another frame: a signal must not be followed by
         // a frame that began after it.
-        if state.finished || state.epoch != epoch || state.clients.is_empty() {
+        if state.finished || state.epoch != epoch || !state.has_consumers() {
             drop(state);
             drop(frame);
             return false;
@@ -395,7 +422,11 @@ impl<F: Frame> Hub<F> {
         let mut state = self.lock();
         loop {
             let state_ref = &mut *state;
+            let consumers = state_ref.clients.iter().any(|c| !c.helper);
             let client = state_ref.clients.iter_mut().find(|c| c.id == id)?;
+            if client.helper && !consumers {
+                return None;
+            }
             let next = client.next_sequence;
             let candidate = if client.takes_every_frame() {
                 state_ref.published.iter().find(|f| f.sequence() >= next)
@@ -432,10 +463,30 @@ impl<F: Frame> Hub<F> {
         self.release_unwanted();
     }
 
+    /// Waits until a consumer is connected and `wanted` says so (looked at whenever a client
+    /// comes or goes, or the hub is woken), or the stream is finished; returns whether it was
+    /// the former. A helper waits here for the consumers it helps.
+    pub fn wait_consumers_and(&self, wanted: &dyn Fn() -> bool) -> bool {
+        let mut state = self.lock();
+        loop {
+            if state.finished {
+                return false;
+            }
+            if state.has_consumers() && wanted() {
+                return true;
+            }
+            state = self
+                .progress
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
     /// Says no more frames will come; writers leave once they have sent what is published.
     pub fn finish(&self) {
         self.lock().finished = true;
         self.frame_ready.notify_all();
+        self.progress.notify_all();
         if let Some(event) = &self.finished_event {
             event.set();
         }

@@ -6,6 +6,7 @@
 //! PNG, Prometheus metrics) and the counters it reports ([`metrics`]). Nothing here calls GL or
 //! parses a command line; frames arrive as values that implement [`hub::Frame`].
 
+pub(crate) mod encode;
 pub(crate) mod http;
 pub mod hub;
 pub(crate) mod metrics;

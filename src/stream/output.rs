@@ -15,13 +15,14 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use thiserror::Error;
 
+use super::encode::{Encoder, Target};
 use super::hub::{ClientId, ClientTotals, Frame, Hub, Policy};
 use super::metrics::{OutputRegistry, StageTimes};
 
@@ -60,6 +61,12 @@ pub struct Feed<F> {
     pub stats: Stats,
     ended: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// Worker threads that encode a frame's strips (`--compress-threads`).
+    compress_threads: usize,
+    /// Their pool, made when the first encoder is.
+    pool: OnceLock<Arc<rayon::ThreadPool>>,
+    /// The encode stage: one encoder per target any output asked for.
+    encoders: Mutex<Vec<Arc<Encoder>>>,
 }
 
 impl<F: Frame> Feed<F> {
@@ -78,7 +85,64 @@ impl<F: Frame> Feed<F> {
             stats: Stats::default(),
             ended: AtomicBool::new(false),
             failure: Mutex::new(None),
+            compress_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pool: OnceLock::new(),
+            encoders: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Encodes with `threads` worker threads (and cuts compressed frames into as many strips).
+    pub fn with_compress_threads(mut self, threads: usize) -> Self {
+        self.compress_threads = threads.max(1);
+        self
+    }
+
+    /// The encoder of frames for `target`, which encodes each frame once for every consumer
+    /// that wants the same (see `stream::encode`); each consumer takes its handle with
+    /// [`Encoder::demand`]. The first call for a target makes the encoder, and for `--compress`
+    /// starts its run-ahead thread in `scope`, taking frames with `policy` (the stream's).
+    pub fn encoder<'scope, 'env>(
+        &'env self,
+        scope: &'scope Scope<'scope, 'env>,
+        target: Target,
+        policy: Policy,
+    ) -> Result<Arc<Encoder>, OutputError> {
+        let mut encoders = self.encoders.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(encoder) = encoders.iter().find(|e| e.target() == target) {
+            return Ok(Arc::clone(encoder));
+        }
+        let pool = match self.pool.get() {
+            Some(pool) => Arc::clone(pool),
+            None => {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(self.compress_threads)
+                    .thread_name(|i| format!("encode-{i}"))
+                    .build()
+                    .map_err(|e| OutputError::Thread {
+                        what: "encode".into(),
+                        source: io::Error::other(e),
+                    })?;
+                Arc::clone(self.pool.get_or_init(|| Arc::new(pool)))
+            }
+        };
+        let encoder = Encoder::new(target, self.shape, self.compress_threads, pool)
+            .map(Arc::new)
+            .map_err(|e| OutputError::Setup {
+                what: "encode".into(),
+                source: Box::new(e),
+            })?;
+        if matches!(target, Target::Strips(_)) {
+            let runner = Arc::clone(&encoder);
+            std::thread::Builder::new()
+                .name("encode".into())
+                .spawn_scoped(scope, move || runner.run_ahead(self, policy))
+                .map_err(|source| OutputError::Thread {
+                    what: "encode".into(),
+                    source,
+                })?;
+        }
+        encoders.push(Arc::clone(&encoder));
+        Ok(encoder)
     }
 
     /// Registers a hub client for a consumer of the output called `output` (`tcp`, `http`,

@@ -12,6 +12,7 @@
 
 use thiserror::Error;
 
+use crate::codec::{Codec, Layout, MAX_STRIPS};
 use crate::format::{Format, FrameShape};
 
 /// `--header blender`: u64 length, u16 height, u16 width.
@@ -35,12 +36,40 @@ pub const BLENDER32_HEADER_LEN: usize = 8;
 /// | 40 | u64 | render timestamp, nanoseconds since the Unix epoch |
 /// | 48 | u64 | payload length in bytes (stride × height) |
 pub const GLSTREAM_HEADER_LEN: usize = 56;
-/// The longest header any mode writes.
+/// The longest header any mode writes for an uncompressed frame.
 pub const MAX_HEADER_LEN: usize = GLSTREAM_HEADER_LEN;
 /// First four bytes of a `glstream` header.
 pub const GLSTREAM_MAGIC: [u8; 4] = *b"GLST";
-/// The `glstream` header version this build writes and reads.
+/// The `glstream` header version of uncompressed frames.
 pub const GLSTREAM_VERSION: u16 = 1;
+/// The `glstream` header version of compressed frames (`--compress`), 80 bytes and a strip
+/// table, all little-endian; its first 56 bytes keep version 1's layout, but for the codec at
+/// 28 and the length at 48 being the encoded bytes that follow:
+///
+/// | offset | type | field |
+/// |---|---|---|
+/// | 0 | `[u8; 4]` | magic `GLST` |
+/// | 4 | u16 | version (2) |
+/// | 6 | u16 | header length in bytes: 80 + 4 × strips |
+/// | 8 | u32 | width in pixels |
+/// | 12 | u32 | height in pixels |
+/// | 16 | u32 | format (as version 1) |
+/// | 20 | u32 | flags: bit 0 set = rows top-down |
+/// | 24 | u32 | stride of the decoded rows, bytes |
+/// | 28 | u32 | codec: 1 qoi, 2 zstd, 3 lz4, 4 jpeg (`crate::codec`) |
+/// | 32 | u64 | frame index |
+/// | 40 | u64 | render timestamp, nanoseconds since the Unix epoch |
+/// | 48 | u64 | payload length: encoded bytes after the header, the strips' sum |
+/// | 56 | u64 | raw length: stride × height, the decoded size |
+/// | 64 | u64 | request id (0: none) |
+/// | 72 | u32 | strips, 1 to 1024 |
+/// | 76 | u32 | rows per strip (strips = ceil(height / rows per strip)) |
+/// | 80 | u32 × strips | encoded length of each strip |
+pub const GLSTREAM_V2_VERSION: u16 = 2;
+/// The fixed part of a version 2 header, before its strip table.
+pub const GLSTREAM_V2_FIXED_LEN: usize = 80;
+/// The longest version 2 header: a full strip table.
+pub const GLSTREAM_V2_MAX_LEN: usize = GLSTREAM_V2_FIXED_LEN + 4 * MAX_STRIPS as usize;
 /// The largest payload a consumer accepts from another process, checked before anything is
 /// allocated: more than any render target a driver allows (16384² × 4 bytes), so a header that
 /// claims more can only be garbage.
@@ -206,11 +235,25 @@ pub enum ProtocolError {
     #[error("not a glstream header (magic {0:02x?}, expected \"GLST\")")]
     BadMagic([u8; 4]),
     /// A `glstream` header of a version this build does not read.
-    #[error("glstream header version {0} is not supported (this build reads version 1)")]
+    #[error("glstream header version {0} is not supported (this build reads versions 1 and 2)")]
     UnsupportedVersion(u16),
-    /// A `glstream` header whose size field is not 56.
-    #[error("glstream header says it is {0} bytes long (version 1 is 56)")]
+    /// A `glstream` header whose size field is not 56 (version 1) or 80 + 4 × strips (2).
+    #[error(
+        "glstream header says it is {0} bytes long (version 1 is 56, version 2 80 + 4 per strip)"
+    )]
     BadHeaderLength(u16),
+    /// A version 2 header naming a codec this build does not know, or one that cannot carry
+    /// the frame's format.
+    #[error("glstream header names codec {code}, which cannot carry {format} frames or is unknown")]
+    BadCodec {
+        /// The codec field.
+        code: u32,
+        /// The format's name.
+        format: &'static str,
+    },
+    /// A version 2 header whose strip layout does not cover the frame.
+    #[error("glstream header's strip layout does not fit: {0}")]
+    BadStrips(String),
     /// A `glstream` header with an unknown format code.
     #[error("unknown pixel format code {0}")]
     UnknownFormat(u32),
@@ -314,6 +357,27 @@ pub struct Decoded {
     pub frame_index: Option<u64>,
     /// The render timestamp, when the header says.
     pub timestamp_ns: Option<u64>,
+    /// How the payload is compressed, when it is (a version 2 header); the strip lengths are
+    /// in the header's table ([`strip_lengths`]).
+    pub encoding: Option<Encoding>,
+    /// The request a frame answers (version 2; 0: none).
+    pub request_id: u64,
+}
+
+/// A compressed frame's codec and strips, as a version 2 header gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    /// The codec of every strip.
+    pub codec: Codec,
+    /// How the frame is cut into strips.
+    pub layout: Layout,
+}
+
+impl Decoded {
+    /// Bytes of the frame once decoded: width × height × bytes per pixel.
+    pub fn raw_len(&self) -> u64 {
+        self.format.frame_bytes(self.width_px, self.height_px)
+    }
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> u16 {
@@ -358,20 +422,17 @@ pub fn decode(mode: HeaderMode, bytes: &[u8], expected: Format) -> Result<Decode
                 top_down: None,
                 frame_index: None,
                 timestamp_ns: None,
+                encoding: None,
+                request_id: 0,
             }
         }
         HeaderMode::Glstream => {
-            let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
-            if magic != GLSTREAM_MAGIC {
-                return Err(ProtocolError::BadMagic(magic));
-            }
-            let version = u16_at(bytes, 4);
-            if version != GLSTREAM_VERSION {
-                return Err(ProtocolError::UnsupportedVersion(version));
-            }
-            let header_len = u16_at(bytes, 6);
-            if header_len as usize != GLSTREAM_HEADER_LEN {
-                return Err(ProtocolError::BadHeaderLength(header_len));
+            let header_len = glstream_header_len(bytes)?;
+            if bytes.len() < header_len {
+                return Err(ProtocolError::Truncated {
+                    need: header_len,
+                    got: bytes.len(),
+                });
             }
             let code = u32_at(bytes, 16);
             let format = Format::from_code(code).ok_or(ProtocolError::UnknownFormat(code))?;
@@ -392,15 +453,21 @@ pub fn decode(mode: HeaderMode, bytes: &[u8], expected: Format) -> Result<Decode
                 top_down: Some(u32_at(bytes, 20) & FLAG_TOP_DOWN != 0),
                 frame_index: Some(u64_at(bytes, 32)),
                 timestamp_ns: Some(u64_at(bytes, 40)),
+                encoding: None,
+                request_id: 0,
             }
         }
         HeaderMode::Raw => unreachable!("handled above"),
     };
+
     if decoded.width_px == 0 || decoded.height_px == 0 {
         return Err(ProtocolError::EmptyFrame {
             width_px: decoded.width_px,
             height_px: decoded.height_px,
         });
+    }
+    if mode == HeaderMode::Glstream && u16_at(bytes, 4) == GLSTREAM_V2_VERSION {
+        return decode_v2(bytes, decoded);
     }
     let expected_len = decoded
         .format
@@ -415,6 +482,150 @@ pub fn decode(mode: HeaderMode, bytes: &[u8], expected: Format) -> Result<Decode
         });
     }
     Ok(decoded)
+}
+
+/// The whole length of the `glstream` header that starts `first` (at least its first 56
+/// bytes, the part every version shares): 56 for version 1, 80 + 4 × strips for version 2.
+/// Checks the magic, the version and that the length is one the version can have, so a reader
+/// knows how many more bytes to read before it reads them.
+pub fn glstream_header_len(first: &[u8]) -> Result<usize, ProtocolError> {
+    if first.len() < GLSTREAM_HEADER_LEN {
+        return Err(ProtocolError::Truncated {
+            need: GLSTREAM_HEADER_LEN,
+            got: first.len(),
+        });
+    }
+    let magic = [first[0], first[1], first[2], first[3]];
+    if magic != GLSTREAM_MAGIC {
+        return Err(ProtocolError::BadMagic(magic));
+    }
+    let header_len = u16_at(first, 6);
+    let len = header_len as usize;
+    match u16_at(first, 4) {
+        GLSTREAM_VERSION if len == GLSTREAM_HEADER_LEN => Ok(len),
+        GLSTREAM_V2_VERSION
+            if len > GLSTREAM_V2_FIXED_LEN
+                && len <= GLSTREAM_V2_MAX_LEN
+                && (len - GLSTREAM_V2_FIXED_LEN).is_multiple_of(4) =>
+        {
+            Ok(len)
+        }
+        GLSTREAM_VERSION | GLSTREAM_V2_VERSION => Err(ProtocolError::BadHeaderLength(header_len)),
+        version => Err(ProtocolError::UnsupportedVersion(version)),
+    }
+}
+
+/// The rest of a version 2 header, after the fields version 1 shares (`shared`, whose
+/// `payload_len` is the encoded length).
+fn decode_v2(bytes: &[u8], shared: Decoded) -> Result<Decoded, ProtocolError> {
+    let bad = |why: String| ProtocolError::BadStrips(why);
+    let code = u32_at(bytes, 28);
+    let codec = Codec::from_code(code)
+        .filter(|c| c.carries(shared.format))
+        .ok_or(ProtocolError::BadCodec {
+            code,
+            format: shared.format.name(),
+        })?;
+    let raw_len = u64_at(bytes, 56);
+    if raw_len != shared.raw_len() {
+        return Err(ProtocolError::LengthMismatch {
+            payload_len: raw_len,
+            width_px: shared.width_px,
+            height_px: shared.height_px,
+            format: shared.format.name(),
+            expected: shared.raw_len(),
+        });
+    }
+    let strips = u32_at(bytes, 72);
+    let rows_per_strip = u32_at(bytes, 76);
+    let layout = Layout::checked(shared.height_px, rows_per_strip)
+        .filter(|l| l.strips == strips)
+        .ok_or_else(|| {
+            bad(format!(
+                "{strips} strips of {rows_per_strip} rows for {} rows",
+                shared.height_px
+            ))
+        })?;
+    let header_len = u16_at(bytes, 6) as usize;
+    if header_len != GLSTREAM_V2_FIXED_LEN + 4 * strips as usize {
+        return Err(ProtocolError::BadHeaderLength(header_len as u16));
+    }
+    let sum: u64 = strip_lengths(bytes).map(u64::from).sum();
+    if sum != shared.payload_len {
+        return Err(bad(format!(
+            "strips of {sum} bytes in all, payload length {}",
+            shared.payload_len
+        )));
+    }
+    Ok(Decoded {
+        encoding: Some(Encoding { codec, layout }),
+        request_id: u64_at(bytes, 64),
+        ..shared
+    })
+}
+
+/// The encoded length of each strip in a version 2 header (`header`, whole); nothing for a
+/// version 1 header.
+pub fn strip_lengths(header: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    let table = if header.len() > GLSTREAM_V2_FIXED_LEN && u16_at(header, 4) == GLSTREAM_V2_VERSION
+    {
+        &header[GLSTREAM_V2_FIXED_LEN..]
+    } else {
+        &[]
+    };
+    table
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Writes the version 2 header of a compressed frame into `out` (cleared first): `info` as
+/// version 1 has it, `codec`, `layout` and each strip's encoded length.
+pub fn encode_v2(
+    info: &FrameInfo,
+    codec: Codec,
+    layout: Layout,
+    strip_lens: &[u32],
+    request_id: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), ProtocolError> {
+    let stride = u32::try_from(info.stride_bytes())
+        .map_err(|_| ProtocolError::StrideTooLarge(info.stride_bytes()))?;
+    if strip_lens.len() != layout.strips as usize || layout.strips > MAX_STRIPS {
+        return Err(ProtocolError::BadStrips(format!(
+            "{} strip lengths for {} strips",
+            strip_lens.len(),
+            layout.strips
+        )));
+    }
+    let header_len = GLSTREAM_V2_FIXED_LEN + 4 * strip_lens.len();
+    let payload_len: u64 = strip_lens.iter().map(|&l| l as u64).sum();
+    let flags = if info.shape.top_down {
+        FLAG_TOP_DOWN
+    } else {
+        0
+    };
+    out.clear();
+    out.extend_from_slice(&GLSTREAM_MAGIC);
+    out.extend_from_slice(&GLSTREAM_V2_VERSION.to_le_bytes());
+    out.extend_from_slice(&(header_len as u16).to_le_bytes());
+    out.extend_from_slice(&info.shape.width_px.to_le_bytes());
+    out.extend_from_slice(&info.shape.height_px.to_le_bytes());
+    out.extend_from_slice(&info.shape.format.code().to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&stride.to_le_bytes());
+    out.extend_from_slice(&codec.code().to_le_bytes());
+    out.extend_from_slice(&info.frame_index.to_le_bytes());
+    out.extend_from_slice(&info.timestamp_ns.to_le_bytes());
+    out.extend_from_slice(&payload_len.to_le_bytes());
+    out.extend_from_slice(&info.payload_len().to_le_bytes());
+    out.extend_from_slice(&request_id.to_le_bytes());
+    out.extend_from_slice(&layout.strips.to_le_bytes());
+    out.extend_from_slice(&layout.rows_per_strip.to_le_bytes());
+    for len in strip_lens {
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    assert_eq!(out.len(), header_len);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -550,8 +761,13 @@ mod tests {
             Err(ProtocolError::BadMagic(*b"XLST"))
         );
         assert_eq!(
+            decode_with(&|b| b[4] = 3),
+            Err(ProtocolError::UnsupportedVersion(3))
+        );
+        // Version 2 is longer than 56 bytes: a 56-byte one is not a version 2 header.
+        assert_eq!(
             decode_with(&|b| b[4] = 2),
-            Err(ProtocolError::UnsupportedVersion(2))
+            Err(ProtocolError::BadHeaderLength(56))
         );
         assert_eq!(
             decode_with(&|b| b[6] = 64),

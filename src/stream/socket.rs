@@ -25,12 +25,14 @@ use rustix::fs::OFlags;
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
+use super::encode::{Encoding, Target};
 use super::hub::{ClientId, Frame, Policy};
 use super::output::{
     BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
     serve_sink,
 };
 use super::protocol::{FrameInfo, HeaderMode, MAX_HEADER_LEN, encode};
+use crate::codec::Compress;
 
 /// Why a socket output could not be set up.
 #[derive(Debug, Error)]
@@ -80,6 +82,10 @@ pub enum SendBuffer {
     /// Ask for this many bytes (Linux doubles it for bookkeeping and caps the request at
     /// `net.core.wmem_max`).
     Bytes(usize),
+    /// This many bytes for a consumer on this machine (a loopback peer), where a small buffer
+    /// measured fastest; the kernel's autotuning for a remote one, where a fixed cap would
+    /// limit a link with a real round-trip time (`--send-buffer auto`).
+    Loopback(usize),
 }
 
 impl std::fmt::Display for SendBuffer {
@@ -88,6 +94,11 @@ impl std::fmt::Display for SendBuffer {
             SendBuffer::System => f.write_str("the kernel's autotuned size"),
             SendBuffer::Bytes(n) if n % 1024 == 0 => write!(f, "{} KiB", n / 1024),
             SendBuffer::Bytes(n) => write!(f, "{n} bytes"),
+            SendBuffer::Loopback(n) => write!(
+                f,
+                "{} on loopback, the kernel's autotuned size otherwise",
+                SendBuffer::Bytes(*n)
+            ),
         }
     }
 }
@@ -98,6 +109,7 @@ pub struct SocketOutput {
     bound: Bound,
     header: HeaderMode,
     send_buffer: SendBuffer,
+    compress: Option<Compress>,
 }
 
 enum Bound {
@@ -117,6 +129,8 @@ pub struct SocketConfig {
     pub header: HeaderMode,
     /// The send buffer of each TCP consumer's socket (`--connect`'s too).
     pub send_buffer: SendBuffer,
+    /// Compress every frame (`--compress`; needs the glstream header, which names the codec).
+    pub compress: Option<Compress>,
 }
 
 impl<F: Frame> OutputConfig<F> for SocketConfig {
@@ -131,11 +145,9 @@ impl<F: Frame> OutputConfig<F> for SocketConfig {
                 self.send_buffer
             );
         }
-        Ok(Box::new(bind(
-            &self.transport,
-            self.header,
-            self.send_buffer,
-        )?))
+        let mut output = bind(&self.transport, self.header, self.send_buffer)?;
+        output.compress = self.compress;
+        Ok(Box::new(output))
     }
 }
 
@@ -174,6 +186,7 @@ pub fn bind(
         bound,
         header,
         send_buffer,
+        compress: None,
     })
 }
 
@@ -311,6 +324,16 @@ impl<F: Frame> Output<F> for SocketOutput {
     ) -> Result<(), OutputError> {
         let header = self.header;
         let send_buffer = self.send_buffer;
+        // Compressed frames come from the feed's encode stage, made now: a codec that cannot
+        // carry the format fails here, before any frame.
+        let encoder = match self.compress {
+            Some(compress) => Some(feed.encoder(scope, Target::Strips(compress), policy)?),
+            None => None,
+        };
+        let framing = move || match &encoder {
+            Some(encoder) => Framing::Encoded(encoder.demand(&feed.stats.stages.encode)),
+            None => Framing::Header(header),
+        };
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send + 'scope>| {
             thread::Builder::new()
                 .name(name.into())
@@ -325,10 +348,18 @@ impl<F: Frame> Output<F> for SocketOutput {
             Bound::Tcp(listener) => spawn(
                 "accept",
                 Box::new(move || {
-                    accept_loop(scope, feed, header, policy, "tcp", listener.as_fd(), || {
-                        let (stream, peer) = listener.accept()?;
-                        Ok((Conn::Tcp(stream, send_buffer), format!("client {peer}")))
-                    })
+                    accept_loop(
+                        scope,
+                        feed,
+                        framing,
+                        policy,
+                        "tcp",
+                        listener.as_fd(),
+                        || {
+                            let (stream, peer) = listener.accept()?;
+                            Ok((Conn::Tcp(stream, send_buffer), format!("client {peer}")))
+                        },
+                    )
                 }),
             ),
             Bound::Unix(listener, owned) => spawn(
@@ -338,7 +369,7 @@ impl<F: Frame> Output<F> for SocketOutput {
                     accept_loop(
                         scope,
                         feed,
-                        header,
+                        framing,
                         policy,
                         "unix",
                         listener.as_fd(),
@@ -355,14 +386,15 @@ impl<F: Frame> Output<F> for SocketOutput {
             ),
             Bound::Connect(addr) => spawn(
                 "connect",
-                Box::new(move || connect_loop(feed, header, policy, send_buffer, &addr)),
+                Box::new(move || connect_loop(feed, framing, policy, send_buffer, &addr)),
             ),
             Bound::Stdout(file) => {
                 // Registered before any frame is rendered, so stdout gets frame 0 first.
+                let framing = framing();
                 let id = feed.register("stdout", policy);
                 spawn(
                     "stdout",
-                    Box::new(move || serve_stdout(feed, id, header, file)),
+                    Box::new(move || serve_stdout(feed, id, framing, file)),
                 )
             }
         }
@@ -395,7 +427,7 @@ fn wait_for_client(listener: BorrowedFd<'_>, finished: Option<BorrowedFd<'_>>) -
 fn accept_loop<'scope, 'env, F: Frame>(
     scope: &'scope Scope<'scope, 'env>,
     feed: &'env Feed<F>,
-    header: HeaderMode,
+    framing: impl Fn() -> Framing<'env>,
     policy: Policy,
     output: &str,
     listener: BorrowedFd<'_>,
@@ -436,6 +468,7 @@ fn accept_loop<'scope, 'env, F: Frame>(
             log::info!("{name}: cannot configure its socket, dropping it: {e}");
             continue;
         }
+        let framing = framing();
         let id = feed.register(output, policy);
         // Logged at info once it has taken a frame (serve_sink): a second server probing
         // whether this one is alive connects and leaves at once, and is not a client.
@@ -443,7 +476,7 @@ fn accept_loop<'scope, 'env, F: Frame>(
         let spawned = thread::Builder::new()
             .name(name.clone())
             .spawn_scoped(scope, move || {
-                serve_sink(feed, id, Writer::new(conn, header), &name);
+                serve_sink(feed, id, Writer::new(conn, framing), &name);
             });
         if let Err(e) = spawned {
             log::warn!("cannot start a writer thread, dropping the client: {e}");
@@ -456,9 +489,9 @@ fn accept_loop<'scope, 'env, F: Frame>(
 /// exponential backoff (100 ms doubling to 5 s) until the stream finishes. The backoff starts
 /// over only after a connection that took frames for at least a second, so a consumer that
 /// accepts and closes at once is not hammered.
-fn connect_loop<F: Frame>(
-    feed: &Feed<F>,
-    header: HeaderMode,
+fn connect_loop<'env, F: Frame>(
+    feed: &'env Feed<F>,
+    framing: impl Fn() -> Framing<'env>,
     policy: Policy,
     send_buffer: SendBuffer,
     addr: &str,
@@ -477,10 +510,11 @@ fn connect_loop<F: Frame>(
                     log::info!("{name}: cannot configure the socket: {e}");
                 } else {
                     reported = false;
+                    let framing = framing();
                     let id = feed.register("connect", policy);
                     log::info!("connected to {addr}");
                     let connected = Instant::now();
-                    let departure = serve_sink(feed, id, Writer::new(conn, header), &name);
+                    let departure = serve_sink(feed, id, Writer::new(conn, framing), &name);
                     // A frame written is not a frame delivered: one that accepts and closes at
                     // once takes the first write into its kernel's buffer and resets. Only a
                     // connection that took frames for a while earns a fresh start.
@@ -515,14 +549,14 @@ fn connect(addr: &str) -> io::Result<TcpStream> {
 
 /// The stdout writer: one consumer, the whole stream. When it is gone the stream ends, and if it
 /// did not get every frame the run fails: a recording that could not be written is an error.
-fn serve_stdout<F: Frame>(feed: &Feed<F>, id: ClientId, header: HeaderMode, file: File) {
+fn serve_stdout<F: Frame>(feed: &Feed<F>, id: ClientId, framing: Framing<'_>, file: File) {
     let mut conn = Conn::Pipe(Pipe::new(file));
     if let Err(e) = conn.configure() {
         feed.deregister(id);
         feed.fail(format!("cannot stream to standard output: {e}"));
         return;
     }
-    let departure = serve_sink(feed, id, Writer::new(conn, header), "standard output");
+    let departure = serve_sink(feed, id, Writer::new(conn, framing), "standard output");
     if let Some(e) = departure.failure {
         feed.fail(format!(
             "standard output failed after {} frames: {e}",
@@ -579,7 +613,12 @@ impl Conn {
         match self {
             Conn::Tcp(s, send_buffer) => {
                 s.set_nodelay(true)?;
-                if let SendBuffer::Bytes(bytes) = *send_buffer {
+                let bytes = match *send_buffer {
+                    SendBuffer::Bytes(bytes) => Some(bytes),
+                    SendBuffer::Loopback(bytes) if s.peer_addr()?.ip().is_loopback() => Some(bytes),
+                    SendBuffer::Loopback(_) | SendBuffer::System => None,
+                };
+                if let Some(bytes) = bytes {
                     socket2::SockRef::from(&*s).set_send_buffer_size(bytes)?;
                 }
                 s.set_nonblocking(true)
@@ -645,34 +684,53 @@ impl Conn {
     }
 }
 
-/// A [`Sink`] over a [`Conn`]: the chosen header, then the payload.
-struct Writer {
-    conn: Conn,
-    header: HeaderMode,
+/// What a consumer is sent for each frame: the raw pixels after the chosen header, or the
+/// frame's encoding with its glstream v2 header.
+enum Framing<'env> {
+    Header(HeaderMode),
+    Encoded(Encoding<'env>),
 }
 
-impl Writer {
-    fn new(conn: Conn, header: HeaderMode) -> Self {
-        Self { conn, header }
+/// A [`Sink`] over a [`Conn`]: the chosen header, then the payload.
+struct Writer<'env> {
+    conn: Conn,
+    framing: Framing<'env>,
+}
+
+impl<'env> Writer<'env> {
+    fn new(conn: Conn, framing: Framing<'env>) -> Self {
+        Self { conn, framing }
     }
 }
 
-impl Sink for Writer {
+impl Sink for Writer<'_> {
     fn send<F: Frame>(
         &mut self,
         frame: &F,
         shape: &FrameShape,
         deadline: &Deadline<'_>,
     ) -> Result<u64, SendError> {
-        let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns());
         let mut header = [0u8; MAX_HEADER_LEN];
-        // The size was checked against the header when the stream was set up.
-        let header_len = encode(self.header, &info, &mut header).unwrap_or(0);
+        let encoded;
+        let (header, payload) = match &self.framing {
+            Framing::Header(mode) => {
+                let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns());
+                // The size was checked against the header when the stream was set up.
+                let header_len = encode(*mode, &info, &mut header).unwrap_or(0);
+                (&header[..header_len], frame.bytes())
+            }
+            Framing::Encoded(encoding) => {
+                encoded = encoding
+                    .get(frame)
+                    .map_err(|e| SendError::Failed(io::Error::other(e.to_string())))?;
+                (&encoded.header[..], &encoded.payload[..])
+            }
+        };
         let conn = &self.conn;
         write_frame(
             |bufs| conn.write_vectored(bufs),
-            &header[..header_len],
-            frame.bytes(),
+            header,
+            payload,
             frame.frame_index(),
             deadline,
             // The loop above looks at the deadline and the abort before every write, with the

@@ -62,8 +62,11 @@ use std::path::Path;
 use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
+use super::encode::{Encoder, Encoding, Target};
 use super::hub::{Frame, Hub, Policy};
 use super::output::{
     BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SLICE, SendError,
@@ -73,6 +76,7 @@ use super::protocol::{
     self, Decoded, FrameInfo, GLSTREAM_HEADER_LEN, HeaderMode, MAX_HEADER_LEN, ProtocolError,
 };
 use super::socket::{OwnedPath, SocketError};
+use crate::codec::Compress;
 use crate::format::Format;
 
 /// How a ZeroMQ producer spreads frames over its peers.
@@ -113,6 +117,8 @@ pub struct ZmqConfig {
     pub connect: Vec<String>,
     /// High-water mark, in frames (messages), per peer.
     pub hwm: u32,
+    /// Compress every frame (`--compress`): part 1 is then a glstream v2 header.
+    pub compress: Option<Compress>,
 }
 
 /// How long a socket may still deliver queued frames after a shutdown (a signal).
@@ -184,7 +190,9 @@ pub enum ZmqError {
     #[error("bad header part")]
     Header(#[source] ProtocolError),
     /// Part 1 is longer or shorter than the header.
-    #[error("header part of {0} bytes (expected {GLSTREAM_HEADER_LEN})")]
+    #[error(
+        "header part of {0} bytes (expected {GLSTREAM_HEADER_LEN}, or what a version 2 header says)"
+    )]
     HeaderLength(usize),
     /// Part 2 is not as long as the header says.
     #[error("payload part of {got} bytes, the header says {expected}")]
@@ -414,7 +422,9 @@ pub fn header_part(shape: &FrameShape, frame_index: u64, timestamp_ns: u64) -> [
 /// Checks a received [header, payload] pair against the contract and returns what the header
 /// says.
 pub fn decode_parts(header: &[u8], payload: &[u8]) -> Result<Decoded, ZmqError> {
-    if header.len() != GLSTREAM_HEADER_LEN {
+    // Version 1 is 56 bytes; a version 2 header (compressed frames) says its own length.
+    let expected = protocol::glstream_header_len(header).unwrap_or(GLSTREAM_HEADER_LEN);
+    if header.len() != expected {
         return Err(ZmqError::HeaderLength(header.len()));
     }
     // A glstream header names its own format; the expected one is not used.
@@ -432,6 +442,7 @@ pub fn decode_parts(header: &[u8], payload: &[u8]) -> Result<Decoded, ZmqError> 
 /// A ZeroMQ output whose socket is bound (or connecting) but not yet served.
 pub struct ZmqOutput {
     pattern: Pattern,
+    compress: Option<Compress>,
     // The socket holds a handle on the context too; the context is kept to close them together.
     context: zmq::Context,
     socket: zmq::Socket,
@@ -473,6 +484,7 @@ pub fn bind(config: &ZmqConfig) -> Result<ZmqOutput, ZmqError> {
     )?;
     Ok(ZmqOutput {
         pattern: config.pattern,
+        compress: config.compress,
         context,
         socket,
         endpoints: Endpoints {
@@ -526,26 +538,37 @@ impl<F: Frame> Output<F> for ZmqOutput {
     ) -> Result<(), OutputError> {
         let ZmqOutput {
             pattern,
+            compress,
             context,
             socket,
             endpoints,
         } = *self;
         let name = format!("zmq-{}", pattern.name());
+        // Compressed frames come from the feed's encode stage, made now: a codec that cannot
+        // carry the format fails here, before any frame.
+        let encoder = match compress {
+            Some(compress) => Some(feed.encoder(scope, Target::Strips(compress), policy)?),
+            None => None,
+        };
         let body: Box<dyn FnOnce() + Send + 'scope> = match pattern {
             Pattern::Push => {
                 // Registered before any frame is rendered, so the peers get frame 0 first: a
                 // push producer always renders, and waits on its peers.
+                let encoding = encoder.map(|e| e.demand(&feed.stats.stages.encode));
                 let id = feed.register("zmq", policy);
                 Box::new(move || {
                     let sink = PushSink {
                         socket: Some((socket, context, endpoints.owned)),
                         hub: &feed.hub,
                         copies: Copies::default(),
+                        encoding,
                     };
                     serve_sink(feed, id, sink, "zmq push");
                 })
             }
-            Pattern::Pub => Box::new(move || serve_pub(feed, policy, socket, context, endpoints)),
+            Pattern::Pub => Box::new(move || {
+                serve_pub(feed, policy, socket, context, endpoints, encoder.as_ref())
+            }),
         };
         thread::Builder::new()
             .name(name.clone())
@@ -613,6 +636,10 @@ fn send_error(e: zmq::Error) -> SendError {
     SendError::Failed(io::Error::other(e))
 }
 
+fn encode_error(e: Arc<crate::codec::CodecError>) -> SendError {
+    SendError::Failed(io::Error::other(e.to_string()))
+}
+
 /// Closes a producer socket. After a complete stream (`deliver`) libzmq gets until the deadline to
 /// hand the queued frames over; otherwise at most [`STOP_LINGER`]. The termination runs on a
 /// thread of its own so that an abort is not stuck behind it: the queued messages are libzmq's
@@ -665,6 +692,8 @@ struct PushSink<'a, F> {
     socket: Option<(zmq::Socket, zmq::Context, Vec<OwnedPath>)>,
     hub: &'a Hub<F>,
     copies: Copies,
+    /// Where compressed frames come from (`--compress`).
+    encoding: Option<Encoding<'a>>,
 }
 
 impl<F: Frame> Sink for PushSink<'_, F> {
@@ -674,8 +703,18 @@ impl<F: Frame> Sink for PushSink<'_, F> {
         shape: &FrameShape,
         deadline: &Deadline<'_>,
     ) -> Result<u64, SendError> {
-        let header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
-        let payload = frame.bytes();
+        let raw_header;
+        let encoded;
+        let (header, payload) = match &self.encoding {
+            None => {
+                raw_header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
+                (&raw_header[..], frame.bytes())
+            }
+            Some(encoding) => {
+                encoded = encoding.get(frame).map_err(encode_error)?;
+                (&encoded.header[..], &encoded.payload[..])
+            }
+        };
         let total = (header.len() + payload.len()) as u64;
         let Some((socket, _, _)) = &self.socket else {
             return Err(SendError::Aborted { sent: 0, total });
@@ -686,7 +725,7 @@ impl<F: Frame> Sink for PushSink<'_, F> {
             if (deadline.aborted)() || self.hub.is_shut_down() {
                 return Err(SendError::Aborted { sent: 0, total });
             }
-            if try_send(socket, &header, payload, &mut self.copies).map_err(send_error)? {
+            if try_send(socket, header, payload, &mut self.copies).map_err(send_error)? {
                 return Ok(total);
             }
             wait_writable(socket, SLICE).map_err(send_error)?;
@@ -714,6 +753,7 @@ fn serve_pub<F: Frame>(
     socket: zmq::Socket,
     context: zmq::Context,
     mut endpoints: Endpoints,
+    encoder: Option<&Arc<Encoder>>,
 ) {
     let hub = &feed.hub;
     let mut topics = Topics::default();
@@ -740,12 +780,14 @@ fn serve_pub<F: Frame>(
             continue;
         }
         if topics.live > 0 && !hub.is_finished() {
+            let encoding = encoder.map(|e| e.demand(&feed.stats.stages.encode));
             let id = feed.register("zmq", policy);
             log::info!("zmq pub: a subscriber is here; rendering");
             let sink = PubSink {
                 socket: &socket,
                 topics: &mut topics,
                 copies: &mut copies,
+                encoding,
             };
             let departure = serve_sink(feed, id, sink, "zmq pub subscribers");
             failed = matches!(departure.failure, Some(SendError::Failed(_)));
@@ -879,6 +921,8 @@ struct PubSink<'a> {
     socket: &'a zmq::Socket,
     topics: &'a mut Topics,
     copies: &'a mut Copies,
+    /// Where compressed frames come from (`--compress`).
+    encoding: Option<Encoding<'a>>,
 }
 
 impl Sink for PubSink<'_> {
@@ -895,14 +939,24 @@ impl Sink for PubSink<'_> {
         if self.topics.too_many() {
             return Err(SendError::HungUp(io::Error::other("too many topics")));
         }
-        let header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
-        let payload = frame.bytes();
+        let raw_header;
+        let encoded;
+        let (header, payload) = match &self.encoding {
+            None => {
+                raw_header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
+                (&raw_header[..], frame.bytes())
+            }
+            Some(encoding) => {
+                encoded = encoding.get(frame).map_err(encode_error)?;
+                (&encoded.header[..], &encoded.payload[..])
+            }
+        };
         let total = (header.len() + payload.len()) as u64;
         // XPUB never refuses a message (a full subscriber loses it inside libzmq); the wait is
         // here only in case it ever did.
         loop {
             let wait = deadline.next_wait(frame.frame_index(), 0, total)?;
-            if try_send(self.socket, &header, payload, self.copies).map_err(send_error)? {
+            if try_send(self.socket, header, payload, self.copies).map_err(send_error)? {
                 return Ok(total);
             }
             wait_writable(self.socket, wait).map_err(send_error)?;
@@ -1029,6 +1083,7 @@ mod tests {
         let pull = context.socket(zmq::PULL).unwrap();
         pull.bind(&endpoint).unwrap();
         let output = bind(&ZmqConfig {
+            compress: None,
             pattern: Pattern::Push,
             bind: vec![],
             connect: vec![endpoint],

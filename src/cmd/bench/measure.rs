@@ -198,6 +198,7 @@ pub fn end_to_end(
         frame_interval: None,
         send_timeout: Duration::from_secs(30),
         shard: Shard::ALL,
+        compress_threads: 1,
     };
     let output: Box<dyn StreamOutput<FrameLease<'_>>> = match (&target, &service) {
         (Some(target), _) => {

@@ -121,6 +121,47 @@ fn short_frame(frame: u64, timeout: Duration, short: Short, so_far: &str) -> any
     }
 }
 
+/// Decodes compressed frames (a glstream v2 header names the codec) into a buffer reused from
+/// frame to frame; uncompressed ones pass through.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    pixels: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// The frame's pixels: `payload` itself, or its strips decoded. `header` is the whole
+    /// header `decoded` came from (its strip table).
+    pub fn decode<'a>(
+        &'a mut self,
+        decoded: &protocol::Decoded,
+        header: &[u8],
+        payload: &'a [u8],
+    ) -> Result<&'a [u8]> {
+        let Some(encoding) = decoded.encoding else {
+            return Ok(payload);
+        };
+        // Bounded: the header's raw length is checked against the size, and the size against
+        // the 1 GiB limit, before anything is allocated.
+        let raw_len = decoded.raw_len();
+        if raw_len > MAX_FRAME_BYTES {
+            bail!("{raw_len} bytes decoded would be over the 1 GiB limit");
+        }
+        self.pixels.resize(raw_len as usize, 0);
+        crate::codec::decode_frame(
+            encoding.codec,
+            encoding.layout,
+            decoded.width_px,
+            decoded.height_px,
+            decoded.format,
+            protocol::strip_lengths(header),
+            payload,
+            &mut self.pixels,
+        )
+        .with_context(|| format!("cannot decode its {}", encoding.codec))?;
+        Ok(&self.pixels)
+    }
+}
+
 /// What a stream delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
@@ -128,6 +169,8 @@ pub struct Totals {
     pub frames: u64,
     /// Bytes read, headers included.
     pub bytes: u64,
+    /// The same frames decoded, headers included (`bytes` when nothing was compressed).
+    pub raw_bytes: u64,
     /// Frame size, once a frame was seen.
     pub size: Option<(u32, u32)>,
 }
@@ -153,14 +196,18 @@ pub fn receive(
     timeout: Duration,
     mut each: impl FnMut(u64, &Received) -> Result<()>,
 ) -> Result<Totals> {
-    let mut header = [0u8; protocol::MAX_HEADER_LEN];
-    let header = &mut header[..args.header.header_len()];
+    // A glstream header may be a version 2 one, longer than the 56 bytes every version shares.
+    let mut header_buf = vec![0u8; protocol::GLSTREAM_V2_MAX_LEN];
+    let first_len = args.header.header_len();
     let mut payload = Vec::new();
+    let mut decoder = FrameDecoder::default();
     let mut frames: u64 = 0;
     let mut bytes: u64 = 0;
+    let mut raw_bytes: u64 = 0;
     let mut size = None;
     while args.frames.is_none_or(|limit| frames < limit) {
         let deadline = Instant::now() + timeout;
+        let mut header_bytes = 0;
         let decoded = if args.header == HeaderMode::Raw {
             let (width_px, height_px) = (args.width.unwrap_or(0), args.height.unwrap_or(0));
             protocol::Decoded {
@@ -171,8 +218,11 @@ pub fn receive(
                 top_down: None,
                 frame_index: None,
                 timestamp_ns: None,
+                encoding: None,
+                request_id: 0,
             }
         } else {
+            let header = &mut header_buf[..first_len];
             match read_full(stream, header, deadline) {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -181,7 +231,20 @@ pub fn receive(
                     return Err(short_frame(frames, timeout, short, &so_far));
                 }
             }
-            let decoded = protocol::decode(args.header, header, args.format)
+            let mut header_len = first_len;
+            if args.header == HeaderMode::Glstream {
+                // A version 2 header says how long it is; the rest is read before decoding.
+                header_len = protocol::glstream_header_len(&header_buf[..first_len])
+                    .with_context(|| format!("frame {frames}: bad header"))?;
+                if let Err(short) =
+                    read_full(stream, &mut header_buf[first_len..header_len], deadline)
+                {
+                    let so_far = format!("{} of {header_len} header bytes", first_len + short.got);
+                    return Err(short_frame(frames, timeout, short, &so_far));
+                }
+            }
+            header_bytes = header_len;
+            let decoded = protocol::decode(args.header, &header_buf[..header_len], args.format)
                 .with_context(|| format!("frame {frames}: bad header"))?;
             if decoded.payload_len > MAX_FRAME_BYTES {
                 bail!(
@@ -230,6 +293,9 @@ pub fn receive(
                 return Err(short_frame(frames, timeout, short, &so_far));
             }
         }
+        let pixels = decoder
+            .decode(&decoded, &header_buf[..header_bytes], &payload)
+            .with_context(|| format!("frame {frames}"))?;
         let frame = Received {
             shape: FrameShape {
                 width_px,
@@ -238,15 +304,17 @@ pub fn receive(
                 top_down: decoded.top_down.unwrap_or(args.top_down),
             },
             frame_index: decoded.frame_index,
-            pixels: &payload,
+            pixels,
         };
         each(frames, &frame)?;
         frames += 1;
-        bytes += (header.len() + payload.len()) as u64;
+        bytes += (header_bytes + payload.len()) as u64;
+        raw_bytes += (header_bytes + frame.pixels.len()) as u64;
     }
     Ok(Totals {
         frames,
         bytes,
+        raw_bytes,
         size,
     })
 }
@@ -303,6 +371,7 @@ pub fn receive_shm(
     Ok(Totals {
         frames,
         bytes,
+        raw_bytes: bytes,
         size,
     })
 }
@@ -500,7 +569,8 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
         stdout.flush()?;
     }
     let mut tally = args.verify_pattern.then(IndexTally::default);
-    let (mut frames, mut bytes) = (0u64, 0u64);
+    let (mut frames, mut bytes, mut raw_bytes) = (0u64, 0u64, 0u64);
+    let mut decoder = FrameDecoder::default();
     let mut size = None;
     let mut first: Option<Instant> = None;
     let mut dropped = Dropped::default();
@@ -520,6 +590,13 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
             dropped.note(&format_args!("{e:#}"));
             continue;
         }
+        let pixels = match decoder.decode(&header, parts.header_bytes, parts.payload) {
+            Ok(pixels) => pixels,
+            Err(e) => {
+                dropped.note(&format_args!("{e:#}"));
+                continue;
+            }
+        };
         first.get_or_insert_with(Instant::now);
         // A glstream header always carries the index.
         let index = header.frame_index.unwrap_or(frames);
@@ -531,7 +608,7 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
                 top_down: header.top_down.unwrap_or(false),
             },
             frame_index: Some(index),
-            pixels: parts.payload,
+            pixels,
         };
         if let Some(tally) = &mut tally {
             tally.check(frames, &frame)?;
@@ -547,13 +624,15 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
         }
         frames += 1;
         bytes += parts.bytes;
+        raw_bytes += (parts.header_bytes.len() + frame.pixels.len()) as u64;
     }
     let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64()).max(1e-9);
     let (w, h) = size.unwrap_or((0, 0));
     println!(
-        "received {frames} frames {w}x{h} in {seconds:.2} s since the first: {:.1} fps, {:.1} MB/s",
+        "received {frames} frames {w}x{h} in {seconds:.2} s since the first: {:.1} fps, {:.1} MB/s{}",
         frames as f64 / seconds,
-        bytes as f64 / seconds / 1e6
+        bytes as f64 / seconds / 1e6,
+        decoded_rate(bytes, raw_bytes, seconds)
     );
     if dropped.messages > 0 {
         println!(
@@ -570,6 +649,18 @@ fn run_zmq(args: &RecvArgs) -> Result<()> {
         bail!("stopped after {frames} of {limit} frames");
     }
     Ok(())
+}
+
+/// What the summary adds for a compressed stream: the rate decoded and the ratio.
+fn decoded_rate(bytes: u64, raw_bytes: u64, seconds: f64) -> String {
+    if raw_bytes == bytes || bytes == 0 {
+        return String::new();
+    }
+    format!(
+        " ({:.1} MB/s decoded, {:.1}x)",
+        raw_bytes as f64 / seconds / 1e6,
+        raw_bytes as f64 / bytes as f64
+    )
 }
 
 /// Runs the consumer until the stream ends or `--frames` is reached.
@@ -635,14 +726,16 @@ pub fn run(args: &RecvArgs) -> Result<()> {
     let Totals {
         frames,
         bytes,
+        raw_bytes,
         size,
     } = totals;
     let seconds = started.elapsed().as_secs_f64();
     let (w, h) = size.unwrap_or((0, 0));
     println!(
-        "received {frames} frames {w}x{h} in {seconds:.2} s: {:.1} fps, {:.1} MB/s",
+        "received {frames} frames {w}x{h} in {seconds:.2} s: {:.1} fps, {:.1} MB/s{}",
         frames as f64 / seconds,
-        bytes as f64 / seconds / 1e6
+        bytes as f64 / seconds / 1e6,
+        decoded_rate(bytes, raw_bytes, seconds)
     );
     if let Some(check) = &pattern {
         if let (Some(first), Some(last)) = (check.first, check.last) {

@@ -24,6 +24,8 @@ pub struct Receiver {
 pub struct Parts<'a> {
     /// What part 1 says.
     pub header: Decoded,
+    /// Part 1, whole (a version 2 header's strip table).
+    pub header_bytes: &'a [u8],
     /// Part 2.
     pub payload: &'a [u8],
     /// Bytes of both parts.
@@ -122,6 +124,7 @@ impl Receiver {
         let header = decode_parts(&self.header, &self.payload)?;
         Ok(Some(Parts {
             header,
+            header_bytes: &self.header,
             payload: &self.payload,
             bytes: (self.header.len() + self.payload.len()) as u64,
         }))
