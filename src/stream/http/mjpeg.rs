@@ -27,8 +27,8 @@ impl Body for MjpegBody {
 pub(super) struct ViewerSink<'a> {
     /// To the connection; room for one part.
     pub(super) parts: mpsc::Sender<Bytes>,
-    /// Where the time each encoding took goes.
-    pub(super) encode_times: &'a StageHistogram,
+    /// The frames' JPEGs, from the encode stage.
+    pub(super) jpeg: Encoding<'a>,
     pub(super) shared: Arc<Shared>,
     pub(super) send_timeout: Duration,
     /// When the last part was handed over.
@@ -38,8 +38,6 @@ pub(super) struct ViewerSink<'a> {
     /// When a frame the viewer was due was last missed because the connection was still
     /// writing the part before (counted once per preview interval).
     pub(super) missed_at: Option<Instant>,
-    /// Top-down rows, reused from frame to frame.
-    pub(super) pixels: Vec<u8>,
 }
 
 /// How often a viewer whose connection still holds the last part looks again. A poll, but only
@@ -62,7 +60,7 @@ impl Sink for ViewerSink<'_> {
     fn send<F: Frame>(
         &mut self,
         frame: &F,
-        shape: &FrameShape,
+        _shape: &FrameShape,
         deadline: &Deadline<'_>,
     ) -> Result<u64, SendError> {
         if self.parts.is_closed() {
@@ -98,7 +96,9 @@ impl Sink for ViewerSink<'_> {
             }
             return Ok(0);
         }
-        let part = self.part(frame, shape);
+        let Some(part) = self.part(frame) else {
+            return Ok(0);
+        };
         let bytes = part.len() as u64;
         match self.parts.try_send(part) {
             Ok(()) => {
@@ -122,43 +122,11 @@ impl Sink for ViewerSink<'_> {
 }
 
 impl ViewerSink<'_> {
-    /// The MJPEG part of `frame`: the one another viewer already encoded, or a new one.
-    pub(super) fn part<F: Frame>(&mut self, frame: &F, shape: &FrameShape) -> Bytes {
-        let sequence = frame.sequence();
-        if let Some(newest) = self
-            .shared
-            .newest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .filter(|e| e.sequence == sequence)
-        {
-            return newest.part.clone();
-        }
-        let started = Instant::now();
-        let jpeg = encode_jpeg(
-            frame.bytes(),
-            shape,
-            self.shared.config.jpeg_quality,
-            &mut self.pixels,
-        );
-        self.encode_times.observe(started.elapsed());
-        let part = mjpeg_part(&jpeg, frame.frame_index());
-        self.shared
-            .newest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(Encoded {
-                sequence,
-                part: part.clone(),
-            });
-        log::trace!(
-            "http: frame {} encoded in {:.2?} ({} bytes)",
-            frame.frame_index(),
-            started.elapsed(),
-            jpeg.len()
-        );
-        part
+    /// The MJPEG part of `frame`, around the JPEG the encode stage made of it once for every
+    /// viewer (or `None` when it could not be encoded, logged there).
+    pub(super) fn part<F: Frame>(&mut self, frame: &F) -> Option<Bytes> {
+        let jpeg = self.jpeg.get(frame).ok()?;
+        Some(mjpeg_part(&jpeg.payload, frame.frame_index()))
     }
 }
 
@@ -175,51 +143,4 @@ pub fn mjpeg_part(jpeg: &[u8], frame_index: u64) -> Bytes {
     part.extend_from_slice(jpeg);
     part.extend_from_slice(b"\r\n");
     Bytes::from(part)
-}
-
-/// Encodes a frame as a JPEG with rows top-down. A top-down frame of a colour format is encoded
-/// straight from its bytes; otherwise the rows are flipped (and depth turned into 8-bit grey)
-/// into `pixels` first.
-pub fn encode_jpeg(frame: &[u8], shape: &FrameShape, quality: u8, pixels: &mut Vec<u8>) -> Vec<u8> {
-    use jpeg_encoder::ColorType;
-    let (color, channels) = match shape.format {
-        Format::Rgba8 => (ColorType::Rgba, 4),
-        Format::Bgra8 => (ColorType::Bgra, 4),
-        Format::Rgb8 => (ColorType::Rgb, 3),
-        Format::Gray8 | Format::Depth32f => (ColorType::Luma, 1),
-    };
-    let width = shape.width_px as usize;
-    let stride_in = width * shape.format.bytes_per_pixel() as usize;
-    let source: &[u8] = if shape.top_down && shape.format != Format::Depth32f {
-        frame
-    } else {
-        let stride_out = width * channels;
-        pixels.clear();
-        pixels.reserve(stride_out * shape.height_px as usize);
-        let rows = frame.chunks_exact(stride_in);
-        let rows: Box<dyn Iterator<Item = &[u8]>> = if shape.top_down {
-            Box::new(rows)
-        } else {
-            Box::new(rows.rev())
-        };
-        for row in rows {
-            if shape.format == Format::Depth32f {
-                pixels.extend(row.chunks_exact(4).map(|b| {
-                    let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    (d.clamp(0.0, 1.0) * 255.0).round() as u8
-                }));
-            } else {
-                pixels.extend_from_slice(row);
-            }
-        }
-        pixels
-    };
-    let mut jpeg = Vec::with_capacity(source.len() / 8);
-    let encoder = jpeg_encoder::Encoder::new(&mut jpeg, quality);
-    // The dimensions fit u16 (checked by `check_size` at start-up: a JPEG cannot be larger) and
-    // the buffer matches them, so encoding into a Vec cannot fail.
-    if let Err(e) = encoder.encode(source, shape.width_px as u16, shape.height_px as u16, color) {
-        log::warn!("http: cannot encode a JPEG: {e}");
-    }
-    jpeg
 }

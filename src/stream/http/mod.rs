@@ -79,13 +79,13 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::encode::{Encoder, Encoding, Target};
 use super::hub::{Frame, Policy};
-use super::metrics::{HistogramSnapshot, OutputCounters, OutputTotals, StageHistogram};
+use super::metrics::{HistogramSnapshot, OutputCounters, OutputTotals};
 use super::output::{
     BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
     serve_sink,
 };
-use crate::format::Format;
 
 mod deadline;
 mod host;
@@ -213,9 +213,18 @@ impl<F: Frame> Output<F> for HttpOutput {
             .build()
             .map_err(thread_error("http runtime"))?;
         let HttpOutput { listener, config } = *self;
+        // Viewers' JPEGs come from the feed's encode stage: one encoding of a frame for every
+        // viewer that takes it.
+        let jpeg = feed.encoder(
+            scope,
+            Target::Preview {
+                quality: config.jpeg_quality,
+            },
+            Policy::Latest,
+        )?;
         let shared = Arc::new(Shared {
             counters: feed.stats.outputs.output(OUTPUT_NAME),
-            newest: Mutex::new(None),
+            jpeg,
             busy_since: Mutex::new(None),
             hosts: HostCheck::new(&config),
             config,
@@ -248,17 +257,12 @@ impl<F: Frame> Output<F> for HttpOutput {
     }
 }
 
-/// The newest MJPEG part encoded, shared by every viewer that takes the same frame.
-struct Encoded {
-    sequence: u64,
-    part: Bytes,
-}
-
 /// What the server's threads share.
 struct Shared {
     config: HttpConfig,
     counters: Arc<OutputCounters>,
-    newest: Mutex<Option<Encoded>>,
+    /// The encode stage's JPEG encoder for the viewers.
+    jpeg: Arc<Encoder>,
     /// Since when clients have been connected, as seen by health checks.
     busy_since: Mutex<Option<Instant>>,
     /// Which `Host` names are answered.
@@ -436,17 +440,17 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
             return text(StatusCode::SERVICE_UNAVAILABLE, reason);
         }
         let feed = self.feed;
+        let jpeg = self.shared.jpeg.demand(&feed.stats.stages.encode);
         let id = feed.register(OUTPUT_NAME, Policy::Latest);
         let (parts, receiver) = mpsc::channel(1);
         let sink = ViewerSink {
             parts,
-            encode_times: &feed.stats.stages.encode,
+            jpeg,
             shared: Arc::clone(&self.shared),
             send_timeout: feed.send_timeout,
             last_sent: None,
             queued_at: None,
             missed_at: None,
-            pixels: Vec::new(),
         };
         let name = format!("http viewer {peer}");
         let spawned =
