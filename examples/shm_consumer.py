@@ -22,7 +22,7 @@ import numpy as np
 
 
 class FrameHeader(ctypes.Structure):
-    """glstream's per-frame header: #[repr(C)] glstream::FrameHeader in Rust, 40 bytes."""
+    """glstream's per-frame header: #[repr(C)] glstream::FrameHeader in Rust, 48 bytes."""
 
     _fields_ = [
         ("frame_index", ctypes.c_uint64),
@@ -33,6 +33,7 @@ class FrameHeader(ctypes.Structure):
         ("flags", ctypes.c_uint32),  # bit 0: rows top-down (glstream --flip)
         ("stride", ctypes.c_uint32),  # bytes per row
         ("reserved", ctypes.c_uint32),
+        ("request_id", ctypes.c_uint64),
     ]
 
     @staticmethod

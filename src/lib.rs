@@ -15,6 +15,7 @@ mod capture;
 mod cli;
 mod cmd;
 pub mod codec;
+pub mod control;
 pub mod format;
 mod gl;
 pub mod pattern_code;

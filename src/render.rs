@@ -109,6 +109,11 @@ impl<'ctx> Renderer<'ctx> {
         })
     }
 
+    /// Applies a control request's settings to the scene: all or none (see `Scene::apply`).
+    pub fn apply(&mut self, settings: &crate::control::Settings) -> Result<(), String> {
+        self.scene.apply(settings)
+    }
+
     /// Draws frame `frame_index` into the render target (and through the output pass).
     pub fn render(&mut self, frame_index: u64) {
         self.scene.render(frame_index, &self.target);
@@ -173,6 +178,7 @@ impl<'ctx> Renderer<'ctx> {
                 sequence: frame_index,
                 frame_index,
                 timestamp_ns: 0,
+                request_id: 0,
             })?;
             if self.ring.is_full()
                 && let Some(lease) = self.ring.complete_oldest()?

@@ -132,6 +132,18 @@ pub struct ServeArgs {
     #[arg(long)]
     pub jpeg_quality: Option<u8>,
 
+    /// Take control requests (JSON, see docs/control.md) on a ZeroMQ ROUTER/REP socket at
+    /// ENDPOINT: tcp://HOST:PORT, tcp://HOST:* (any free port), ipc://PATH, or a bare PORT on
+    /// --bind. Each request may set shader uniforms, the camera, glTF nodes and the frame
+    /// index; the frame answering it carries its id (glstream headers become version 2).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub control: Option<String>,
+
+    /// With --control: render only when a request asks, exactly one frame per request, on
+    /// every output.
+    #[arg(long)]
+    pub on_request: bool,
+
     /// Compress every frame sent over TCP, Unix, --connect and --stdout (which then need
     /// --header glstream: it names the codec) and ZeroMQ: qoi, zstd[:LEVEL] (1-19, default 1),
     /// lz4 (lossless) or jpeg[:QUALITY] (1-100, default 80; lossy). Frames are cut into strips
@@ -211,6 +223,17 @@ pub struct ServeConfig {
     pub send_timeout: Duration,
     /// The frame indices this producer renders.
     pub shard: Shard,
+    /// The control channel (`--control`), if any.
+    pub control: Option<ControlConfig>,
+}
+
+/// `--control ENDPOINT` and `--on-request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Where the control socket binds: `tcp://HOST:PORT` (a bare PORT is on --bind), `ipc://PATH`.
+    pub endpoint: String,
+    /// Render only when a request asks, one frame per request.
+    pub on_request: bool,
 }
 
 /// `--send-buffer`: auto, system, or bytes with an optional K or M (KiB, MiB) suffix, from 4 KiB
@@ -358,6 +381,38 @@ impl ServeArgs {
         };
         render.scene.frame_rate = self.fps;
         let compress_threads = self.check_compress(&render)?;
+        let control = match &self.control {
+            Some(endpoint) => {
+                if self.shard.is_some() {
+                    bail!(
+                        "--control with --shard: a steered stream renders what its requests \
+                         ask, not a shard of the frame indices"
+                    );
+                }
+                let endpoint = if !endpoint.is_empty()
+                    && endpoint.bytes().all(|b| b.is_ascii_digit())
+                {
+                    let port: u16 = endpoint.parse().ok().filter(|&p| p > 0).ok_or_else(|| {
+                        anyhow::anyhow!("--control {endpoint}: not a port (1 to 65535)")
+                    })?;
+                    match self.bind {
+                        IpAddr::V4(ip) => format!("tcp://{ip}:{port}"),
+                        IpAddr::V6(ip) => format!("tcp://[{ip}]:{port}"),
+                    }
+                } else {
+                    endpoint.clone()
+                };
+                crate::stream::zmq::check_endpoint("--control", &endpoint)?;
+                Some(ControlConfig {
+                    endpoint,
+                    on_request: self.on_request,
+                })
+            }
+            None if self.on_request => {
+                bail!("--on-request renders what control requests ask: give --control too")
+            }
+            None => None,
+        };
         let outputs = self.outputs(&render, frame_interval)?;
         let shard = match &self.shard {
             Some(text) => Shard::parse(text)?,
@@ -389,6 +444,7 @@ impl ServeArgs {
             render,
             outputs,
             compress_threads,
+            control,
             max_clients: self.max_clients,
             policy: self.policy,
             frames: self.frames,

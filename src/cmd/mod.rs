@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod control;
 pub mod devices;
 pub mod recv;
 pub mod serve;

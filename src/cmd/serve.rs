@@ -13,6 +13,7 @@
 //! short grace to finish the frame they are on, then makes the rest give up, and the scope joins
 //! every output thread before the context can go.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
+use super::control::{ControlSocket, Link, Pending};
 use crate::cli::ServeConfig;
 use crate::gl::readback::{FrameLease, FrameMeta};
 use crate::render::{self, Renderer};
@@ -45,6 +47,10 @@ impl Frame for FrameLease<'_> {
 
     fn timestamp_ns(&self) -> u64 {
         self.meta().timestamp_ns
+    }
+
+    fn request_id(&self) -> u64 {
+        self.meta().request_id
     }
 }
 
@@ -346,10 +352,21 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     for output in &config.outputs {
         outputs.push(output.bind().map_err(anyhow::Error::from_boxed)?);
     }
+    let control = match &config.control {
+        Some(control) => Some(super::control::bind(&control.endpoint)?),
+        None => None,
+    };
     let watch = watch_signals(&stop)?;
     context = render::context(&config.render)?;
     let mut renderer = Renderer::new(&context, &config.render)?;
-    let report = stream(config, &mut renderer, outputs, &stop, &mut StatsLog::new())?;
+    let report = stream(
+        config,
+        &mut renderer,
+        outputs,
+        control,
+        &stop,
+        &mut StatsLog::new(),
+    )?;
     drop(watch);
     let seconds = report.served.as_secs_f64().max(1e-9);
     log::info!(
@@ -415,6 +432,7 @@ pub fn stream<'ctx>(
     config: &ServeConfig,
     renderer: &mut Renderer<'ctx>,
     outputs: Outputs<'ctx>,
+    control: Option<ControlSocket>,
     stop: &StopFlag,
     observer: &mut impl Observer,
 ) -> Result<StreamReport> {
@@ -441,8 +459,13 @@ pub fn stream<'ctx>(
         config.send_timeout,
         config.max_clients,
     )
-    .with_compress_threads(config.compress_threads);
-    let announcements: Vec<String> = outputs.iter().filter_map(|o| o.announcement()).collect();
+    .with_compress_threads(config.compress_threads)
+    // Frames that answer control requests say which: glstream headers become version 2.
+    .with_request_ids(control.is_some());
+    let mut announcements: Vec<String> = outputs.iter().filter_map(|o| o.announcement()).collect();
+    if let Some(control) = &control {
+        announcements.push(format!("control listening on {}", control.bound));
+    }
     let fail_at: Option<u64> = std::env::var(FAIL_AT_ENV).ok().and_then(|v| v.parse().ok());
     let relay_done = AtomicBool::new(false);
     let report = std::thread::scope(|scope| -> Result<StreamReport> {
@@ -453,10 +476,25 @@ pub fn stream<'ctx>(
         for (output, policy) in outputs.into_iter().zip(&policies) {
             output.start(scope, &feed, *policy)?;
         }
+        // The control channel's thread wakes the render loop (in the hub) for each request.
+        let feed_ref = &feed;
+        let link = match control {
+            Some(control) => {
+                let (link, body) = control
+                    .serve(move || feed_ref.hub.interrupt())
+                    .context("cannot start the control channel")?;
+                std::thread::Builder::new()
+                    .name("control".into())
+                    .spawn_scoped(scope, body)
+                    .context("cannot start the control thread")?;
+                Some(LinkGuard(link))
+            }
+            None => None,
+        };
+        let link = link.as_ref().map(|guard| &guard.0);
         // A stop is a flag the render loop looks at whenever the hub wakes it: this relay wakes
         // the hub when one comes, so that no wait in the loop needs a timeout to notice it.
         let relay_done = &relay_done;
-        let feed_ref = &feed;
         let relay = std::thread::Builder::new()
             .name("stop relay".into())
             .spawn_scoped(scope, move || {
@@ -480,7 +518,12 @@ pub fn stream<'ctx>(
             plural(renderer.ring.capacity(), "PBO"),
             plural(spare_limit, "spare"),
         );
-        let (frames, served) = frames(config, renderer, &feed, stop, observer, fail_at)?;
+        let (frames, served) = match link {
+            Some(link) if config.control.as_ref().is_some_and(|c| c.on_request) => {
+                frames_on_request(config, renderer, &feed, stop, observer, link)?
+            }
+            _ => frames(config, renderer, &feed, stop, observer, fail_at, link)?,
+        };
         closing.close();
         Ok(StreamReport {
             frames,
@@ -501,7 +544,142 @@ pub fn stream<'ctx>(
     Ok(report)
 }
 
-/// The render loop proper; returns the frames rendered and the time spent serving them.
+/// Ends the control channel's thread on every way out of the stream's scope, answering the
+/// requests still waiting: their frames will not come.
+struct LinkGuard(Link);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        while let Some(pending) = self.0.queue().pop() {
+            self.0.refuse(
+                pending,
+                "the stream ended before this request's frame".into(),
+            );
+        }
+        self.0.stop();
+    }
+}
+
+/// Requests applied to the scene whose frames are not published yet, oldest first.
+struct Awaiting<'a> {
+    link: Option<&'a Link>,
+    frames: VecDeque<(u64, u64, Pending)>,
+}
+
+impl Awaiting<'_> {
+    /// The frame numbered `sequence`, index `frame_index`, answers `pending`.
+    fn expect(&mut self, sequence: u64, frame_index: u64, pending: Pending) {
+        self.frames.push_back((sequence, frame_index, pending));
+    }
+
+    /// Every frame up to `sequence` has been handed to the outputs: answers their requests.
+    fn published(&mut self, sequence: u64) {
+        let Some(link) = self.link else { return };
+        while self.frames.front().is_some_and(|(s, _, _)| *s <= sequence) {
+            if let Some((_, index, pending)) = self.frames.pop_front() {
+                link.done(pending, index);
+            }
+        }
+    }
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        // Frames the stream ended before publishing (a stop, an error, a run abandoned).
+        if let Some(link) = self.link {
+            for (_, _, pending) in self.frames.drain(..) {
+                link.refuse(
+                    pending,
+                    "the stream ended before this request's frame".into(),
+                );
+            }
+        }
+    }
+}
+
+/// `--on-request`: waits for each control request and renders exactly the one frame it asks
+/// for, published (on every output) before the request is answered.
+fn frames_on_request<'ctx>(
+    config: &ServeConfig,
+    renderer: &mut Renderer<'ctx>,
+    feed: &Feed<FrameLease<'ctx>>,
+    stop: &StopFlag,
+    observer: &mut impl Observer,
+    link: &Link,
+) -> Result<(u64, Duration)> {
+    let hub = &feed.hub;
+    let signalled = || stop.is_stopped();
+    let stopped = || signalled() || feed.is_ended();
+    let clients = || hub.client_count();
+    let waiting = || stopped() || !link.queue().is_empty();
+    let mut served = Duration::ZERO;
+    let mut sequence: u64 = 0;
+    let mut next_index: u64 = 0;
+    'requests: loop {
+        // The control thread wakes the hub when a request comes; a stop wakes it too.
+        while !waiting() {
+            hub.wait_until(Instant::now() + Duration::from_secs(3600), &waiting);
+        }
+        if stopped() {
+            break;
+        }
+        let Some(pending) = link.queue().pop() else {
+            continue;
+        };
+        if let Err(error) = renderer.apply(&pending.request.settings) {
+            link.refuse(pending, error);
+            continue;
+        }
+        let started = Instant::now();
+        let frame_index = pending.request.frame.unwrap_or(next_index);
+        next_index = frame_index.saturating_add(1);
+        let meta = FrameMeta {
+            sequence,
+            frame_index,
+            timestamp_ns: unix_ns(),
+            request_id: pending.request.id,
+        };
+        renderer.render(frame_index);
+        let (slot, source) = renderer.acquire()?;
+        if let Some(leased) = slot.leased_frame() {
+            hub.retract_through(leased.sequence, &stopped);
+        }
+        while !slot.wait_free(Duration::from_millis(50)) {
+            if stopped() {
+                link.refuse(
+                    pending,
+                    "the stream stopped before this request's frame".into(),
+                );
+                break 'requests;
+            }
+        }
+        slot.submit(source, meta)?;
+        sequence += 1;
+        // Out now, not once the ring is full: the request waits for this frame.
+        let epoch = hub.epoch();
+        while let Some(lease) = renderer.ring.complete_oldest()? {
+            hub.publish(epoch, lease);
+        }
+        link.done(pending, frame_index);
+        observer.frame(&Progress {
+            frames: sequence,
+            stats: &feed.stats,
+            clients: &clients,
+        });
+        served += started.elapsed();
+        if config.frames.is_some_and(|limit| sequence >= limit) {
+            // Every consumer gets what it is due, as after any --frames run.
+            hub.finish();
+            hub.wait_drained_or(&signalled);
+            break;
+        }
+    }
+    Ok((sequence, served))
+}
+
+/// The render loop proper; returns the frames rendered and the time spent serving them. With
+/// a control channel (`link`), one waiting request is applied before each frame, which then
+/// answers it.
 fn frames<'ctx>(
     config: &ServeConfig,
     renderer: &mut Renderer<'ctx>,
@@ -509,7 +687,14 @@ fn frames<'ctx>(
     stop: &StopFlag,
     observer: &mut impl Observer,
     fail_at: Option<u64>,
+    link: Option<&Link>,
 ) -> Result<(u64, Duration)> {
+    let mut awaiting = Awaiting {
+        link,
+        frames: VecDeque::new(),
+    };
+    // With a control channel a request may set the frame index: frames count on from it.
+    let (mut index_base, mut index_from) = (0u64, 0u64);
     let hub = &feed.hub;
     let signalled = || stop.is_stopped();
     let stopped = || signalled() || feed.is_ended();
@@ -542,18 +727,42 @@ fn frames<'ctx>(
             renderer.ring.discard_in_flight();
             epoch = Some(current);
             epoch_start = sequence;
+            (index_base, index_from) = (0, sequence);
             pacer.reset();
         }
-        if config
-            .frames
+        // A control request, applied before this frame (which answers it) or refused whole.
+        let mut request_id = 0;
+        while let Some(pending) = link.and_then(|link| link.queue().pop()) {
+            match renderer.apply(&pending.request.settings) {
+                Err(error) => link.expect("popped from it").refuse(pending, error),
+                Ok(()) => {
+                    if let Some(frame) = pending.request.frame {
+                        (index_base, index_from) = (frame, sequence);
+                    }
+                    request_id = pending.request.id;
+                    let frame_index = index_base + (sequence - index_from);
+                    awaiting.expect(sequence, frame_index, pending);
+                    break;
+                }
+            }
+        }
+        let frame_index = match link {
+            Some(_) => index_base + (sequence - index_from),
+            None => config.shard.frame_index(sequence - epoch_start),
+        };
+        if config.frames.is_some_and(|limit| match link {
+            // A steered stream's indices are the requests': --frames counts frames.
+            Some(_) => sequence - epoch_start >= limit,
             // With --shard K/N the n-th frame of a run is the scene's frame K + N·n.
-            .is_some_and(|limit| config.shard.frame_index(sequence - epoch_start) >= limit)
-        {
+            None => config.shard.frame_index(sequence - epoch_start) >= limit,
+        }) {
             // --frames reached: the frames still in flight go out too, and every consumer gets
             // what it is due (each frame within the send timeout), unless a signal comes first.
             let drain = Instant::now();
             while let Some(lease) = renderer.ring.complete_oldest()? {
+                let published = lease.meta().sequence;
                 delivered = hub.publish(current, lease);
+                awaiting.published(published);
             }
             if !delivered {
                 // Everyone who asked for this run left before its end: it is abandoned, and the
@@ -573,8 +782,9 @@ fn frames<'ctx>(
         observer.mark(Mark::Start);
         let meta = FrameMeta {
             sequence,
-            frame_index: config.shard.frame_index(sequence - epoch_start),
+            frame_index,
             timestamp_ns: unix_ns(),
+            request_id,
         };
         renderer.render(meta.frame_index);
         if publish_early {
@@ -586,7 +796,9 @@ fn frames<'ctx>(
             observer.mark(Mark::Rendered);
             if let Some(lease) = renderer.ring.complete_oldest()? {
                 observer.mark(Mark::Mapped);
+                let published = lease.meta().sequence;
                 delivered = hub.publish(current, lease);
+                awaiting.published(published);
                 observer.mark(Mark::Published);
             }
         } else {
@@ -611,7 +823,9 @@ fn frames<'ctx>(
             && let Some(lease) = renderer.ring.complete_oldest()?
         {
             observer.mark(Mark::Mapped);
+            let published = lease.meta().sequence;
             delivered = hub.publish(current, lease);
+            awaiting.published(published);
             observer.mark(Mark::Published);
         }
         observer.frame(&Progress {

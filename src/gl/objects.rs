@@ -239,6 +239,88 @@ impl Program {
     }
 }
 
+/// What a uniform a user's shader declares holds, as far as a control request can set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniformKind {
+    /// `float` (1), `vec2` (2), `vec3` (3) or `vec4` (4).
+    Float(usize),
+    /// `int`.
+    Int,
+    /// Anything else (a matrix, a sampler, an array, a bool...): not settable by request.
+    Other,
+}
+
+impl UniformKind {
+    /// Its GLSL name.
+    pub fn glsl(self) -> &'static str {
+        match self {
+            UniformKind::Float(1) => "float",
+            UniformKind::Float(2) => "vec2",
+            UniformKind::Float(3) => "vec3",
+            UniformKind::Float(_) => "vec4",
+            UniformKind::Int => "int",
+            UniformKind::Other => "type a request cannot set",
+        }
+    }
+}
+
+/// A uniform a program declares (and the compiler kept), found by introspection.
+#[derive(Debug, Clone)]
+pub struct ActiveUniform {
+    /// Its name in the source.
+    pub name: String,
+    /// What it holds.
+    pub kind: UniformKind,
+    /// Where to set it.
+    pub location: Uniform,
+}
+
+impl Program {
+    /// The program's active uniforms, by introspection (once, at start-up: it allocates).
+    pub fn active_uniforms(&self) -> Vec<ActiveUniform> {
+        // SAFETY: context current (module invariant); the program is alive and linked, and
+        // indices below the active count are valid.
+        unsafe {
+            let count = self.gl.get_active_uniforms(self.raw);
+            (0..count)
+                .filter_map(|index| self.gl.get_active_uniform(self.raw, index))
+                .map(|u| {
+                    let kind = match (u.utype, u.size) {
+                        (glow::FLOAT, 1) => UniformKind::Float(1),
+                        (glow::FLOAT_VEC2, 1) => UniformKind::Float(2),
+                        (glow::FLOAT_VEC3, 1) => UniformKind::Float(3),
+                        (glow::FLOAT_VEC4, 1) => UniformKind::Float(4),
+                        (glow::INT, 1) => UniformKind::Int,
+                        _ => UniformKind::Other,
+                    };
+                    let location = Uniform(self.gl.get_uniform_location(self.raw, &u.name));
+                    ActiveUniform {
+                        name: u.name,
+                        kind,
+                        location,
+                    }
+                })
+                .collect()
+        }
+    }
+
+    /// Sets a `float` to `vec4` uniform from 1 to 4 values on this (bound) program.
+    pub fn set_floats(&self, uniform: &Uniform, values: &[f32]) {
+        let location = uniform.0.as_ref();
+        // SAFETY: context current (module invariant); each call passes as many values as the
+        // uniform's size, which the caller matched to its declared type.
+        unsafe {
+            match *values {
+                [x] => self.gl.uniform_1_f32(location, x),
+                [x, y] => self.gl.uniform_2_f32(location, x, y),
+                [x, y, z] => self.gl.uniform_3_f32(location, x, y, z),
+                [x, y, z, w] => self.gl.uniform_4_f32(location, x, y, z, w),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// A uniform's location in one [`Program`], looked up once with [`Program::uniform`] or
 /// [`Program::optional_uniform`] (`None` inside: an absent optional uniform, which sets nothing).
 /// Use it only with the program that made it: a location means nothing in another program.

@@ -53,6 +53,8 @@ pub struct FrameMeta {
     pub frame_index: u64,
     /// When the frame was rendered, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
+    /// The control request this frame answers (0: none).
+    pub request_id: u64,
 }
 
 /// The count of leases on one slot, shared between the GL thread and the lease holders.

@@ -5,11 +5,12 @@
 
 use std::f32::consts::TAU;
 
-use glam::{Mat4, Vec3, camera};
+use glam::{Mat4, Vec3};
 
 use super::backdrop::Backdrop;
-use super::{Scene, SceneError, SceneOptions};
+use super::{Scene, SceneError, SceneOptions, SteeredCamera};
 use crate::capture;
+use crate::control::Settings;
 use crate::gl::context::{Gl, HeadlessContext};
 use crate::gl::objects::{
     Clear, Mesh, Program, RenderTarget, Texture, Uniform, set_cull_back_faces, set_depth_test,
@@ -27,7 +28,21 @@ pub struct CubeScene {
     texture: Texture,
     view_projection: Mat4,
     uniforms: CubeUniforms,
+    /// The camera, which control requests may move.
+    camera: SteeredCamera,
+    aspect: f32,
 }
+
+/// Where the cube's camera starts.
+const CAMERA: SteeredCamera = SteeredCamera {
+    eye: Vec3::new(0.0, 0.6, 3.6),
+    target: Vec3::ZERO,
+    up: Vec3::Y,
+    fov_deg: 45.0,
+};
+/// The cube camera's depth range.
+const NEAR: f32 = 0.1;
+const FAR: f32 = 100.0;
 
 /// Uniform locations, looked up once so that a frame sets them without a name lookup (which
 /// allocates in glow).
@@ -84,9 +99,6 @@ impl CubeScene {
         image::imageops::flip_vertical_in_place(&mut image);
         let texture = Texture::from_rgba8(gl, image.width(), image.height(), image.as_raw())?;
         let mesh = Mesh::new(gl, &cube_vertices(), None, &[(0, 3), (1, 3), (2, 2)])?;
-        let projection =
-            camera::rh::proj::opengl::perspective(45f32.to_radians(), aspect, 0.1, 100.0);
-        let view = camera::rh::view::look_at_mat4(Vec3::new(0.0, 0.6, 3.6), Vec3::ZERO, Vec3::Y);
         let uniforms = CubeUniforms {
             model: cube.uniform("u_model")?,
             view_projection: cube.uniform("u_view_projection")?,
@@ -99,13 +111,25 @@ impl CubeScene {
             cube,
             mesh,
             texture,
-            view_projection: projection * view,
+            view_projection: CAMERA.projection(aspect, NEAR, FAR) * CAMERA.view(),
             uniforms,
+            camera: CAMERA,
+            aspect,
         })
     }
 }
 
 impl Scene for CubeScene {
+    fn apply(&mut self, settings: &Settings) -> Result<(), String> {
+        super::refuse_unsupported("cube", settings, false, true, false)?;
+        if let Some(change) = &settings.camera {
+            self.camera = self.camera.changed(change)?;
+            self.view_projection =
+                self.camera.projection(self.aspect, NEAR, FAR) * self.camera.view();
+        }
+        Ok(())
+    }
+
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
         target.begin(Clear::Depth);
 

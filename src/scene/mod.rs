@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::control::Settings;
 use crate::gl::GlError;
 use crate::gl::context::HeadlessContext;
 use crate::gl::objects::RenderTarget;
@@ -129,6 +130,84 @@ pub struct SceneOptions {
 pub trait Scene {
     /// Draws frame `frame_index` into `target` (which it binds and clears itself).
     fn render(&mut self, frame_index: u64, target: &RenderTarget);
+
+    /// Applies a control request's settings, which persist until changed: all of them or, when
+    /// one cannot be applied (a uniform it does not declare, a value of the wrong type, a node
+    /// it does not have), none, with one line saying why.
+    fn apply(&mut self, settings: &Settings) -> Result<(), String>;
+}
+
+/// The one-line refusal of what a scene has no notion of: `uniforms`, `camera` or `nodes` set
+/// when `scene` has none of them (the flags say which it does have).
+pub(crate) fn refuse_unsupported(
+    scene: &str,
+    settings: &Settings,
+    uniforms: bool,
+    camera: bool,
+    nodes: bool,
+) -> Result<(), String> {
+    if !uniforms && let Some((name, _)) = settings.uniforms.first() {
+        return Err(format!(
+            "uniform {name}: the {scene} scene has no settable uniforms (a shader scene does)"
+        ));
+    }
+    if !camera && settings.camera.is_some() {
+        return Err(format!(
+            "camera: the {scene} scene has no camera (the cube and glTF scenes do)"
+        ));
+    }
+    if !nodes && let Some((name, _)) = settings.nodes.first() {
+        return Err(format!(
+            "node {name:?}: the {scene} scene has no nodes (a glTF scene does)"
+        ));
+    }
+    Ok(())
+}
+
+/// A camera a request may steer: where it is, what it looks at, which way is up, and its
+/// vertical field of view.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SteeredCamera {
+    pub eye: glam::Vec3,
+    pub target: glam::Vec3,
+    pub up: glam::Vec3,
+    pub fov_deg: f32,
+}
+
+impl SteeredCamera {
+    /// This camera with `change` applied; an error when eye and target coincide or up is
+    /// along the line of sight (no view can be made of them).
+    pub fn changed(&self, change: &crate::control::CameraChange) -> Result<Self, String> {
+        let next = Self {
+            eye: change.eye.unwrap_or(self.eye),
+            target: change.target.unwrap_or(self.target),
+            up: change.up.unwrap_or(self.up),
+            fov_deg: change.fov_deg.unwrap_or(self.fov_deg),
+        };
+        let forward = next.target - next.eye;
+        if forward.length_squared() < 1e-12 {
+            return Err("camera: eye and target are the same point".into());
+        }
+        if forward
+            .normalize()
+            .cross(next.up.normalize())
+            .length_squared()
+            < 1e-8
+        {
+            return Err("camera: up is along the line of sight".into());
+        }
+        Ok(next)
+    }
+
+    /// The view matrix.
+    pub fn view(&self) -> glam::Mat4 {
+        glam::camera::rh::view::look_at_mat4(self.eye, self.target, self.up)
+    }
+
+    /// The projection for `aspect`, between `near` and `far`.
+    pub fn projection(&self, aspect: f32, near: f32, far: f32) -> glam::Mat4 {
+        glam::camera::rh::proj::opengl::perspective(self.fov_deg.to_radians(), aspect, near, far)
+    }
 }
 
 /// Builds the scene `options.source` names; `aspect` is the target's width / height.

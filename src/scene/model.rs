@@ -28,13 +28,14 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use glam::{Mat3, Mat4, Vec3, Vec4, camera};
+use glam::{Mat3, Mat4, Quat, Vec3, Vec4, camera};
 use gltf::Semantic;
 use gltf::mesh::Mode;
 
 use super::backdrop::Backdrop;
-use super::{Scene, SceneError};
+use super::{Scene, SceneError, SteeredCamera};
 use crate::capture;
+use crate::control::Settings;
 use crate::gl::context::{Gl, HeadlessContext};
 use crate::gl::objects::{Clear, Mesh, Program, RenderTarget, Texture, Uniform, set_depth_test};
 
@@ -47,8 +48,27 @@ const ORBIT_ELEVATION_RADIANS: f32 = 20.0 * std::f32::consts::PI / 180.0;
 /// The light's direction in view space: travelling away from the viewer, down and to the right.
 const LIGHT_IN_VIEW: Vec3 = Vec3::new(0.45, -0.6, -0.65);
 
+/// One node of the hierarchy, in depth-first document order (a parent before its children), with
+/// the local transform control requests may change.
+struct NodeSlot {
+    name: Option<String>,
+    /// The parent's slot; `None` for a scene root.
+    parent: Option<usize>,
+    translation: Vec3,
+    rotation: Quat,
+    scale: Vec3,
+}
+
+impl NodeSlot {
+    fn local(&self) -> Mat4 {
+        Mat4::from_scale_rotation_translation(self.scale, self.rotation, self.translation)
+    }
+}
+
 /// One primitive ready to draw.
 struct Draw {
+    /// The node it belongs to (its slot).
+    node: usize,
     mesh: Mesh,
     model: Mat4,
     normal_matrix: Mat4,
@@ -68,12 +88,18 @@ enum CameraRig {
         distance: f32,
         projection: Mat4,
     },
+    /// Where control requests put it.
+    Steered {
+        camera: SteeredCamera,
+        view: Mat4,
+        projection: Mat4,
+    },
 }
 
 impl CameraRig {
     fn view(&self, frame_index: u64) -> Mat4 {
         match self {
-            CameraRig::Fixed { view, .. } => *view,
+            CameraRig::Fixed { view, .. } | CameraRig::Steered { view, .. } => *view,
             CameraRig::Orbit {
                 center, distance, ..
             } => {
@@ -87,9 +113,9 @@ impl CameraRig {
 
     fn projection(&self) -> Mat4 {
         match self {
-            CameraRig::Fixed { projection, .. } | CameraRig::Orbit { projection, .. } => {
-                *projection
-            }
+            CameraRig::Fixed { projection, .. }
+            | CameraRig::Orbit { projection, .. }
+            | CameraRig::Steered { projection, .. } => *projection,
         }
     }
 }
@@ -104,6 +130,14 @@ pub struct GltfScene {
     white: Texture,
     camera: CameraRig,
     uniforms: GltfUniforms,
+    /// The file's name, for errors.
+    name: String,
+    /// The node hierarchy, for requests that move nodes.
+    nodes: Vec<NodeSlot>,
+    aspect: f32,
+    /// The depth range a steered camera uses: the scene's bounds, seen from anywhere near.
+    near: f32,
+    far: f32,
 }
 
 /// Uniform locations, looked up once so that a frame sets them without a name lookup (which
@@ -152,6 +186,7 @@ impl Bounds {
 /// What walking the node tree collects.
 struct Collected<'a> {
     draws: Vec<Draw>,
+    nodes: Vec<NodeSlot>,
     bounds: Bounds,
     camera: Option<(gltf::Camera<'a>, Mat4)>,
     /// glTF image index → index into the scene's texture list.
@@ -238,6 +273,7 @@ impl GltfScene {
 
         let mut collected = Collected {
             draws: Vec::new(),
+            nodes: Vec::new(),
             bounds: Bounds::empty(),
             camera: None,
             textures_by_image: HashMap::new(),
@@ -272,6 +308,8 @@ impl GltfScene {
             base_color_factor: program.uniform("u_base_color_factor")?,
             emissive: program.uniform("u_emissive")?,
         };
+        let (_, radius) = collected.bounds.sphere();
+        let radius = positive_or(radius, 1.0);
         Ok(Self {
             gl: gl.clone(),
             uniforms,
@@ -281,6 +319,11 @@ impl GltfScene {
             textures: collected.textures,
             white: Texture::from_rgba8(gl, 1, 1, &[255; 4])?,
             camera,
+            name: path.display().to_string(),
+            nodes: collected.nodes,
+            aspect,
+            near: radius * 1e-3,
+            far: radius * 1e3,
         })
     }
 }
@@ -296,8 +339,8 @@ impl<'a> Loader<'a> {
         visited: &mut [bool],
         out: &mut Collected<'d>,
     ) -> Result<(), SceneError> {
-        let mut stack = vec![(node, parent)];
-        while let Some((node, parent)) = stack.pop() {
+        let mut stack = vec![(node, parent, None)];
+        while let Some((node, parent, parent_slot)) = stack.pop() {
             // glTF forbids cycles and shared children, but a corrupt file may have them;
             // walking one would never end.
             match visited.get_mut(node.index()) {
@@ -312,6 +355,15 @@ impl<'a> Loader<'a> {
                 }
             }
             let world = parent * Mat4::from_cols_array_2d(&node.transform().matrix());
+            let (translation, rotation, scale) = node.transform().decomposed();
+            let slot = out.nodes.len();
+            out.nodes.push(NodeSlot {
+                name: node.name().map(str::to_string),
+                parent: parent_slot,
+                translation: Vec3::from(translation),
+                rotation: Quat::from_array(rotation),
+                scale: Vec3::from(scale),
+            });
             if out.camera.is_none()
                 && let Some(camera) = node.camera()
             {
@@ -326,12 +378,17 @@ impl<'a> Loader<'a> {
             }
             if let Some(mesh) = node.mesh() {
                 for primitive in mesh.primitives() {
-                    self.primitive(&mesh, &primitive, world, out)?;
+                    self.primitive(&mesh, &primitive, world, slot, out)?;
                 }
             }
             // Reversed, so that the first child is the next popped (document order).
             let children: Vec<_> = node.children().collect();
-            stack.extend(children.into_iter().rev().map(|child| (child, world)));
+            stack.extend(
+                children
+                    .into_iter()
+                    .rev()
+                    .map(|child| (child, world, Some(slot))),
+            );
         }
         Ok(())
     }
@@ -341,6 +398,7 @@ impl<'a> Loader<'a> {
         mesh: &gltf::Mesh<'_>,
         primitive: &gltf::Primitive<'_>,
         world: Mat4,
+        node: usize,
         out: &mut Collected<'_>,
     ) -> Result<(), SceneError> {
         let what = format!(
@@ -440,17 +498,11 @@ impl<'a> Loader<'a> {
             }
             None => None,
         };
-        let linear = Mat3::from_mat4(world);
-        // A singular matrix flattens the primitive; any normal matrix will do for it.
-        let normal_matrix = if linear.determinant().abs() > f32::EPSILON {
-            Mat4::from_mat3(linear.inverse().transpose())
-        } else {
-            Mat4::IDENTITY
-        };
         out.draws.push(Draw {
+            node,
+            normal_matrix: normal_matrix(&world),
             mesh,
             model: world,
-            normal_matrix,
             base_color: Vec4::from(pbr.base_color_factor()),
             emissive: Vec3::from(material.emissive_factor()),
             texture,
@@ -832,6 +884,17 @@ fn own_camera(camera: &gltf::Camera<'_>, world: &Mat4, aspect: f32, bounds: &Bou
     CameraRig::Fixed { view, projection }
 }
 
+/// The matrix that carries normals for `world`.
+fn normal_matrix(world: &Mat4) -> Mat4 {
+    let linear = Mat3::from_mat4(*world);
+    // A singular matrix flattens the primitive; any normal matrix will do for it.
+    if linear.determinant().abs() > f32::EPSILON {
+        Mat4::from_mat3(linear.inverse().transpose())
+    } else {
+        Mat4::IDENTITY
+    }
+}
+
 fn positive_or(value: f32, fallback: f32) -> f32 {
     if value.is_finite() && value > 0.0 {
         value
@@ -860,7 +923,98 @@ fn framing_camera(bounds: &Bounds, aspect: f32) -> CameraRig {
     }
 }
 
+impl GltfScene {
+    /// The camera as a request would change it: the steered one, or the current view (at frame
+    /// 0 for the orbit) with the file's or the framing field of view.
+    fn steered_camera(&self) -> SteeredCamera {
+        if let CameraRig::Steered { camera, .. } = &self.camera {
+            return *camera;
+        }
+        let inverse = self.camera.view(0).inverse();
+        let eye = inverse.transform_point3(Vec3::ZERO);
+        let projection = self.camera.projection();
+        // A perspective projection's y scale is 1 / tan(fov / 2); an orthographic one has
+        // w = 1 and no field of view: then the framing one.
+        let fov = if projection.w_axis.w == 0.0 && projection.y_axis.y > 0.0 {
+            2.0 * (1.0 / projection.y_axis.y).atan()
+        } else {
+            FRAMING_FOV_RADIANS
+        };
+        SteeredCamera {
+            eye,
+            target: eye + inverse.transform_vector3(Vec3::NEG_Z),
+            up: inverse.transform_vector3(Vec3::Y).normalize_or(Vec3::Y),
+            fov_deg: fov.to_degrees(),
+        }
+    }
+
+    /// Each node's world matrix, from the local ones (parents come first).
+    fn worlds(nodes: &[NodeSlot]) -> Vec<Mat4> {
+        let mut worlds: Vec<Mat4> = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let parent = node.parent.map_or(Mat4::IDENTITY, |p| worlds[p]);
+            worlds.push(parent * node.local());
+        }
+        worlds
+    }
+}
+
 impl Scene for GltfScene {
+    fn apply(&mut self, settings: &Settings) -> Result<(), String> {
+        super::refuse_unsupported("glTF", settings, false, true, true)?;
+        let camera = match &settings.camera {
+            Some(change) => Some(self.steered_camera().changed(change)?),
+            None => None,
+        };
+        let mut moves = Vec::with_capacity(settings.nodes.len());
+        for (name, change) in &settings.nodes {
+            let Some(slot) = self
+                .nodes
+                .iter()
+                .position(|n| n.name.as_deref() == Some(name.as_str()))
+            else {
+                let names: Vec<&str> = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.name.as_deref())
+                    .take(20)
+                    .collect();
+                return Err(format!(
+                    "node {name:?}: {} has no node of that name (it has: {})",
+                    self.name,
+                    if names.is_empty() {
+                        "no named nodes".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ));
+            };
+            moves.push((slot, *change));
+        }
+        // Everything checked: apply.
+        if let Some(camera) = camera {
+            self.camera = CameraRig::Steered {
+                camera,
+                view: camera.view(),
+                projection: camera.projection(self.aspect, self.near, self.far),
+            };
+        }
+        if !moves.is_empty() {
+            for (slot, change) in moves {
+                let node = &mut self.nodes[slot];
+                node.translation = change.translation.unwrap_or(node.translation);
+                node.rotation = change.rotation.unwrap_or(node.rotation);
+                node.scale = change.scale.unwrap_or(node.scale);
+            }
+            let worlds = Self::worlds(&self.nodes);
+            for draw in &mut self.draws {
+                draw.model = worlds[draw.node];
+                draw.normal_matrix = normal_matrix(&draw.model);
+            }
+        }
+        Ok(())
+    }
+
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
         target.begin(Clear::Depth);
 

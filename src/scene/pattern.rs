@@ -40,6 +40,10 @@ impl PatternScene {
 }
 
 impl Scene for PatternScene {
+    fn apply(&mut self, settings: &crate::control::Settings) -> Result<(), String> {
+        super::refuse_unsupported("pattern", settings, false, false, false)
+    }
+
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
         target.begin(Clear::Nothing);
         let program = self.pass.program();

@@ -13,8 +13,11 @@ use std::path::Path;
 use glam::Vec3;
 
 use super::{Scene, SceneError, SceneOptions};
+use crate::control::Settings;
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{Clear, FullscreenPass, RenderTarget, Uniform};
+use crate::gl::objects::{
+    ActiveUniform, Clear, FullscreenPass, RenderTarget, Uniform, UniformKind,
+};
 
 /// The frame rate iTime assumes when the stream is not paced.
 const DEFAULT_FPS: f64 = 60.0;
@@ -24,7 +27,16 @@ pub struct ShaderScene {
     pass: FullscreenPass,
     seconds_per_frame: f64,
     uniforms: ShadertoyUniforms,
+    /// The file's name, for errors.
+    name: String,
+    /// The uniforms the user's file declares (and uses), settable by control requests.
+    user: Vec<ActiveUniform>,
+    /// Values requests set, by index into `user`; set again before every frame.
+    values: Vec<(usize, Vec<f32>)>,
 }
+
+/// The prologue's uniforms, which requests cannot set: time and size are the stream's.
+const PROLOGUE_UNIFORMS: [&str; 5] = ["iResolution", "iTime", "iTimeDelta", "iFrame", "iMouse"];
 
 /// The prologue's uniforms, looked up once (a lookup by name allocates in glow). Each is
 /// optional: a user's file need not use `iTime` or `iFrame`, and the compiler drops what it does
@@ -76,15 +88,82 @@ impl ShaderScene {
             time_delta: program.optional_uniform("iTimeDelta"),
             frame: program.optional_uniform("iFrame"),
         };
+        let user = program
+            .active_uniforms()
+            .into_iter()
+            .filter(|u| !PROLOGUE_UNIFORMS.contains(&u.name.as_str()))
+            .collect();
         Ok(Self {
             uniforms,
             pass,
             seconds_per_frame: 1.0 / fps,
+            name: path.display().to_string(),
+            user,
+            values: Vec::new(),
         })
     }
 }
 
+impl ShaderScene {
+    /// The value `numbers` gives uniform `name`, checked against what the file declares.
+    fn checked(&self, name: &str, numbers: &[f64]) -> Result<(usize, Vec<f32>), String> {
+        let Some(index) = self.user.iter().position(|u| u.name == name) else {
+            let declared: Vec<&str> = self.user.iter().map(|u| u.name.as_str()).collect();
+            return Err(format!(
+                "uniform {name}: {} declares no such uniform, or does not use it (it has: {})",
+                self.name,
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ));
+        };
+        let kind = self.user[index].kind;
+        let wrong = || {
+            format!(
+                "uniform {name} is a {}, not {} number{}",
+                kind.glsl(),
+                numbers.len(),
+                if numbers.len() == 1 { "" } else { "s" }
+            )
+        };
+        match kind {
+            UniformKind::Float(n) if n == numbers.len() => {
+                Ok((index, numbers.iter().map(|&x| x as f32).collect()))
+            }
+            UniformKind::Int
+                if numbers.len() == 1
+                    && numbers[0].fract() == 0.0
+                    && (i32::MIN as f64..=i32::MAX as f64).contains(&numbers[0]) =>
+            {
+                Ok((index, vec![numbers[0] as f32]))
+            }
+            UniformKind::Int if numbers.len() == 1 => {
+                Err(format!("uniform {name} is an int, not {}", numbers[0]))
+            }
+            _ => Err(wrong()),
+        }
+    }
+}
+
 impl Scene for ShaderScene {
+    fn apply(&mut self, settings: &Settings) -> Result<(), String> {
+        super::refuse_unsupported("shader", settings, true, false, false)?;
+        let checked = settings
+            .uniforms
+            .iter()
+            .map(|(name, value)| self.checked(name, &value.0))
+            .collect::<Result<Vec<_>, String>>()?;
+        for (index, value) in checked {
+            match self.values.iter_mut().find(|(i, _)| *i == index) {
+                Some(slot) => slot.1 = value,
+                None => self.values.push((index, value)),
+            }
+        }
+        Ok(())
+    }
+
     fn render(&mut self, frame_index: u64, target: &RenderTarget) {
         target.begin(Clear::Nothing);
         let program = self.pass.program();
@@ -103,6 +182,13 @@ impl Scene for ShaderScene {
         program.set_f32(&u.time_delta, self.seconds_per_frame as f32);
         // GLSL's int is 32-bit; past 2^31 frames the count wraps rather than going negative.
         program.set_i32(&u.frame, (frame_index % (1 << 31)) as i32);
+        for (index, value) in &self.values {
+            let uniform = &self.user[*index];
+            match uniform.kind {
+                UniformKind::Int => program.set_i32(&uniform.location, value[0] as i32),
+                _ => program.set_floats(&uniform.location, value),
+            }
+        }
         self.pass.draw();
     }
 }

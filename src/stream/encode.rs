@@ -269,13 +269,13 @@ impl Encoder {
                     out.strip_lens.push(strip.len() as u32);
                     out.payload.extend_from_slice(strip);
                 }
-                let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns());
+                let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns())
+                    .answering(frame.request_id());
                 protocol::encode_v2(
                     &info,
-                    compress.codec,
+                    Some(compress.codec),
                     layout,
                     &out.strip_lens,
-                    0,
                     &mut out.header,
                 )
                 .map_err(|e| CodecError::Encode {

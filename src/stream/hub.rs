@@ -33,6 +33,10 @@ pub trait Frame: Clone + Send + Sync {
     fn frame_index(&self) -> u64;
     /// When the frame was rendered, nanoseconds since the Unix epoch.
     fn timestamp_ns(&self) -> u64;
+    /// The control request the frame answers (0: none).
+    fn request_id(&self) -> u64 {
+        0
+    }
 }
 
 /// What a client that cannot keep up gets.
@@ -257,6 +261,11 @@ impl<F: Frame> Hub<F> {
             self.frame_ready.notify_all();
         }
         totals
+    }
+
+    /// The current epoch (it moves on when a consumer joins an idle server).
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
     }
 
     /// Number of connected clients (helpers not counted).

@@ -67,6 +67,9 @@ pub struct Feed<F> {
     pool: OnceLock<Arc<rayon::ThreadPool>>,
     /// The encode stage: one encoder per target any output asked for.
     encoders: Mutex<Vec<Arc<Encoder>>>,
+    /// Whether frames carry the id of the control request they answer, so that glstream
+    /// headers must be version 2 (the one with the field).
+    pub request_ids: bool,
 }
 
 impl<F: Frame> Feed<F> {
@@ -88,7 +91,14 @@ impl<F: Frame> Feed<F> {
             compress_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pool: OnceLock::new(),
             encoders: Mutex::new(Vec::new()),
+            request_ids: false,
         }
+    }
+
+    /// Frames carry control request ids (`--control`): glstream headers are version 2.
+    pub fn with_request_ids(mut self, request_ids: bool) -> Self {
+        self.request_ids = request_ids;
+        self
     }
 
     /// Encodes with `threads` worker threads (and cuts compressed frames into as many strips).

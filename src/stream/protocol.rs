@@ -146,16 +146,24 @@ pub struct FrameInfo {
     pub frame_index: u64,
     /// When the frame was rendered, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
+    /// The control request it answers (0: none); only a version 2 header carries it.
+    pub request_id: u64,
 }
 
 impl FrameInfo {
-    /// Frame `frame_index` of `shape`, rendered at `timestamp_ns`.
+    /// Frame `frame_index` of `shape`, rendered at `timestamp_ns`, answering no request.
     pub fn new(shape: FrameShape, frame_index: u64, timestamp_ns: u64) -> Self {
         Self {
             shape,
             frame_index,
             timestamp_ns,
+            request_id: 0,
         }
+    }
+
+    /// The same frame, answering request `request_id`.
+    pub fn answering(self, request_id: u64) -> Self {
+        Self { request_id, ..self }
     }
 
     /// Bytes per row.
@@ -520,12 +528,18 @@ pub fn glstream_header_len(first: &[u8]) -> Result<usize, ProtocolError> {
 fn decode_v2(bytes: &[u8], shared: Decoded) -> Result<Decoded, ProtocolError> {
     let bad = |why: String| ProtocolError::BadStrips(why);
     let code = u32_at(bytes, 28);
-    let codec = Codec::from_code(code)
-        .filter(|c| c.carries(shared.format))
-        .ok_or(ProtocolError::BadCodec {
-            code,
-            format: shared.format.name(),
-        })?;
+    // Code 0: uncompressed (a stream whose frames carry request ids).
+    let codec = match code {
+        0 => None,
+        _ => Some(
+            Codec::from_code(code)
+                .filter(|c| c.carries(shared.format))
+                .ok_or(ProtocolError::BadCodec {
+                    code,
+                    format: shared.format.name(),
+                })?,
+        ),
+    };
     let raw_len = u64_at(bytes, 56);
     if raw_len != shared.raw_len() {
         return Err(ProtocolError::LengthMismatch {
@@ -557,11 +571,34 @@ fn decode_v2(bytes: &[u8], shared: Decoded) -> Result<Decoded, ProtocolError> {
             shared.payload_len
         )));
     }
+    if codec.is_none() && shared.payload_len != raw_len {
+        return Err(ProtocolError::LengthMismatch {
+            payload_len: shared.payload_len,
+            width_px: shared.width_px,
+            height_px: shared.height_px,
+            format: shared.format.name(),
+            expected: raw_len,
+        });
+    }
     Ok(Decoded {
-        encoding: Some(Encoding { codec, layout }),
+        encoding: codec.map(|codec| Encoding { codec, layout }),
         request_id: u64_at(bytes, 64),
         ..shared
     })
+}
+
+/// Writes the version 2 header of an uncompressed frame (codec 0, one strip): what a stream
+/// whose frames answer control requests sends, so that each frame carries its request id.
+pub fn encode_tagged(info: &FrameInfo, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    let raw = info.payload_len();
+    let len = u32::try_from(raw).map_err(|_| {
+        ProtocolError::BadStrips(format!(
+            "an uncompressed frame of {raw} bytes does not fit one strip's 32-bit length"
+        ))
+    })?;
+    let layout = Layout::checked(info.shape.height_px, info.shape.height_px.max(1))
+        .ok_or_else(|| ProtocolError::BadStrips("an empty frame".into()))?;
+    encode_v2(info, None, layout, &[len], out)
 }
 
 /// The encoded length of each strip in a version 2 header (`header`, whole); nothing for a
@@ -578,14 +615,14 @@ pub fn strip_lengths(header: &[u8]) -> impl Iterator<Item = u32> + '_ {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Writes the version 2 header of a compressed frame into `out` (cleared first): `info` as
-/// version 1 has it, `codec`, `layout` and each strip's encoded length.
+/// Writes the version 2 header of a frame into `out` (cleared first): `info` as version 1 has
+/// it and its request id, `codec` (`None`: uncompressed), `layout` and each strip's encoded
+/// length.
 pub fn encode_v2(
     info: &FrameInfo,
-    codec: Codec,
+    codec: Option<Codec>,
     layout: Layout,
     strip_lens: &[u32],
-    request_id: u64,
     out: &mut Vec<u8>,
 ) -> Result<(), ProtocolError> {
     let stride = u32::try_from(info.stride_bytes())
@@ -613,12 +650,12 @@ pub fn encode_v2(
     out.extend_from_slice(&info.shape.format.code().to_le_bytes());
     out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&stride.to_le_bytes());
-    out.extend_from_slice(&codec.code().to_le_bytes());
+    out.extend_from_slice(&codec.map_or(0, Codec::code).to_le_bytes());
     out.extend_from_slice(&info.frame_index.to_le_bytes());
     out.extend_from_slice(&info.timestamp_ns.to_le_bytes());
     out.extend_from_slice(&payload_len.to_le_bytes());
     out.extend_from_slice(&info.payload_len().to_le_bytes());
-    out.extend_from_slice(&request_id.to_le_bytes());
+    out.extend_from_slice(&info.request_id.to_le_bytes());
     out.extend_from_slice(&layout.strips.to_le_bytes());
     out.extend_from_slice(&layout.rows_per_strip.to_le_bytes());
     for len in strip_lens {
@@ -642,6 +679,7 @@ mod tests {
             },
             frame_index: 0,
             timestamp_ns: 0,
+            request_id: 0,
         }
     }
 
@@ -702,6 +740,7 @@ mod tests {
             },
             frame_index: 7,
             timestamp_ns: 0x0102_0304_0506_0708,
+            request_id: 0,
         };
         let h = encoded(HeaderMode::Glstream, &frame);
         assert_eq!(h.len(), 56);
@@ -733,6 +772,7 @@ mod tests {
                 },
                 frame_index: u64::MAX,
                 timestamp_ns: 1_700_000_000_000_000_000,
+                request_id: 0,
             };
             let d = decode(
                 HeaderMode::Glstream,

@@ -59,7 +59,7 @@ use super::output::{
 };
 use crate::format::Format;
 
-/// The per-frame user header of the shared-memory stream, `#[repr(C)]`, 40 bytes, aligned to 8,
+/// The per-frame user header of the shared-memory stream, `#[repr(C)]`, 48 bytes, aligned to 8,
 /// native byte order. Its iceoryx2 type name is [`FRAME_HEADER_TYPE_NAME`]; a consumer's header
 /// type must have that name, this size and this alignment (a Python `ctypes.Structure` with these
 /// fields in this order and `type_name()` returning the name does).
@@ -87,12 +87,14 @@ pub struct FrameHeader {
     pub stride: u32,
     /// Zero.
     pub reserved: u32,
+    /// The control request this frame answers (`--control`); 0 for none.
+    pub request_id: u64,
 }
 
 /// The header type's name as iceoryx2 compares it when a subscriber opens the service.
 pub const FRAME_HEADER_TYPE_NAME: &str = "glstream::FrameHeader";
 /// Bytes of [`FrameHeader`].
-pub const FRAME_HEADER_LEN: usize = 40;
+pub const FRAME_HEADER_LEN: usize = 48;
 /// [`FrameHeader::flags`] bit: rows are top-down.
 pub const FLAG_TOP_DOWN: u32 = 1;
 
@@ -100,6 +102,7 @@ const _: () = assert!(std::mem::size_of::<FrameHeader>() == FRAME_HEADER_LEN);
 const _: () = assert!(std::mem::align_of::<FrameHeader>() == 8);
 const _: () = assert!(std::mem::offset_of!(FrameHeader, width) == 16);
 const _: () = assert!(std::mem::offset_of!(FrameHeader, reserved) == 36);
+const _: () = assert!(std::mem::offset_of!(FrameHeader, request_id) == 40);
 
 impl FrameHeader {
     /// The header of `frame`, of a stream shaped `shape`.
@@ -113,6 +116,7 @@ impl FrameHeader {
             flags: if shape.top_down { FLAG_TOP_DOWN } else { 0 },
             stride: shape.width_px * shape.format.bytes_per_pixel(),
             reserved: 0,
+            request_id: 0,
         }
     }
 
@@ -753,8 +757,10 @@ impl Sink for ShmSink<'_> {
                 SendError::Failed(io::Error::other(format!("cannot loan: {}", words(&e))))
             })?;
         let mut sample = sample.write_from_slice(payload);
-        *sample.user_header_mut() =
-            FrameHeader::new(shape, frame.frame_index(), frame.timestamp_ns());
+        *sample.user_header_mut() = FrameHeader {
+            request_id: frame.request_id(),
+            ..FrameHeader::new(shape, frame.frame_index(), frame.timestamp_ns())
+        };
         match sample.send() {
             Ok(_) => publishing.notify(),
             Err(_) if (deadline.aborted)() => return Err(SendError::Aborted { sent: 0, total }),
@@ -794,8 +800,9 @@ mod tests {
             offset_of!(FrameHeader, flags),
             offset_of!(FrameHeader, stride),
             offset_of!(FrameHeader, reserved),
+            offset_of!(FrameHeader, request_id),
         ];
-        assert_eq!(offsets, [0, 8, 16, 20, 24, 28, 32, 36]);
+        assert_eq!(offsets, [0, 8, 16, 20, 24, 28, 32, 36, 40]);
     }
 
     #[test]

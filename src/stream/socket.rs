@@ -31,7 +31,7 @@ use super::output::{
     BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
     serve_sink,
 };
-use super::protocol::{FrameInfo, HeaderMode, MAX_HEADER_LEN, encode};
+use super::protocol::{self, FrameInfo, HeaderMode, MAX_HEADER_LEN, encode};
 use crate::codec::Compress;
 
 /// Why a socket output could not be set up.
@@ -332,6 +332,9 @@ impl<F: Frame> Output<F> for SocketOutput {
         };
         let framing = move || match &encoder {
             Some(encoder) => Framing::Encoded(encoder.demand(&feed.stats.stages.encode)),
+            None if header == HeaderMode::Glstream && feed.request_ids => {
+                Framing::Tagged(Vec::new())
+            }
             None => Framing::Header(header),
         };
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send + 'scope>| {
@@ -688,6 +691,9 @@ impl Conn {
 /// frame's encoding with its glstream v2 header.
 enum Framing<'env> {
     Header(HeaderMode),
+    /// An uncompressed glstream version 2 header (built in the buffer), which carries the
+    /// control request a frame answers.
+    Tagged(Vec<u8>),
     Encoded(Encoding<'env>),
 }
 
@@ -712,7 +718,14 @@ impl Sink for Writer<'_> {
     ) -> Result<u64, SendError> {
         let mut header = [0u8; MAX_HEADER_LEN];
         let encoded;
-        let (header, payload) = match &self.framing {
+        let (header, payload) = match &mut self.framing {
+            Framing::Tagged(buffer) => {
+                let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns())
+                    .answering(frame.request_id());
+                protocol::encode_tagged(&info, buffer)
+                    .map_err(|e| SendError::Failed(io::Error::other(e)))?;
+                (&buffer[..], frame.bytes())
+            }
             Framing::Header(mode) => {
                 let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns());
                 // The size was checked against the header when the stream was set up.

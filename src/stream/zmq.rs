@@ -419,6 +419,18 @@ pub fn header_part(shape: &FrameShape, frame_index: u64, timestamp_ns: u64) -> [
     header
 }
 
+/// Part 1 of a frame that answers control requests (`--control`): an uncompressed glstream
+/// version 2 header with the request's id, built in `out`.
+fn tagged_part<F: Frame>(
+    shape: &FrameShape,
+    frame: &F,
+    out: &mut Vec<u8>,
+) -> Result<(), SendError> {
+    let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns())
+        .answering(frame.request_id());
+    protocol::encode_tagged(&info, out).map_err(|e| SendError::Failed(io::Error::other(e)))
+}
+
 /// Checks a received [header, payload] pair against the contract and returns what the header
 /// says.
 pub fn decode_parts(header: &[u8], payload: &[u8]) -> Result<Decoded, ZmqError> {
@@ -562,6 +574,8 @@ impl<F: Frame> Output<F> for ZmqOutput {
                         hub: &feed.hub,
                         copies: Copies::default(),
                         encoding,
+                        tagged: feed.request_ids,
+                        tagged_header: Vec::new(),
                     };
                     serve_sink(feed, id, sink, "zmq push");
                 })
@@ -694,6 +708,9 @@ struct PushSink<'a, F> {
     copies: Copies,
     /// Where compressed frames come from (`--compress`).
     encoding: Option<Encoding<'a>>,
+    /// Whether frames carry control request ids (a version 2 header, built here).
+    tagged: bool,
+    tagged_header: Vec<u8>,
 }
 
 impl<F: Frame> Sink for PushSink<'_, F> {
@@ -706,6 +723,10 @@ impl<F: Frame> Sink for PushSink<'_, F> {
         let raw_header;
         let encoded;
         let (header, payload) = match &self.encoding {
+            None if self.tagged => {
+                tagged_part(shape, frame, &mut self.tagged_header)?;
+                (&self.tagged_header[..], frame.bytes())
+            }
             None => {
                 raw_header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
                 (&raw_header[..], frame.bytes())
@@ -788,6 +809,8 @@ fn serve_pub<F: Frame>(
                 topics: &mut topics,
                 copies: &mut copies,
                 encoding,
+                tagged: feed.request_ids,
+                tagged_header: Vec::new(),
             };
             let departure = serve_sink(feed, id, sink, "zmq pub subscribers");
             failed = matches!(departure.failure, Some(SendError::Failed(_)));
@@ -923,6 +946,9 @@ struct PubSink<'a> {
     copies: &'a mut Copies,
     /// Where compressed frames come from (`--compress`).
     encoding: Option<Encoding<'a>>,
+    /// Whether frames carry control request ids (a version 2 header, built here).
+    tagged: bool,
+    tagged_header: Vec<u8>,
 }
 
 impl Sink for PubSink<'_> {
@@ -942,6 +968,10 @@ impl Sink for PubSink<'_> {
         let raw_header;
         let encoded;
         let (header, payload) = match &self.encoding {
+            None if self.tagged => {
+                tagged_part(shape, frame, &mut self.tagged_header)?;
+                (&self.tagged_header[..], frame.bytes())
+            }
             None => {
                 raw_header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
                 (&raw_header[..], frame.bytes())

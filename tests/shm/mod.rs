@@ -86,7 +86,7 @@ fn the_python_header_is_the_rust_header_byte_for_byte() {
     // The example's ctypes structure, filled with distinct values, as bytes; and its layout.
     let script = "import sys; sys.path.insert(0, 'examples'); import ctypes; \
         from shm_consumer import FrameHeader as H; \
-        h = H(0x0102030405060708, 0x1112131415161718, 21, 22, 23, 24, 25, 26); \
+        h = H(0x0102030405060708, 0x1112131415161718, 21, 22, 23, 24, 25, 26, 0x2122232425262728); \
         print(bytes(h).hex(), ctypes.sizeof(H), ctypes.alignment(H), H.type_name(), \
         *[getattr(H, f).offset for f, _ in H._fields_])";
     let output = run_python(&["-c", script]);
@@ -106,6 +106,7 @@ fn the_python_header_is_the_rust_header_byte_for_byte() {
         flags: 24,
         stride: 25,
         reserved: 26,
+        request_id: 0x2122232425262728,
     };
     // The Rust header's bytes, field by field at its own offsets, in native order.
     let mut bytes = [0u8; FRAME_HEADER_LEN];
@@ -138,12 +139,19 @@ fn the_python_header_is_the_rust_header_byte_for_byte() {
         offset_of!(FrameHeader, reserved),
         &header.reserved.to_ne_bytes(),
     );
+    put(
+        offset_of!(FrameHeader, request_id),
+        &header.request_id.to_ne_bytes(),
+    );
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(fields[0], hex, "bytes");
     assert_eq!(fields[1], std::mem::size_of::<FrameHeader>().to_string());
     assert_eq!(fields[2], std::mem::align_of::<FrameHeader>().to_string());
     assert_eq!(fields[3], FRAME_HEADER_TYPE_NAME);
-    assert_eq!(fields[4..], ["0", "8", "16", "20", "24", "28", "32", "36"]);
+    assert_eq!(
+        fields[4..],
+        ["0", "8", "16", "20", "24", "28", "32", "36", "40"]
+    );
 }
 
 #[test]

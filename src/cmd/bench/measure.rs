@@ -86,6 +86,7 @@ pub fn readback(renderer: &mut Renderer<'_>, warmup: u64, frames: u64) -> Result
             sequence: frame,
             frame_index: frame,
             timestamp_ns: 0,
+            request_id: 0,
         })?;
         let t2 = Instant::now();
         if renderer.ring.is_full() {
@@ -199,6 +200,7 @@ pub fn end_to_end(
         send_timeout: Duration::from_secs(30),
         shard: Shard::ALL,
         compress_threads: 1,
+        control: None,
     };
     let output: Box<dyn StreamOutput<FrameLease<'_>>> = match (&target, &service) {
         (Some(target), _) => {
@@ -260,7 +262,7 @@ pub fn end_to_end(
         send: Duration::ZERO,
         allocs_end: None,
     };
-    let streamed = serve::stream(&config, renderer, vec![output], &stop, &mut observer);
+    let streamed = serve::stream(&config, renderer, vec![output], None, &stop, &mut observer);
     let ended = Instant::now();
     let BenchObserver {
         stages,
