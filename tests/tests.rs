@@ -7,6 +7,7 @@ mod hardening;
 mod http;
 mod http_hardening;
 mod lifecycle;
+mod outputs_hardening;
 mod recipes;
 mod scenes;
 mod shm;

@@ -15,6 +15,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 mod bench;
 mod compare;
+mod outputs;
 mod recv;
 mod serve;
 pub mod size;

@@ -9,7 +9,7 @@ use crate::format::Format;
 use crate::stream::protocol::HeaderMode;
 use crate::stream::zmq::RecvPattern;
 
-use super::serve::MAX_ZMQ_HWM;
+use super::outputs::MAX_ZMQ_HWM;
 
 /// Options of `glstream recv`. One source is required, and a missing one is reported with
 /// every kind there is (TCP, Unix, ZeroMQ, shared memory), not only the first.

@@ -1,25 +1,17 @@
 //! Options of the default action, serving the stream, and their validation.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
 
-use std::sync::Arc;
-
+use super::outputs::{OutputArgs, OutputEntry, StreamSettings};
 use super::{MAX_CLIENTS, RenderArgs, positive, seconds};
 use crate::codec::Compress;
-use crate::gl::readback::FrameLease;
 use crate::render::RenderOptions;
-use crate::stream::http::HttpConfig;
 use crate::stream::hub::Policy;
-use crate::stream::output::OutputConfig;
-use crate::stream::protocol::HeaderMode;
-use crate::stream::shm::{self, ShmConfig};
-use crate::stream::socket::{SendBuffer, SocketConfig, Transport};
-use crate::stream::zmq::{self, Pattern, ZmqConfig};
+use crate::stream::protocol::check_frame_bytes;
 
 /// Options of the default action: render and stream.
 #[derive(Debug, Args)]
@@ -32,39 +24,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
 
-    /// TCP port to listen on; 0 picks a free one (the "listening on" line says which). The
-    /// TCP listener runs when --port is given or no other output is [default: 9000].
-    #[arg(long)]
-    pub port: Option<u16>,
-
-    /// Also (or, without --port, only) listen on a Unix domain socket at PATH (a stale socket
-    /// file is replaced, a live one is not).
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<PathBuf>,
-
-    /// Connect out to a consumer listening at HOST:PORT (as a Blender game script would);
-    /// reconnect with backoff when it goes away.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub connect: Option<String>,
-
-    /// Also (or, without --port, only) publish every frame on the iceoryx2 shared-memory service
-    /// SERVICE (e.g. glstream/frames): payload [u8], user header glstream::FrameHeader (see
-    /// README). Default policy: latest.
-    #[arg(long, value_name = "SERVICE")]
-    pub shm: Option<String>,
-
-    /// Write the stream to standard output (logs stay on stderr); with --header raw it pipes
-    /// straight into ffmpeg -f rawvideo. The stream ends when the reader does.
-    #[arg(long)]
-    pub stdout: bool,
+    /// Each output's flags.
+    #[command(flatten)]
+    pub outputs: OutputArgs,
 
     /// Refuse connections beyond this many clients.
     #[arg(long, default_value_t = 32)]
     pub max_clients: usize,
-
-    /// Header before each frame.
-    #[arg(long, value_enum, default_value_t = HeaderMode::Blender)]
-    pub header: HeaderMode,
 
     /// What a client that cannot keep up gets: skipped frames (latest), or a render loop that
     /// waits for it (lossless). Default: latest for sockets, lossless for --stdout, which is a
@@ -85,52 +51,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10.0)]
     pub send_timeout: f64,
 
-    /// Send buffer of each TCP consumer's socket: auto (half of one core's L2 cache, which
-    /// measured fastest for a consumer on the same machine), system (the kernel's autotuning), or
-    /// a size in bytes (suffix K or M for KiB or MiB). Linux caps it at net.core.wmem_max.
-    #[arg(long, default_value = "auto", value_parser = parse_send_buffer)]
-    pub send_buffer: SendBuffer,
-
-    /// ZeroMQ: bind this endpoint (tcp://HOST:PORT, tcp://HOST:* for any free port, or
-    /// ipc://PATH); repeatable. Each frame is a two-part message: the 56-byte glstream header,
-    /// then the payload.
-    #[arg(long = "zmq-bind", value_name = "ENDPOINT")]
-    pub zmq_bind: Vec<String>,
-
-    /// ZeroMQ: connect to this endpoint (tcp://HOST:PORT or ipc://PATH); repeatable. ZeroMQ
-    /// reconnects on its own when the peer goes away.
-    #[arg(long = "zmq-connect", value_name = "ENDPOINT")]
-    pub zmq_connect: Vec<String>,
-
-    /// ZeroMQ pattern: push (each frame to one peer; the renderer waits when all are full) or
-    /// pub (every subscriber gets what it keeps up with; nothing is rendered without one).
-    #[arg(long, value_enum, default_value_t = Pattern::Push)]
-    pub zmq_pattern: Pattern,
-
-    /// ZeroMQ high-water mark: frames queued per peer before push waits or pub drops.
-    #[arg(long, default_value_t = 2)]
-    pub zmq_hwm: u32,
-
     /// Render only the frame indices i with i mod N == K (a render farm of N producers; with
     /// --frames M, this producer renders the indices below M of its shard). Needs an output
     /// whose frames carry their index: ZeroMQ, --shm, or --header glstream.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
-
-    /// Serve HTTP on this port (on --bind; 0 picks a free one): a live page at /, MJPEG at
-    /// /stream.mjpg, the next frame at /frame.png, Prometheus metrics at /metrics and
-    /// /healthz. Runs beside the other outputs, or alone.
-    #[arg(long, value_name = "PORT")]
-    pub http: Option<u16>,
-
-    /// Frames per second each HTTP viewer gets at most (/stream.mjpg); with --http only
-    /// [default: 10].
-    #[arg(long)]
-    pub preview_fps: Option<f64>,
-
-    /// JPEG quality of /stream.mjpg, 1 to 100; with --http only [default: 80].
-    #[arg(long)]
-    pub jpeg_quality: Option<u8>,
 
     /// Take control requests (JSON, see docs/control.md) on a ZeroMQ ROUTER/REP socket at
     /// ENDPOINT: tcp://HOST:PORT, tcp://HOST:* (any free port), ipc://PATH, or a bare PORT on
@@ -155,12 +80,6 @@ pub struct ServeArgs {
     /// [default: the available cores].
     #[arg(long, value_name = "N")]
     pub compress_threads: Option<usize>,
-
-    /// Also answer HTTP requests whose Host is NAME (repeatable). On a loopback --bind only
-    /// localhost, 127.x.x.x, [::1] and the bound address are answered (421 otherwise: DNS
-    /// rebinding); given any, the same list applies on every address.
-    #[arg(long = "http-allow-host", value_name = "NAME")]
-    pub http_allow_host: Vec<String>,
 }
 
 /// One producer's part of a render farm: the frame indices `i` with `i % count == index`.
@@ -193,13 +112,6 @@ impl Shard {
         }
     }
 }
-
-/// The TCP port when none is given.
-pub const DEFAULT_PORT: u16 = 9000;
-
-/// One output of a stream as configured, whatever it is: the render loop binds and starts it
-/// for frames of any context's lifetime.
-pub type OutputEntry = Arc<dyn for<'ctx> OutputConfig<FrameLease<'ctx>>>;
 
 /// Validated serve configuration.
 #[derive(Debug, Clone)]
@@ -236,46 +148,12 @@ pub struct ControlConfig {
     pub on_request: bool,
 }
 
-/// `--send-buffer`: auto, system, or bytes with an optional K or M (KiB, MiB) suffix, from 4 KiB
-/// to 1 GiB (setsockopt takes a C int).
-fn parse_send_buffer(text: &str) -> Result<SendBuffer, String> {
-    const MIN: u64 = 4 << 10;
-    const MAX: u64 = 1 << 30;
-    match text {
-        "auto" => return Ok(crate::cli::size::auto_send_buffer()),
-        "system" => return Ok(SendBuffer::System),
-        _ => {}
-    }
-    let bytes = crate::cli::size::parse_size(text).ok_or_else(|| {
-        format!("expected auto, system or a size in bytes (like 524288 or 512K), got {text:?}")
-    })?;
-    if !(MIN..=MAX).contains(&bytes) {
-        return Err(format!("{text} is out of range: 4K to 1024M"));
-    }
-    Ok(SendBuffer::Bytes(bytes as usize))
-}
-
-/// Checks that `addr` is HOST:PORT with a port from 1 to 65535. Whether the host resolves is
-/// only known later (a consumer's name may not resolve yet), so that is retried, not refused.
-fn check_connect_address(addr: &str) -> Result<()> {
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        bail!("--connect {addr}: expected HOST:PORT");
-    };
-    if host.is_empty() {
-        bail!("--connect {addr}: the host is missing (expected HOST:PORT)");
-    }
-    match port.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(()),
-        _ => bail!("--connect {addr}: '{port}' is not a port (1 to 65535)"),
-    }
-}
-
 /// The most threads `--compress-threads` takes.
 pub const MAX_COMPRESS_THREADS: usize = 256;
 
 impl ServeArgs {
-    /// Checks `--compress` against the header, the format and the outputs, and returns the
-    /// encoding threads.
+    /// Checks `--compress` against the format and the threads, and returns the encoding
+    /// threads (the socket and ZeroMQ outputs check it against their own flags).
     fn check_compress(&self, render: &RenderOptions) -> Result<usize> {
         let threads = match self.compress_threads {
             Some(n) if !(1..=MAX_COMPRESS_THREADS).contains(&n) => {
@@ -291,81 +169,48 @@ impl ServeArgs {
             return Ok(threads);
         };
         compress.codec.check_format(render.format)?;
-        let zmq = !self.zmq_bind.is_empty() || !self.zmq_connect.is_empty();
-        let sockets = self.port.is_some()
-            || self.unix.is_some()
-            || self.connect.is_some()
-            || self.stdout
-            // The TCP listener runs when nothing else is asked for.
-            || !(zmq || self.shm.is_some() || self.http.is_some());
-        if sockets && self.header != HeaderMode::Glstream {
-            bail!(
-                "--compress {compress}: the {} header cannot name a codec; use --header glstream \
-                 (its version 2 carries the codec and the strips)",
-                self.header.name()
-            );
-        }
-        if !sockets && !zmq {
-            bail!(
-                "--compress {compress}: it applies to TCP, Unix, --connect, --stdout and ZeroMQ \
-                 outputs, and none is asked for (shared memory and HTTP are never compressed)"
-            );
-        }
         Ok(threads)
     }
 
-    /// The outputs asked for, in a fixed order: the socket outputs first (so `--stdout` takes
-    /// stdout before anything else is bound), then shared memory, ZeroMQ and HTTP. The TCP
-    /// listener runs when --port is given or nothing else is, so `--unix PATH` alone serves only
-    /// the socket file.
-    fn outputs(
-        &self,
-        render: &RenderOptions,
-        frame_interval: Option<Duration>,
-    ) -> Result<Vec<OutputEntry>> {
-        let socket = |transport| -> OutputEntry {
-            Arc::new(SocketConfig {
-                transport,
-                header: self.header,
-                send_buffer: self.send_buffer,
-                compress: self.compress,
-            })
+    /// `--control` and `--on-request`, checked; a bare port is on `--bind`.
+    fn control(&self) -> Result<Option<ControlConfig>> {
+        let Some(endpoint) = &self.control else {
+            if self.on_request {
+                bail!("--on-request renders what control requests ask: give --control too");
+            }
+            return Ok(None);
         };
-        let mut outputs: Vec<OutputEntry> = Vec::new();
-        if let Some(path) = &self.unix {
-            outputs.push(socket(Transport::Unix(path.clone())));
+        if self.shard.is_some() {
+            bail!(
+                "--control with --shard: a steered stream renders what its requests ask, not a \
+                 shard of the frame indices"
+            );
         }
-        if let Some(addr) = &self.connect {
-            check_connect_address(addr)?;
-            outputs.push(socket(Transport::Connect(addr.clone())));
-        }
-        if self.stdout {
-            outputs.push(socket(Transport::Stdout));
-        }
-        if let Some(service) = &self.shm {
-            shm::check_service_name(service)?;
-            outputs.push(Arc::new(ShmConfig {
-                service: service.clone(),
-            }));
-        }
-        if let Some(zmq) = self.zmq()? {
-            outputs.push(Arc::new(zmq));
-        }
-        if let Some(http) = self.http_config(render, frame_interval)? {
-            outputs.push(Arc::new(http));
-        }
-        if self.port.is_some() || outputs.is_empty() {
-            let port = self.port.unwrap_or(DEFAULT_PORT);
-            outputs.insert(0, socket(Transport::Tcp(SocketAddr::new(self.bind, port))));
-        }
-        Ok(outputs)
+        let endpoint = if !endpoint.is_empty() && endpoint.bytes().all(|b| b.is_ascii_digit()) {
+            let port: u16 =
+                endpoint.parse().ok().filter(|&p| p > 0).ok_or_else(|| {
+                    anyhow::anyhow!("--control {endpoint}: not a port (1 to 65535)")
+                })?;
+            match self.bind {
+                IpAddr::V4(ip) => format!("tcp://{ip}:{port}"),
+                IpAddr::V6(ip) => format!("tcp://[{ip}]:{port}"),
+            }
+        } else {
+            endpoint.clone()
+        };
+        crate::stream::zmq::check_endpoint("--control", &endpoint)?;
+        Ok(Some(ControlConfig {
+            endpoint,
+            on_request: self.on_request,
+        }))
     }
 
     /// Checks every option that can be checked without GL.
     pub fn validate(&self) -> Result<ServeConfig> {
         let mut render = self.render.validate()?;
-        self.header
-            .check_size(render.width_px, render.height_px, render.format)?;
+        // Whatever the outputs: a frame's byte count must fit (each output checks what its own
+        // headers can describe).
+        check_frame_bytes(render.width_px, render.height_px, render.format)?;
         if self.frames == Some(0) {
             bail!("--frames 0: nothing to render; leave it out to stream until stopped");
         }
@@ -381,39 +226,21 @@ impl ServeArgs {
         };
         render.scene.frame_rate = self.fps;
         let compress_threads = self.check_compress(&render)?;
-        let control = match &self.control {
-            Some(endpoint) => {
-                if self.shard.is_some() {
-                    bail!(
-                        "--control with --shard: a steered stream renders what its requests \
-                         ask, not a shard of the frame indices"
-                    );
-                }
-                let endpoint = if !endpoint.is_empty()
-                    && endpoint.bytes().all(|b| b.is_ascii_digit())
-                {
-                    let port: u16 = endpoint.parse().ok().filter(|&p| p > 0).ok_or_else(|| {
-                        anyhow::anyhow!("--control {endpoint}: not a port (1 to 65535)")
-                    })?;
-                    match self.bind {
-                        IpAddr::V4(ip) => format!("tcp://{ip}:{port}"),
-                        IpAddr::V6(ip) => format!("tcp://[{ip}]:{port}"),
-                    }
-                } else {
-                    endpoint.clone()
-                };
-                crate::stream::zmq::check_endpoint("--control", &endpoint)?;
-                Some(ControlConfig {
-                    endpoint,
-                    on_request: self.on_request,
-                })
-            }
-            None if self.on_request => {
-                bail!("--on-request renders what control requests ask: give --control too")
-            }
-            None => None,
-        };
-        let outputs = self.outputs(&render, frame_interval)?;
+        let control = self.control()?;
+        let outputs = self.outputs.configure(&StreamSettings {
+            render: &render,
+            bind: self.bind,
+            frame_interval,
+            compress: self.compress,
+        })?;
+        if let Some(compress) = self.compress
+            && !outputs.iter().any(|o| o.compresses())
+        {
+            bail!(
+                "--compress {compress}: it applies to TCP, Unix, --connect, --stdout and ZeroMQ \
+                 outputs, and none is asked for (shared memory and HTTP are never compressed)"
+            );
+        }
         let shard = match &self.shard {
             Some(text) => Shard::parse(text)?,
             None => Shard::ALL,
@@ -428,7 +255,7 @@ impl ServeArgs {
                 "--shard {text}: the {} header carries no frame index, so consumers could not \
                  order the farm's frames; use it with --zmq-bind/--zmq-connect, --shm or \
                  --header glstream",
-                self.header.name()
+                self.outputs.socket.header.name()
             );
         }
         if let Some(frames) = self.frames
@@ -457,107 +284,17 @@ impl ServeArgs {
             shard,
         })
     }
-
-    /// The HTTP output, if --http was given.
-    fn http_config(
-        &self,
-        render: &RenderOptions,
-        frame_interval: Option<Duration>,
-    ) -> Result<Option<HttpConfig>> {
-        let Some(port) = self.http else {
-            for (flag, given) in [
-                ("--preview-fps", self.preview_fps.is_some()),
-                ("--jpeg-quality", self.jpeg_quality.is_some()),
-                ("--http-allow-host", !self.http_allow_host.is_empty()),
-            ] {
-                if given {
-                    bail!("{flag} applies to the HTTP output only; add --http PORT or drop {flag}");
-                }
-            }
-            return Ok(None);
-        };
-        let preview_fps = self.preview_fps.unwrap_or(DEFAULT_PREVIEW_FPS);
-        let mut allowed_hosts = Vec::new();
-        for name in &self.http_allow_host {
-            // As a Host header carries it, less the port (any port is answered).
-            let bare = name
-                .strip_prefix('[')
-                .and_then(|n| n.strip_suffix(']'))
-                .unwrap_or(name);
-            let hostname = !bare.is_empty()
-                && bare
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if !hostname && bare.parse::<IpAddr>().is_err() {
-                bail!("--http-allow-host {name:?}: give a host name or an address, without a port");
-            }
-            allowed_hosts.push(bare.to_ascii_lowercase());
-        }
-        let preview_interval = seconds(
-            "--preview-fps",
-            1.0 / positive("--preview-fps", preview_fps)?,
-            "a rate",
-        )?;
-        let jpeg_quality = self.jpeg_quality.unwrap_or(DEFAULT_JPEG_QUALITY);
-        if !(1..=100).contains(&jpeg_quality) {
-            bail!("--jpeg-quality {jpeg_quality}: must be between 1 and 100");
-        }
-        if render.width_px > u16::MAX.into() || render.height_px > u16::MAX.into() {
-            bail!(
-                "--http: a JPEG is at most 65535 pixels a side, the frames are {}x{}",
-                render.width_px,
-                render.height_px
-            );
-        }
-        Ok(Some(HttpConfig {
-            addr: SocketAddr::new(self.bind, port),
-            preview_interval,
-            jpeg_quality,
-            frame_interval,
-            allowed_hosts,
-        }))
-    }
-
-    /// The ZeroMQ output, if any endpoint was given.
-    fn zmq(&self) -> Result<Option<ZmqConfig>> {
-        if self.zmq_bind.is_empty() && self.zmq_connect.is_empty() {
-            return Ok(None);
-        }
-        for endpoint in &self.zmq_bind {
-            zmq::check_endpoint("--zmq-bind", endpoint)?;
-        }
-        for endpoint in &self.zmq_connect {
-            zmq::check_endpoint("--zmq-connect", endpoint)?;
-        }
-        if !(1..=MAX_ZMQ_HWM).contains(&self.zmq_hwm) {
-            bail!(
-                "--zmq-hwm {}: must be between 1 and {MAX_ZMQ_HWM} frames",
-                self.zmq_hwm
-            );
-        }
-        Ok(Some(ZmqConfig {
-            pattern: self.zmq_pattern,
-            bind: self.zmq_bind.clone(),
-            connect: self.zmq_connect.clone(),
-            hwm: self.zmq_hwm,
-            compress: self.compress,
-        }))
-    }
 }
-
-/// `--preview-fps` when none is given.
-pub const DEFAULT_PREVIEW_FPS: f64 = 10.0;
-
-/// `--jpeg-quality` when none is given.
-pub const DEFAULT_JPEG_QUALITY: u8 = 80;
-
-/// Most frames a ZeroMQ peer may queue: each is a whole frame of memory.
-pub const MAX_ZMQ_HWM: u32 = 1024;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::Cli;
+    use crate::stream::http::HttpConfig;
+    use crate::stream::protocol::HeaderMode;
+    use crate::stream::shm::ShmConfig;
+    use crate::stream::socket::{SocketConfig, Transport};
+    use crate::stream::zmq::{Pattern, ZmqConfig};
     use clap::Parser;
 
     fn parse(args: &[&str]) -> Cli {
@@ -589,31 +326,6 @@ mod tests {
 
     fn tcp(addr: &str) -> String {
         socket(Transport::Tcp(addr.parse().unwrap()))
-    }
-
-    #[test]
-    fn send_buffer_sizes_parse_and_bad_ones_are_refused() {
-        assert_eq!(parse_send_buffer("system"), Ok(SendBuffer::System));
-        assert!(matches!(
-            parse_send_buffer("auto"),
-            Ok(SendBuffer::Loopback(_))
-        ));
-        assert_eq!(parse_send_buffer("524288"), Ok(SendBuffer::Bytes(524288)));
-        assert_eq!(parse_send_buffer("512K"), Ok(SendBuffer::Bytes(524288)));
-        assert_eq!(parse_send_buffer("2m"), Ok(SendBuffer::Bytes(2 << 20)));
-        for bad in [
-            "",
-            "lots",
-            "-1",
-            "4095",
-            "2048M",
-            "1.5M",
-            "+512K",
-            "99999999999999999999K",
-        ] {
-            assert!(parse_send_buffer(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(listed(&[]), [tcp("127.0.0.1:9000")], "auto by default");
     }
 
     #[test]

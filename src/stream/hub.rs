@@ -329,13 +329,43 @@ impl<F: Frame> Hub<F> {
     /// Waits until the stream is finished ([`Hub::finish`], [`Hub::shutdown`]) or `timeout`
     /// has passed; returns whether it is finished. A sink that paces itself, or a backoff
     /// between connection attempts, waits here, and the end of the stream ends the wait.
+    ///
+    /// On the finished descriptor when there is one, which turns readable only at the end: a
+    /// frame published does not wake the waiter, as the condition variable (notified for every
+    /// frame) would, thousands of times a second for a paced preview or an idle output.
     pub fn wait_finished(&self, timeout: Duration) -> bool {
-        let state = self.lock();
-        self.frame_ready
-            .wait_timeout_while(state, timeout, |s| !s.finished)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .finished
+        let on_condvar = |timeout| {
+            let state = self.lock();
+            self.frame_ready
+                .wait_timeout_while(state, timeout, |s| !s.finished)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+                .finished
+        };
+        let Some(event) = &self.finished_event else {
+            return on_condvar(timeout);
+        };
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.is_finished() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let left = Timespec {
+                tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_nsec: left.subsec_nanos().into(),
+            };
+            let mut fds = [PollFd::new(&event.0, PollFlags::IN)];
+            match poll(&mut fds, Some(&left)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                // Not for an eventfd of ours; should it happen, the condvar still works.
+                Err(_) => return on_condvar(deadline.saturating_duration_since(Instant::now())),
+            }
+        }
     }
 
     /// Offers a frame rendered in `epoch` to the writers. A frame from an earlier epoch is

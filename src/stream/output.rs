@@ -236,6 +236,11 @@ pub trait OutputConfig<F: Frame>: std::fmt::Debug + Send + Sync {
     /// that a shard of a render farm (`--shard`) can be put back in order.
     fn carries_frame_index(&self) -> bool;
 
+    /// Whether its frames are compressed (`--compress`: the socket outputs and ZeroMQ).
+    fn compresses(&self) -> bool {
+        false
+    }
+
     /// Binds what consumers reach (a port, a socket file, stdout, a service name, endpoints),
     /// before GL starts, so that a port in use fails at once.
     fn bind(&self) -> Result<Box<dyn Output<F>>, BindError>;

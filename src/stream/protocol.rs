@@ -125,15 +125,26 @@ impl HeaderMode {
             top_down: false,
         };
         let info = FrameInfo::new(shape, 0, 0);
-        if format.checked_frame_bytes(width_px, height_px).is_none() {
-            return Err(ProtocolError::FrameTooLarge {
-                width_px,
-                height_px,
-                format: format.name(),
-            });
-        }
+        check_frame_bytes(width_px, height_px, format)?;
         let mut scratch = [0u8; MAX_HEADER_LEN];
         encode(self, &info, &mut scratch).map(|_| ())
+    }
+}
+
+/// Checks that a frame of this size and format has a byte count at all (one that fits a `u64`),
+/// whatever header describes it.
+pub fn check_frame_bytes(
+    width_px: u32,
+    height_px: u32,
+    format: Format,
+) -> Result<(), ProtocolError> {
+    match format.checked_frame_bytes(width_px, height_px) {
+        Some(_) => Ok(()),
+        None => Err(ProtocolError::FrameTooLarge {
+            width_px,
+            height_px,
+            format: format.name(),
+        }),
     }
 }
 

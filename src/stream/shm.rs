@@ -198,7 +198,8 @@ pub const QOS: Qos = Qos {
     borrowed: 2,
 };
 
-/// How long the output waits between looks at the subscriber count while nobody subscribes.
+/// How long the output waits between looks at the subscriber count while nobody subscribes
+/// (see [`serve`] for why it looks): a first subscriber's first frame comes at most this late.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often dead nodes (processes killed without cleaning up) are looked for and removed while
 /// nobody is served.
@@ -697,9 +698,14 @@ fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str, polic
             crate::alloc_count::housekeeping(|| publishing.node.try_cleanup_dead_nodes());
         }
         if publishing.subscribers() == 0 {
-            // Idle, not a frame path: a subscriber that connects tells nobody (a Python one
-            // need not know of the frame event), so the count is looked at every 20 ms.
-            thread::sleep(IDLE_POLL);
+            // Idle, not a frame path (no subscriber: nothing is published). A timed look, not
+            // an event, because iceoryx2 0.10 raises none when a publish-subscribe subscriber
+            // connects: its lifecycle events (`notifier_created_event` and the like) are for an
+            // event service's notifiers only, and a third-party subscriber (a Python one) need
+            // not open the frame event at all. The look is one read of the service's dynamic
+            // config in shared memory; the wait is on the hub, so the end of the stream ends it
+            // at once instead of after a slice.
+            feed.hub.wait_finished(IDLE_POLL);
             continue;
         }
         let id = feed.register("shm", policy);

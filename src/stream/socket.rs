@@ -138,6 +138,10 @@ impl<F: Frame> OutputConfig<F> for SocketConfig {
         self.header == HeaderMode::Glstream
     }
 
+    fn compresses(&self) -> bool {
+        self.compress.is_some()
+    }
+
     fn bind(&self) -> Result<Box<dyn Output<F>>, BindError> {
         if matches!(self.transport, Transport::Tcp(_) | Transport::Connect(_)) {
             log::info!(

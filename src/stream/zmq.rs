@@ -513,6 +513,10 @@ impl<F: Frame> OutputConfig<F> for ZmqConfig {
         true
     }
 
+    fn compresses(&self) -> bool {
+        self.compress.is_some()
+    }
+
     fn bind(&self) -> Result<Box<dyn Output<F>>, BindError> {
         Ok(Box::new(bind(self)?))
     }

@@ -134,7 +134,10 @@ impl ShmSubscriber {
                     let wait = (deadline - now).min(LIVENESS_CHECK);
                     let _ = listener.timed_wait(|_| {}, wait);
                 }
-                // Only without the frame event (it could not be opened): poll.
+                // A degraded fallback, warned about when the subscriber opened: only when the
+                // frame event could not be opened (it admits no more listeners, or another
+                // program publishes without one) is there nothing to wait on but time. With
+                // the event, as normally, no frame is waited for by polling.
                 None => thread::sleep(RECEIVE_POLL),
             }
         }

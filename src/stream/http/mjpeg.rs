@@ -7,6 +7,8 @@ use super::*;
 /// thread leaves (the stream is over, or the viewer was dropped), the body ends.
 pub(super) struct MjpegBody {
     pub(super) receiver: mpsc::Receiver<Bytes>,
+    /// Told when a part is taken, or the connection goes away.
+    pub(super) handoff: Arc<Handoff>,
 }
 
 impl Body for MjpegBody {
@@ -17,9 +19,86 @@ impl Body for MjpegBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
-        self.receiver
-            .poll_recv(cx)
-            .map(|part| part.map(|part| Ok(BodyFrame::data(part))))
+        let polled = self.receiver.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = &polled {
+            // The slot is free again: a viewer thread waiting to hand over a part may go on.
+            self.handoff.wake();
+        }
+        polled.map(|part| part.map(|part| Ok(BodyFrame::data(part))))
+    }
+}
+
+impl Drop for MjpegBody {
+    fn drop(&mut self) {
+        // Closed first, so that the woken viewer thread sees the connection gone.
+        self.receiver.close();
+        self.handoff.wake();
+    }
+}
+
+/// What a viewer thread waits on while its connection still writes the part it was handed:
+/// the connection taking it or going away (told by [`MjpegBody`]), or the end of the stream
+/// (told by [`Handoffs::end`]). An event, so that a viewer whose connection is slower than its
+/// preview rate does not look again and again.
+pub(super) struct Handoff {
+    /// Whether the stream has ended.
+    ended: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Handoff {
+    /// Wakes the viewer thread, which looks at what it waits for.
+    fn wake(&self) {
+        let _ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        self.changed.notify_one();
+    }
+
+    /// Waits until `ready` says so, the stream has ended, or `until` has come. `ready` is looked
+    /// at under the lock the wakers take, so no wake-up is missed.
+    fn wait(&self, until: Instant, ready: impl Fn() -> bool) {
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*ended && !ready() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            ended = self
+                .changed
+                .wait_timeout(ended, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// Every viewer's [`Handoff`], so that the end of the stream reaches the viewers waiting.
+#[derive(Default)]
+pub(super) struct Handoffs {
+    /// Whether the stream has ended, and the hand-offs of the viewers that may still wait.
+    viewers: Mutex<(bool, Vec<Weak<Handoff>>)>,
+}
+
+impl Handoffs {
+    /// A new viewer's hand-off (already ended if the stream is).
+    pub(super) fn add(&self) -> Arc<Handoff> {
+        let mut viewers = self.viewers.lock().unwrap_or_else(PoisonError::into_inner);
+        let handoff = Arc::new(Handoff {
+            ended: Mutex::new(viewers.0),
+            changed: Condvar::new(),
+        });
+        viewers.1.retain(|weak| weak.strong_count() > 0);
+        viewers.1.push(Arc::downgrade(&handoff));
+        handoff
+    }
+
+    /// The stream has ended: wakes every viewer waiting for its connection.
+    pub(super) fn end(&self) {
+        let mut viewers = self.viewers.lock().unwrap_or_else(PoisonError::into_inner);
+        viewers.0 = true;
+        for handoff in viewers.1.drain(..).filter_map(|weak| weak.upgrade()) {
+            *handoff.ended.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            handoff.changed.notify_one();
+        }
     }
 }
 
@@ -29,6 +108,8 @@ pub(super) struct ViewerSink<'a> {
     pub(super) parts: mpsc::Sender<Bytes>,
     /// The frames' JPEGs, from the encode stage.
     pub(super) jpeg: Encoding<'a>,
+    /// Told when the connection takes the part, goes away, or the stream ends.
+    pub(super) handoff: Arc<Handoff>,
     pub(super) shared: Arc<Shared>,
     pub(super) send_timeout: Duration,
     /// When the last part was handed over.
@@ -40,19 +121,34 @@ pub(super) struct ViewerSink<'a> {
     pub(super) missed_at: Option<Instant>,
 }
 
-/// How often a viewer whose connection still holds the last part looks again. A poll, but only
-/// while a viewer's connection is slower than its preview rate: the part goes through a tokio
-/// channel, whose free slot a blocked thread cannot wait for together with the hub's end.
-pub(super) const RETRY: Duration = Duration::from_millis(10);
-
 impl Sink for ViewerSink<'_> {
+    /// After the preview interval; while the connection still writes the part before, first
+    /// until it has taken it (or the send timeout since it was handed over has run out: then
+    /// `send` gives up on the viewer).
     fn next_due(&mut self) -> Option<Instant> {
-        let paced = self
-            .last_sent
-            .map(|at| at + self.shared.config.preview_interval);
+        let interval = self.shared.config.preview_interval;
+        let paced = self.last_sent.map(|at| at + interval);
         if self.parts.capacity() == 0 && !self.parts.is_closed() {
-            let retry = Instant::now() + RETRY;
-            return Some(paced.map_or(retry, |paced| paced.max(retry)));
+            let now = Instant::now();
+            let give_up = self.queued_at.unwrap_or(now) + self.send_timeout;
+            let parts = &self.parts;
+            self.handoff
+                .wait(give_up, || parts.capacity() > 0 || parts.is_closed());
+            // The preview slots that came while the connection was still writing were missed:
+            // what a viewer calls drops.
+            let now = Instant::now();
+            if let Some(paced) = paced
+                && now > paced
+                && self.parts.capacity() > 0
+            {
+                let late = (now - paced).as_nanos();
+                let slots = late.div_ceil(interval.as_nanos().max(1));
+                self.shared
+                    .counters
+                    .missed
+                    .fetch_add(slots as u64, Ordering::Relaxed);
+                self.missed_at = Some(now);
+            }
         }
         paced
     }
@@ -83,9 +179,9 @@ impl Sink for ViewerSink<'_> {
                     elapsed: waited,
                 });
             }
-            // This is called only once the viewer is due a frame (see `next_due`): a frame it
-            // was due is lost, which is what a viewer calls a drop. Counted once per preview
-            // interval, however many frames the renderer published meanwhile.
+            // Reached only when `next_due` stopped waiting without the part taken (the stream
+            // ended): a frame the viewer was due is lost, which is what a viewer calls a drop.
+            // Counted once per preview interval, however many frames came meanwhile.
             let interval = self.shared.config.preview_interval;
             if self
                 .missed_at

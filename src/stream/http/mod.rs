@@ -56,7 +56,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::thread::{self, Scope};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -226,6 +226,7 @@ impl<F: Frame> Output<F> for HttpOutput {
             counters: feed.stats.outputs.output(OUTPUT_NAME),
             jpeg,
             busy_since: Mutex::new(None),
+            handoffs: Handoffs::default(),
             hosts: HostCheck::new(&config),
             config,
         });
@@ -233,10 +234,12 @@ impl<F: Frame> Output<F> for HttpOutput {
         // finished and then wakes the server, which needs no timer to look.
         let over = Arc::new(Notify::new());
         let stream_over = Arc::clone(&over);
+        let viewers = Arc::clone(&shared);
         thread::Builder::new()
             .name("http end".into())
             .spawn_scoped(scope, move || {
                 while !feed.hub.wait_finished(Duration::from_secs(3600)) {}
+                viewers.handoffs.end();
                 stream_over.notify_one();
             })
             .map_err(thread_error("http end"))?;
@@ -265,6 +268,8 @@ struct Shared {
     jpeg: Arc<Encoder>,
     /// Since when clients have been connected, as seen by health checks.
     busy_since: Mutex<Option<Instant>>,
+    /// Every MJPEG viewer's hand-off to its connection, ended with the stream.
+    handoffs: Handoffs,
     /// Which `Host` names are answered.
     hosts: HostCheck,
 }
@@ -443,9 +448,11 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
         let jpeg = self.shared.jpeg.demand(&feed.stats.stages.encode);
         let id = feed.register(OUTPUT_NAME, Policy::Latest);
         let (parts, receiver) = mpsc::channel(1);
+        let handoff = self.shared.handoffs.add();
         let sink = ViewerSink {
             parts,
             jpeg,
+            handoff: Arc::clone(&handoff),
             shared: Arc::clone(&self.shared),
             send_timeout: feed.send_timeout,
             last_sent: None,
@@ -467,7 +474,7 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
             feed.deregister(id);
             return text(StatusCode::SERVICE_UNAVAILABLE, "cannot start a viewer\n");
         }
-        mjpeg_response(MjpegBody { receiver }.boxed())
+        mjpeg_response(MjpegBody { receiver, handoff }.boxed())
     }
 
     /// `/frame.png`: the next frame published, from a one-frame hub client on a thread of its
