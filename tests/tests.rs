@@ -3,6 +3,7 @@
 //! A missing EGL device fails these tests with a message saying what to install; none is skipped.
 
 mod compress;
+mod control;
 mod hardening;
 mod http;
 mod http_hardening;

@@ -22,6 +22,11 @@ pub struct SnapshotArgs {
     #[arg(long, value_parser = parse_range)]
     pub frames: Option<Range<u64>>,
 
+    /// A control request (JSON, as --control takes them; see docs/control.md) to apply to the
+    /// scene first: uniforms, camera, nodes, and the frame index when --frame is not given.
+    #[arg(long, value_name = "FILE")]
+    pub request: Option<PathBuf>,
+
     /// The PNG to write, or with --frames the directory for frame_NNNNNN.png files. Each file is
     /// written under a temporary name and renamed when complete.
     #[arg(long, short)]

@@ -243,7 +243,7 @@ pub fn check_endpoint(flag: &'static str, endpoint: &str) -> Result<(), ZmqError
     let Some(rest) = endpoint.strip_prefix("tcp://") else {
         return Err(bad(EXPECTED_ENDPOINT));
     };
-    let binding = flag == "--zmq-bind";
+    let binding = flag == "--zmq-bind" || flag == "--control";
     let address = match rest.rsplit_once(';') {
         Some((source, address)) if !binding => {
             check_host_port(source, true).map_err(bad)?;
