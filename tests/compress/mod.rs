@@ -562,3 +562,52 @@ fn the_documented_python_reader_decodes_every_codec() {
         }
     }
 }
+
+/// The README's compression recipe, as written but for the address (loopback), the port (a
+/// free one) and the frame count: the producer serves, `recv` decodes and prints the ratio.
+#[test]
+fn the_readme_compression_recipe_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let line = |start: &str| -> String {
+        let found: Vec<&str> = readme.lines().filter(|l| l.starts_with(start)).collect();
+        assert_eq!(found.len(), 1, "README lines starting {start:?}: {found:?}");
+        found[0].split("  #").next().unwrap().trim().to_string()
+    };
+    let server_line = line("glstream --bind 0.0.0.0 --port 9000 --header glstream");
+    let args: Vec<String> = server_line
+        .replace("--bind 0.0.0.0", "--bind 127.0.0.1")
+        .replace("--port 9000", "--port 0")
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::start_with(
+        &[
+            &args[..],
+            &[
+                "--width", W, "--height", H, "--frames", "12", "--policy", "lossless",
+            ],
+        ]
+        .concat(),
+        "listening on ",
+    );
+    let addr = tcp_addr(&server);
+    let recv_line = line("glstream recv --connect RENDERHOST:9000 --header glstream");
+    let recv: Vec<String> = recv_line
+        .replace("RENDERHOST:9000", &addr)
+        .replace("--frames 600", "--frames 12")
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    let recv: Vec<&str> = recv.iter().map(String::as_str).collect();
+    let output = run_ok(&recv);
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        summary.contains("received 12 frames 98x66") && summary.contains("MB/s decoded"),
+        "{summary}"
+    );
+    assert!(server.wait().success(), "{}", server.stderr());
+}
