@@ -20,9 +20,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::hub::{Frame, Policy};
+use super::hub::{Frame, Hub, Policy};
 use super::metrics::StageHistogram;
-use super::output::Feed;
 use super::protocol::{self, FrameInfo};
 use crate::codec::{self, Codec, CodecError, Compress, Layout};
 use crate::format::{Format, FrameShape};
@@ -297,10 +296,9 @@ impl Encoder {
     }
 
     /// The run-ahead thread's body: while a consumer of this encoding is connected, takes each
-    /// frame from the hub as a helper client (with `policy`, the stream's) and encodes it;
-    /// returns once the stream is over.
-    pub fn run_ahead<F: Frame>(&self, feed: &Feed<F>, policy: Policy) {
-        let hub = &feed.hub;
+    /// frame from `hub` as a helper client (with `policy`, the stream's) and encodes it, timing
+    /// each encoding into `times`; returns once the stream is over.
+    pub fn run_ahead<F: Frame>(&self, hub: &Hub<F>, policy: Policy, times: &StageHistogram) {
         loop {
             if !hub.wait_consumers_and(&|| self.demand.load(Ordering::SeqCst) > 0) {
                 return;
@@ -310,7 +308,7 @@ impl Encoder {
                 if self.demand.load(Ordering::SeqCst) == 0 {
                     break;
                 }
-                let _ = self.get(&frame, &feed.stats.stages.encode);
+                let _ = self.get(&frame, times);
                 hub.sent(id, frame.sequence());
             }
             hub.deregister(id);

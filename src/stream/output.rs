@@ -145,7 +145,9 @@ impl<F: Frame> Feed<F> {
             let runner = Arc::clone(&encoder);
             std::thread::Builder::new()
                 .name("encode".into())
-                .spawn_scoped(scope, move || runner.run_ahead(self, policy))
+                .spawn_scoped(scope, move || {
+                    runner.run_ahead(&self.hub, policy, &self.stats.stages.encode)
+                })
                 .map_err(|source| OutputError::Thread {
                     what: "encode".into(),
                     source,
