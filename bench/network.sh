@@ -15,10 +15,13 @@
 #   SCENES="cube tests/assets/model.gltf bench/plasma.frag bench/noise.frag"
 #   SIZES="800x600 1920x1080"   CODECS="none qoi zstd lz4 jpeg"
 #   SECONDS_PER_RUN=6   RATE=1gbit   POLICY=lossless (or latest)   THREADS= (--compress-threads)
-#   PRODUCER_ARGS="--fps 60" (more producer options)   GLSTREAM=target/release/glstream
-#   JSON=FILE (appends one JSON object per cell)
-# The load column is the 1-minute load average after each run: on a shared machine, a high one
-# means other processes took CPU from the run.
+#   PRODUCER_ARGS="--fps 60" (more producer options, for the timed runs only: the check of the
+#   frames runs the producer as snapshot renders, or --fps would change a shader's iTime)   GLSTREAM=target/release/glstream
+#   JSON=FILE (appends one JSON object per cell)   QUIET_WAIT=0 (seconds to wait, before each
+#   run, for other processes to go quiet)
+# prod% and recv% are the CPU the producer and recv used over the measured run, in % of one
+# core; other% is what every other process on the machine used meanwhile (on a shared machine,
+# CPU the run did not get).
 # Progress goes to stderr, the table to stdout.
 
 set -euo pipefail
@@ -99,7 +102,7 @@ start_producer() {
     STARTS=$((STARTS + 1))
     local out=$WORK/producer-$STARTS.log
     ip netns exec "$NS_P" "$BIN" --bind "$ADDR_P" --port "$PORT" --header glstream "$@" \
-        $PRODUCER_ARGS >"$out" 2>&1 &
+        >"$out" 2>&1 &
     PRODUCER=$!
     local waited=0
     until grep -q "listening on" "$out"; do
@@ -121,19 +124,44 @@ stop_producer() {
 
 # Runs recv in the consumer's namespace with "$@"; prints its summary line.
 consume() {
-    ip netns exec "$NS_C" "$BIN" recv --connect "$ADDR_P:$PORT" --header glstream -q "$@" \
-        2>"$WORK/recv.err" | grep '^received' || {
+    /usr/bin/time -f 'cpu %U %S' ip netns exec "$NS_C" "$BIN" recv --connect "$ADDR_P:$PORT" \
+        --header glstream -q "$@" 2>"$WORK/recv.err" | grep '^received' || {
         log "recv failed ($*):"
         cat "$WORK/recv.err" >&2
         exit 1
     }
 }
 
+# CPU seconds the producer has used so far.
+producer_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$PRODUCER/stat"; }
+
+# CPU seconds (user and system, not interrupts: the link's own work) every process on the
+# machine has used so far, all cores.
+machine_cpu() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { print ($2 + $3 + $4) / hz }' /proc/stat; }
+
+# Waits up to QUIET_WAIT seconds for the other processes to use under 25 % of one core (over
+# 1 s, with no producer running): for measuring on a shared machine.
+wait_quiet() {
+    local waited=0 a b
+    while [ "$waited" -lt "${QUIET_WAIT:-0}" ]; do
+        a=$(machine_cpu)
+        sleep 1
+        b=$(machine_cpu)
+        if awk -v a="$a" -v b="$b" 'BEGIN { exit !((b - a) < 0.25) }'; then
+            return
+        fi
+        waited=$((waited + 1))
+    done
+}
+
+# CPU seconds the last recv used.
+recv_cpu() { awk '$1 == "cpu" { print $2 + $3 }' "$WORK/recv.err"; }
+
 # "received N frames WxH in S s: X fps, Y MB/s ..." -> "N S X Y"
 parse() { sed -E 's/^received ([0-9]+) frames [0-9x]+ in ([0-9.]+) s: ([0-9.]+) fps, ([0-9.]+) MB\/s.*/\1 \2 \3 \4/'; }
 
 echo "# $RATE (tbf, both ways), --policy $POLICY, --compress-threads ${THREADS:-default} $PRODUCER_ARGS, $(nproc) cores, ${SECONDS_PER_RUN} s a run"
-printf '%-24s %-9s %-7s %7s %8s %9s %9s %5s\n' scene size codec ratio fps Mbit/s check load
+printf '%-24s %-9s %-7s %7s %7s %7s %9s %6s %6s %6s\n' scene size codec ratio fps Mbit/s check "prod%" "recv%" "other%"
 failures=0
 for scene in $SCENES; do
     for size in $SIZES; do
@@ -155,15 +183,21 @@ for scene in $SCENES; do
             fi
             common=(--width "$width" --height "$height" --scene "$scene" "${compress[@]}")
 
+            wait_quiet
             log "$scene $size $codec: $POLICY, ~${SECONDS_PER_RUN} s"
-            start_producer "${common[@]}" --policy "$POLICY"
+            # shellcheck disable=SC2086 # PRODUCER_ARGS is a list of words
+            start_producer "${common[@]}" --policy "$POLICY" $PRODUCER_ARGS
             # Short runs to learn the rate, then one of about SECONDS_PER_RUN seconds (a run
             # that turns out shorter than 60 % of that is redone, sized by its own rate).
             read -r _ _ fps _ < <(consume --frames 10 | parse)
             for _ in 1 2 3; do
                 frames=$(awk -v f="$fps" -v s="$SECONDS_PER_RUN" \
                     'BEGIN { n = int(f * s); if (n < 10) n = 10; if (n > 5000) n = 5000; print n }')
+                cpu_before=$(producer_cpu)
+                machine_before=$(machine_cpu)
                 read -r got seconds fps mbs < <(consume --frames "$frames" | parse)
+                machine_after=$(machine_cpu)
+                cpu_after=$(producer_cpu)
                 if awk -v s="$seconds" -v t="$SECONDS_PER_RUN" 'BEGIN { exit !(s >= 0.6 * t) }'; then
                     break
                 fi
@@ -171,6 +205,11 @@ for scene in $SCENES; do
             stop_producer
             ratio=$(awk -v n="$got" -v r="$raw_bytes" -v s="$seconds" -v m="$mbs" \
                 'BEGIN { printf "%.2f", n * r / (m * 1e6 * s) }')
+            # CPU over the run, in % of one core: 200 is both cores of a 2-core machine.
+            prod_pct=$(awk -v a="$cpu_before" -v b="$cpu_after" -v s="$seconds" 'BEGIN { printf "%.0f", (b - a) / s * 100 }')
+            recv_pct=$(awk -v c="$(recv_cpu)" -v s="$seconds" 'BEGIN { printf "%.0f", c / s * 100 }')
+            others_pct=$(awk -v a="$machine_before" -v b="$machine_after" -v p="$prod_pct" -v r="$recv_pct" -v s="$seconds" \
+                'BEGIN { o = (b - a) / s * 100 - p - r; if (o < 0) o = 0; printf "%.0f", o }')
             mbit=$(awk -v m="$mbs" 'BEGIN { printf "%.0f", m * 8 }')
 
             check=lossy
@@ -194,9 +233,8 @@ for scene in $SCENES; do
                     fi
                 done
             fi
-            load=$(cut -d' ' -f1 /proc/loadavg)
-            printf '%-24s %-9s %-7s %7s %8s %9s %9s %5s\n' "$scene" "$size" "$codec" "$ratio" "$fps" "$mbit" "$check" "$load"
-            [ -z "${JSON:-}" ] || echo "{\"scene\":\"$scene\",\"size\":\"$size\",\"codec\":\"$codec\",\"policy\":\"$POLICY\",\"ratio\":$ratio,\"fps\":$fps,\"mbit_s\":$mbit,\"frames\":$got,\"seconds\":$seconds,\"check\":\"$check\",\"load\":$load}" >>"$JSON"
+            printf '%-24s %-9s %-7s %7s %7s %7s %9s %6s %6s %6s\n' "$scene" "$size" "$codec" "$ratio" "$fps" "$mbit" "$check" "$prod_pct" "$recv_pct" "$others_pct"
+            [ -z "${JSON:-}" ] || echo "{\"scene\":\"$scene\",\"size\":\"$size\",\"codec\":\"$codec\",\"policy\":\"$POLICY\",\"ratio\":$ratio,\"fps\":$fps,\"mbit_s\":$mbit,\"frames\":$got,\"seconds\":$seconds,\"check\":\"$check\",\"producer_cpu_pct\":$prod_pct,\"recv_cpu_pct\":$recv_pct,\"others_cpu_pct\":$others_pct}" >>"$JSON"
         done
     done
 done

@@ -1,7 +1,8 @@
 //! `glstream bench --compress`: what each codec of `--compress` makes of the scene's frames.
 //!
-//! Frames are rendered and read back as the server does, and each frame is handed, while its
-//! lease is held, to one [`Encoder`] per codec: the server's encode-once stage itself, cutting
+//! Frames are rendered and read back as the server does (one at a time: nothing renders while a
+//! codec is timed), and each frame is handed, while its lease is held, to one [`Encoder`] per
+//! codec: the server's encode-once stage itself, cutting
 //! frames into `--compress-threads` strips encoded on a pool of as many threads. The encoded
 //! frame's v2 header is then read back as a consumer reads it and the frame decoded with
 //! [`codec::decode_frame`] on the same pool, as `recv` decodes. Lossless codecs must give back
@@ -112,14 +113,11 @@ pub fn run(args: &BenchArgs, render_options: &RenderOptions) -> Result<()> {
             frame_index: frame,
             timestamp_ns: 0,
         })?;
-        if renderer.ring.is_full()
-            && let Some(lease) = renderer.ring.complete_oldest()?
-        {
+        // Each frame is finished before it is encoded: a frame still rasterizing on llvmpipe's
+        // threads would take the cores from the encoder and its time would count as the codec's.
+        if let Some(lease) = renderer.ring.complete_oldest()? {
             measure(lease)?;
         }
-    }
-    while let Some(lease) = renderer.ring.complete_oldest()? {
-        measure(lease)?;
     }
 
     let layout = Layout::new(shape.height_px, threads);
