@@ -174,16 +174,16 @@ fn measure_one(
     .with_context(|| format!("{name}: frame {index} does not decode"))?;
     let decode = started.elapsed();
     let raw = lease.bytes();
-    if name.codec.is_lossless() {
-        if let Some(at) = raw.iter().zip(decoded.iter()).position(|(a, b)| a != b) {
-            bail!(
-                "{name}: frame {index} decodes to other bytes than were encoded (first at byte \
-                 {at} of {}: {} instead of {})",
-                raw.len(),
-                decoded[at],
-                raw[at]
-            );
-        }
+    if name.codec.is_lossless()
+        && let Some(at) = raw.iter().zip(decoded.iter()).position(|(a, b)| a != b)
+    {
+        bail!(
+            "{name}: frame {index} decodes to other bytes than were encoded (first at byte {at} \
+             of {}: {} instead of {})",
+            raw.len(),
+            decoded[at],
+            raw[at]
+        );
     }
     if !measured {
         return Ok(());
