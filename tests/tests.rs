@@ -2,6 +2,7 @@
 //! machines without a GPU), real TCP sockets on 127.0.0.1 with port 0, real bytes compared.
 //! A missing EGL device fails these tests with a message saying what to install; none is skipped.
 
+mod bench_compress;
 mod compress;
 mod control;
 mod hardening;

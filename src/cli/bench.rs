@@ -31,6 +31,19 @@ pub struct BenchArgs {
     /// the default (`--transports tcp,unix,shm` for all three).
     #[arg(long, value_delimiter = ',', default_value = "tcp,unix")]
     pub transports: Vec<BenchTransport>,
+
+    /// Measure these `--compress` codecs instead of the pipeline, comma-separated: qoi,
+    /// zstd[:LEVEL], lz4, jpeg[:QUALITY], or `all` (qoi,zstd,lz4,jpeg). Every rendered frame is
+    /// encoded with each, as the server encodes it, then decoded and (lossless codecs) checked
+    /// byte for byte; the table gives ratio, encode and decode ms per frame and the fps each
+    /// sustains. `--pbo-counts`, `--transports` and `--repeats` do not apply.
+    #[arg(long, value_delimiter = ',', value_name = "CODEC[,CODEC...]")]
+    pub compress: Vec<String>,
+
+    /// With --compress: the threads that encode (and decode) a frame's strips, and the strips
+    /// a frame is cut into, as the server's `--compress-threads` (default: available cores).
+    #[arg(long, value_name = "N")]
+    pub compress_threads: Option<usize>,
 }
 
 /// Where end-to-end frames go.
@@ -50,6 +63,22 @@ impl BenchTransport {
             BenchTransport::Tcp => "tcp",
             BenchTransport::Unix => "unix",
             BenchTransport::Shm => "shm",
+        }
+    }
+}
+
+impl BenchArgs {
+    /// `--compress-threads`, checked as the server checks it (default: available cores).
+    pub fn compress_threads(&self) -> anyhow::Result<usize> {
+        use super::serve::MAX_COMPRESS_THREADS;
+        match self.compress_threads {
+            Some(n) if !(1..=MAX_COMPRESS_THREADS).contains(&n) => {
+                anyhow::bail!(
+                    "--compress-threads {n}: must be between 1 and {MAX_COMPRESS_THREADS}"
+                )
+            }
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
         }
     }
 }

@@ -13,11 +13,15 @@
 //! each run are not measured. Within the measured window the counting allocator
 //! ([`crate::alloc_count`]) must see nothing: the frame loop is meant not to allocate.
 //!
+//! With `--compress`, the bench measures codecs instead ([`compress`]): every frame encoded by
+//! the server's encode-once stage with each codec, decoded as `recv` decodes it, and checked.
+//!
 //! The table is for people; the last line of stdout is one JSON object for scripts.
 //!
 //! Split by concern: [`plan`] turns the arguments into configurations, [`measure`] runs one, and
 //! [`report`] turns the samples into medians, the table and the JSON.
 
+mod compress;
 mod measure;
 mod plan;
 mod report;
@@ -34,6 +38,9 @@ use report::Summary;
 /// Runs every configuration `--repeats` times, alternating, and prints the table and the JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let plan = plan::plan(args)?;
+    if !args.compress.is_empty() {
+        return compress::run(args, &plan.render);
+    }
     crate::alloc_count::start_counting();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); plan.configs.len()];
     let mut renderer_name = String::new();

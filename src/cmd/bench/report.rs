@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::measure::{STAGES, Sample};
 use super::plan::{Config, Mode, Plan};
+use crate::render::RenderOptions;
 use crate::scene::SceneSource;
 
 fn median(values: impl IntoIterator<Item = f64>) -> f64 {
@@ -14,6 +15,15 @@ fn median(values: impl IntoIterator<Item = f64>) -> f64 {
         0 => 0.0,
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The scene as the tables name it: `cube`, `pattern`, or the file.
+pub fn scene_name(render: &RenderOptions) -> String {
+    match &render.scene.source {
+        SceneSource::Cube => "cube".into(),
+        SceneSource::Pattern => "pattern".into(),
+        SceneSource::Shader(path) | SceneSource::Gltf(path) => path.display().to_string(),
     }
 }
 
@@ -90,11 +100,7 @@ impl Summary {
         Self {
             width_px: plan.render.width_px,
             height_px: plan.render.height_px,
-            scene: match &plan.render.scene.source {
-                SceneSource::Cube => "cube".into(),
-                SceneSource::Pattern => "pattern".into(),
-                SceneSource::Shader(path) | SceneSource::Gltf(path) => path.display().to_string(),
-            },
+            scene: scene_name(&plan.render),
             renderer,
             frames: plan.frames,
             warmup: plan.warmup,
