@@ -66,7 +66,7 @@ def test_flipped_frames_come_out_the_same(producers):
 
 def test_a_service_without_frames_is_a_timeout():
     import iceoryx2 as iox2
-    from glstream._shm import FrameHeader
+    from glstream import FrameHeader
 
     # A service with glstream's types that nobody publishes on.
     name = service("silent")

@@ -16,6 +16,7 @@ A frame's pixels are valid until the next frame is taken; ``frame.copy()`` keeps
 
 from ._errors import Closed, ConnectError, Error, ProtocolError, Timeout
 from ._formats import MAX_BYTES
+from ._shm_header import FrameHeader
 from ._stream import HEADERS, Frame, Stream, open
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __all__ = [
     "open",
     "Stream",
     "Frame",
+    "FrameHeader",
     "Error",
     "ProtocolError",
     "Timeout",

@@ -14,6 +14,7 @@ import numpy as np
 from ._errors import ConnectError, ProtocolError, Timeout
 from ._formats import FORMATS, MAX_BYTES
 from ._stream import Frame
+from ._shm_header import FrameHeader
 
 try:
     import iceoryx2 as iox2
@@ -29,26 +30,6 @@ __all__ = ["FrameHeader", "ShmSource"]
 LIVENESS_CHECK = 0.1
 #: Between attempts to open a service that does not exist yet (iceoryx2 has no event for it).
 OPEN_RETRY = 0.02
-
-
-class FrameHeader(ctypes.Structure):
-    """glstream's per-frame iceoryx2 user header, ``glstream::FrameHeader``: ``#[repr(C)]``, 40
-    bytes, native byte order (docs/outputs.md)."""
-
-    _fields_ = [
-        ("frame_index", ctypes.c_uint64),
-        ("timestamp_ns", ctypes.c_uint64),  # render time, ns since the Unix epoch
-        ("width", ctypes.c_uint32),
-        ("height", ctypes.c_uint32),
-        ("format", ctypes.c_uint32),  # 1 rgba8, 2 bgra8, 3 rgb8, 4 gray8, 5 depth32f
-        ("flags", ctypes.c_uint32),  # bit 0: rows top-down (glstream --flip)
-        ("stride", ctypes.c_uint32),  # bytes per row
-        ("reserved", ctypes.c_uint32),
-    ]
-
-    @staticmethod
-    def type_name() -> str:
-        return "glstream::FrameHeader"  # what iceoryx2 compares with glstream's type
 
 
 class ShmSource:
