@@ -70,7 +70,8 @@ def test_a_service_without_frames_is_a_timeout():
 
     # A service with glstream's types that nobody publishes on.
     name = service("silent")
-    node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+    node = (iox2.NodeBuilder.new().signal_handling_mode(iox2.SignalHandlingMode.Disabled)
+            .create(iox2.ServiceType.Ipc))
     held = (node.service_builder(iox2.ServiceName.new(name))
             .publish_subscribe(iox2.Slice[ctypes.c_uint8]).user_header(FrameHeader).create())
     with glstream.open("shm://" + name, timeout=0.5) as stream:

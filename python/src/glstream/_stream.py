@@ -25,7 +25,7 @@ class Frame:
     (depth32f). It is a view, not a copy, and it is valid only until the stream's next frame is
     taken: shared memory hands the sample back to glstream then, and the socket transports read
     the next frame into the same buffer. Call :meth:`copy` (or ``frame.pixels.copy()``) to keep
-    a frame longer. The array may be read-only (shared memory, ZeroMQ).
+    a frame longer. Shared-memory frames are read-only (other subscribers read the same memory).
     """
 
     __slots__ = ("pixels", "index", "timestamp_ns", "format", "codec", "header", "_owner")
