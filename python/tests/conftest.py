@@ -36,4 +36,8 @@ def producers():
 
     yield start
     for producer in started:
+        running = producer.process.poll() is None
         producer.kill()
+        # Shown by pytest only when the test failed.
+        state = "was still running" if running else f"exited {producer.process.returncode}"
+        print(f"glstream {' '.join(producer.args)} {state}; stderr:\n{producer.stderr()}")

@@ -15,7 +15,7 @@ SIZE = ["--width", str(W), "--height", str(H)]
 
 
 def publishing(producers, name, *args):
-    return producers("--shm", name, *SIZE, *args, ready="publishing on shm:")
+    return producers("-v", "--shm", name, *SIZE, *args, ready="publishing on shm:")
 
 
 def test_frames_are_views_of_the_sample_in_shared_memory(producers):

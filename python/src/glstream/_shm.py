@@ -115,7 +115,9 @@ class ShmSource:
             else:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise Timeout(f"no frame on shm://{self._name} within the timeout")
+                    who = (f"{publishers} publisher(s)" if publishers else
+                           "no publisher" + (" (it has left)" if self._publisher_seen else " yet"))
+                    raise Timeout(f"no frame on shm://{self._name} within the timeout ({who})")
                 wait = iox2.Duration.from_secs_f64(min(left, LIVENESS_CHECK))
             if self._listener is not None:
                 self._listener.timed_wait(wait)
