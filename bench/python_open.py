@@ -10,7 +10,9 @@ ZeroMQ PULL).
 Each round starts a fresh `glstream --policy lossless --frames N` and reads all N frames in this
 process; fps counts from the first frame to the last. Both consumers do the same per frame:
 make the (height, width, 4) top-down array and read one pixel. The table shows the median of
-the rounds and the package's fps relative to the snippet's.
+the rounds, the package's fps relative to the snippet's, and the consumer's own CPU time per
+frame (this process's, connection setup included), which a loaded machine disturbs less than
+fps: the producer, not the consumer, usually sets the pace.
 """
 
 from __future__ import annotations
@@ -188,6 +190,7 @@ def main():
     scratch = tempfile.mkdtemp(prefix="glsbench-")
     names = args.transports.split(",")
     results = {name: {"snippet": [], "glstream.open": []} for name in names}
+    cpu = {name: {"snippet": [], "glstream.open": []} for name in names}
     for round_ in range(args.rounds):
         for name in names:
             produce, ready, snippet, open_ = TRANSPORTS[name]
@@ -201,22 +204,29 @@ def main():
                     *extra, "--policy", "lossless", "--frames", str(args.frames),
                     "--width", str(args.width), "--height", str(args.height),
                     "--scene", args.scene], ready)
+                cpu_start = time.process_time()
                 stamps = consume(producer.endpoint, args.frames)
+                cpu_used = time.process_time() - cpu_start
                 producer.finish()
                 if len(stamps) != args.frames:
                     raise SystemExit(f"{name} {method}: {len(stamps)} of {args.frames} frames")
                 fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
                 results[name][method].append(fps)
-                print(f"round {round_ + 1} {name:16} {method:14} {fps:8.1f} fps",
-                      file=sys.stderr, flush=True)
+                # The consumer's own CPU time per frame (this process only), setup included.
+                cpu[name][method].append(cpu_used / len(stamps) * 1e6)
+                print(f"round {round_ + 1} {name:16} {method:14} {fps:8.1f} fps "
+                      f"{cpu[name][method][-1]:7.0f} us CPU/frame", file=sys.stderr, flush=True)
     print(f"\n{args.width}x{args.height} rgba8, --scene {args.scene}, {args.frames} frames a "
           f"round, median of {args.rounds} rounds")
-    print(f"| transport | snippet fps | glstream.open fps | open / snippet |")
-    print(f"|---|---:|---:|---:|")
+    print("| transport | snippet fps | glstream.open fps | open / snippet | snippet CPU/frame "
+          "| open CPU/frame |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name in names:
         a = statistics.median(results[name]["snippet"])
         b = statistics.median(results[name]["glstream.open"])
-        print(f"| {name} | {a:.1f} | {b:.1f} | {b / a * 100:.1f} % |")
+        ca = statistics.median(cpu[name]["snippet"])
+        cb = statistics.median(cpu[name]["glstream.open"])
+        print(f"| {name} | {a:.1f} | {b:.1f} | {b / a * 100:.1f} % | {ca:.0f} us | {cb:.0f} us |")
 
 
 if __name__ == "__main__":
