@@ -174,3 +174,95 @@ def test_every_refusal_of_the_spec_is_a_protocol_error(case):
         with pytest.raises(glstream.ProtocolError, match=match):
             stream.read()
     server.close()
+
+
+# ---- the real binary's --compress --------------------------------------------------------
+
+BINARY_CASES = [
+    ("qoi", "rgba8"), ("qoi", "bgra8"), ("qoi", "rgb8"),
+    ("zstd", "rgba8"), ("zstd", "gray8"), ("zstd:19", "depth32f"),
+    ("lz4", "rgb8"), ("lz4", "depth32f"),
+    ("jpeg", "rgba8"), ("jpeg", "bgra8"), ("jpeg:95", "rgb8"), ("jpeg", "gray8"),
+]
+# 100 rows in 4 threads' strips (multiples of 16 rows): 32, 32, 32 and 4, so a short last strip.
+CW, CH = 96, 100
+CSIZE = ["--width", str(CW), "--height", str(CH), "--compress-threads", "4"]
+
+
+def binary_check(frame, want, codec, fmt):
+    assert frame.codec == codec.split(":")[0] and frame.format == fmt
+    assert frame.pixels.shape == want.shape and frame.pixels.dtype == want.dtype
+    if not codec.startswith("jpeg"):
+        assert np.array_equal(frame.pixels, want)
+        return
+    colour = slice(0, 3) if CHANNELS[fmt] >= 3 else slice(0, 1)
+    error = np.abs(frame.pixels[:, :, colour].astype(int) - want[:, :, colour].astype(int))
+    assert error.mean() < 6, error.mean()  # lossy, quality 80 by default
+    if CHANNELS[fmt] == 4:
+        assert (frame.pixels[:, :, 3] == 255).all()
+
+
+@pytest.mark.parametrize("codec, fmt", BINARY_CASES)
+def test_the_binarys_compressed_frames_decode_over_tcp(producers, codec, fmt):
+    flip = ["--flip"] if fmt in ("bgra8", "gray8") else []
+    producer = producers("--port", "0", *CSIZE, "--frames", "3", "--policy", "lossless",
+                         "--header", "glstream", "--compress", codec, "--format", fmt, *flip)
+    with glstream.open("tcp://" + producer.endpoint(), timeout=TIMEOUT) as stream:
+        frames = [frame.copy() for frame in stream]
+    assert [f.index for f in frames] == [0, 1, 2]
+    for frame, want in zip(frames, reference_frames(3, fmt, w=CW, h=CH)):
+        binary_check(frame, want, codec, fmt)
+    assert producer.wait() == 0
+
+
+@pytest.mark.parametrize("codec", ["qoi", "zstd", "lz4", "jpeg"])
+def test_the_binarys_compressed_frames_decode_over_zmq(producers, codec):
+    producer = producers("--zmq-bind", "tcp://127.0.0.1:*", *CSIZE, "--frames", "3",
+                         "--compress", codec, ready="zmq push listening on ")
+    url = "zmq+" + producer.endpoint("zmq push listening on ")
+    with glstream.open(url, timeout=TIMEOUT) as stream:
+        frames = [next(stream).copy() for _ in range(3)]
+    assert [f.index for f in frames] == [0, 1, 2]
+    for frame, want in zip(frames, reference_frames(3, "rgba8", w=CW, h=CH)):
+        binary_check(frame, want, codec, "rgba8")
+
+
+def test_the_binarys_compressed_stream_over_unix_in_one_strip(producers):
+    from helpers import scratch_path
+
+    path = scratch_path("c.sock")
+    producer = producers("--unix", path, "--width", "64", "--height", "48", "--frames", "2",
+                         "--policy", "lossless", "--header", "glstream", "--compress", "zstd",
+                         "--compress-threads", "1")
+    with glstream.open("unix://" + path, timeout=TIMEOUT) as stream:
+        frames = [frame.copy() for frame in stream]
+    for frame, want in zip(frames, reference_frames(2, "rgba8", w=64, h=48)):
+        binary_check(frame, want, "zstd", "rgba8")
+
+
+@pytest.mark.parametrize("codec", ["qoi", "zstd", "lz4", "jpeg"])
+def test_large_frames_decode_on_threads_to_the_same_pixels(codec):
+    # 512x256 rgba8 (512 KiB) in 8 strips: over glstream._wire.PARALLEL_BYTES, so the strips are
+    # decoded on the pool. Smooth ramps, so that JPEG stays close.
+    from glstream._wire import PARALLEL_BYTES
+
+    y, x = np.mgrid[0:256, 0:512]
+    image = np.stack([x // 2, y, (x + y) // 3, np.full_like(x, 255)], axis=2).astype(np.uint8)
+    assert image.nbytes >= PARALLEL_BYTES
+    good = v2_frame(image, "rgba8", codec, 32, index=0)
+    server = sending(good)
+    with glstream.open(server.url, timeout=TIMEOUT) as stream:
+        (frame,) = [f.copy() for f in stream]
+    server.close()
+    check(frame, image[::-1], codec, "rgba8")
+    if codec == "lz4":
+        return  # an LZ4 block has no signature to break
+    # The last strip's first bytes broken: that strip's error, from the pool.
+    broken = bytearray(good)
+    last = len(good) - struct.unpack_from("<I", good, 80 + 4 * 7)[0]
+    broken[last:last + 4] = b"XXXX"
+    server = sending(bytes(broken), hold=True)
+    with glstream.open(server.url, timeout=TIMEOUT) as stream:
+        with pytest.raises(glstream.ProtocolError, match="strip 7"):
+            stream.read()
+    server.close()

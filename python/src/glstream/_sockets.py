@@ -87,6 +87,8 @@ class SocketSource:
 
     def close(self) -> None:
         self._sock.close()
+        if self._decoder is not None:
+            self._decoder.close()
 
     def _fill(self, view: memoryview, deadline: Optional[float], start: bool, what: str) -> bool:
         """Reads exactly ``len(view)`` bytes; False if the stream ended before the first byte of a

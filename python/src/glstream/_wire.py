@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -31,6 +34,8 @@ assert GLST_V1.size == 56 and GLST_V2.size == 80
 MAX_STRIPS = 1024
 #: The longest header a stream can send: v2 with 1024 strips.
 MAX_HEADER = GLST_V2.size + 4 * MAX_STRIPS
+#: Compressed frames this large or larger, in several strips, are decoded on threads.
+PARALLEL_BYTES = 1 << 18
 BLENDER = struct.Struct("<QHH")
 BLENDER32 = struct.Struct("<IHH")
 
@@ -190,50 +195,71 @@ def parse_blender(kind: str, data: bytes, fmt: Optional[Format], top_down: bool)
 
 class Decoder:
     """Decodes the strips of a v2 frame into a buffer, codec by codec (decoders imported on
-    first use, so that ``[compress]`` is needed only by compressed streams)."""
+    first use, so that ``[compress]`` is needed only by compressed streams). Frames of
+    :data:`PARALLEL_BYTES` or more with several strips are decoded on a pool of threads, one
+    strip each (zstd, lz4 and Pillow let go of the GIL while they decode)."""
 
     def __init__(self) -> None:
-        self._zstd: Any = None
+        self._local = threading.local()  # a zstd decompressor per thread: they are not shared
+        self._pool: Optional[ThreadPoolExecutor] = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def decode(self, info: FrameInfo, payload: memoryview, out: np.ndarray) -> None:
         """Decodes ``payload`` (``info.payload_length`` bytes) into ``out`` (``info.raw_length``
         uint8s), checking that every strip decodes to exactly its rows."""
-        stride, rows_per_strip, codec = info.stride, info.rows_per_strip, info.codec
+        starts = [0]
+        for length in info.strips:
+            starts.append(starts[-1] + length)
+        count = len(info.strips)
+        workers = min(count, os.cpu_count() or 1)
+        if workers > 1 and info.raw_length >= PARALLEL_BYTES:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(os.cpu_count(), "glstream-decode")
+            # list() raises the first failing strip's error, in strip order.
+            list(self._pool.map(lambda i: self._strip(info, payload, out, starts, i), range(count)))
+        else:
+            for i in range(count):
+                self._strip(info, payload, out, starts, i)
+
+    def _strip(self, info: FrameInfo, payload: memoryview, out: np.ndarray, starts: List[int],
+               i: int) -> None:
+        stride, codec = info.stride, info.codec
+        first = i * info.rows_per_strip
+        rows = min(info.rows_per_strip, info.height - first)
+        strip = payload[starts[i] : starts[i + 1]]
+        target = out[first * stride : (first + rows) * stride]
         name = CODECS[codec]
-        at = 0
-        for i, length in enumerate(info.strips):
-            first = i * rows_per_strip
-            rows = min(rows_per_strip, info.height - first)
-            strip = payload[at : at + length]
-            target = out[first * stride : (first + rows) * stride]
-            at += length
-            try:
-                if codec == 0:
-                    if length != rows * stride:
-                        raise ProtocolError(f"{length} bytes, expected {rows * stride}")
-                    target[:] = np.frombuffer(strip, np.uint8)
-                elif codec == 1:
-                    self._qoi(strip, info, rows, target)
-                elif codec == 2:
-                    self._zstd_strip(strip, rows * stride, target)
-                elif codec == 3:
-                    self._lz4(strip, rows * stride, target)
-                else:
-                    self._jpeg(strip, info, rows, target)
-            except ProtocolError as e:
-                raise ProtocolError(
-                    f"frame {info.index}: {name} strip {i} (rows {first}..{first + rows}): {e}"
-                ) from None
-            except ImportError as e:
-                raise ImportError(
-                    f"decoding {name} frames needs the [compress] extra "
-                    f'(pip install "glstream[compress]"): {e}'
-                ) from e
-            except Exception as e:  # the codec libraries' own errors on corrupt data
-                raise ProtocolError(
-                    f"frame {info.index}: {name} strip {i} (rows {first}..{first + rows}) does not "
-                    f"decode: {type(e).__name__}: {e}"
-                ) from None
+        try:
+            if codec == 0:
+                if len(strip) != rows * stride:
+                    raise ProtocolError(f"{len(strip)} bytes, expected {rows * stride}")
+                target[:] = np.frombuffer(strip, np.uint8)
+            elif codec == 1:
+                self._qoi(strip, info, rows, target)
+            elif codec == 2:
+                self._zstd_strip(strip, rows * stride, target)
+            elif codec == 3:
+                self._lz4(strip, rows * stride, target)
+            else:
+                self._jpeg(strip, info, rows, target)
+        except ProtocolError as e:
+            raise ProtocolError(
+                f"frame {info.index}: {name} strip {i} (rows {first}..{first + rows}): {e}"
+            ) from None
+        except ImportError as e:
+            raise ImportError(
+                f"decoding {name} frames needs the [compress] extra "
+                f'(pip install "glstream[compress]"): {e}'
+            ) from e
+        except Exception as e:  # the codec libraries' own errors on corrupt data
+            raise ProtocolError(
+                f"frame {info.index}: {name} strip {i} (rows {first}..{first + rows}) does not "
+                f"decode: {type(e).__name__}: {e}"
+            ) from None
 
     @staticmethod
     def _qoi(strip: memoryview, info: FrameInfo, rows: int, target: np.ndarray) -> None:
@@ -256,16 +282,17 @@ class Decoder:
     def _zstd_strip(self, strip: memoryview, size: int, target: np.ndarray) -> None:
         import zstandard
 
-        if self._zstd is None:
-            self._zstd = zstandard.ZstdDecompressor()
+        decompressor = getattr(self._local, "zstd", None)
+        if decompressor is None:
+            decompressor = self._local.zstd = zstandard.ZstdDecompressor()
         content = zstandard.frame_content_size(strip)
         if content != size:
             raise ProtocolError(
                 f"a zstd frame of content size {content} (-1: not set), expected {size}"
             )
-        decompressor = self._zstd.decompressobj()
-        data = decompressor.decompress(strip)
-        if len(data) != size or not decompressor.eof or decompressor.unused_data:
+        stream = decompressor.decompressobj()
+        data = stream.decompress(strip)
+        if len(data) != size or not stream.eof or stream.unused_data:
             raise ProtocolError(f"not exactly one zstd frame of {size} bytes")
         target[:] = np.frombuffer(data, np.uint8)
 

@@ -43,6 +43,8 @@ class ZmqSource:
 
     def close(self) -> None:
         self._sock.close(0)
+        if self._decoder is not None:
+            self._decoder.close()
 
     def next(self, deadline: Optional[float]) -> Optional[Frame]:
         sock = self._sock
