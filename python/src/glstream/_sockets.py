@@ -4,8 +4,9 @@ straight into a buffer reused from frame to frame (no allocation while the size 
 from __future__ import annotations
 
 import socket
+import struct
 import time
-from typing import Optional
+from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -52,6 +53,12 @@ def connect(scheme: str, rest: str, url: str, timeout: Optional[float]) -> socke
         raise ConnectError(f"cannot connect to {url}: {e}") from e
     sock.settimeout(None)
     return sock
+
+
+def _sizes(layout: struct.Struct, data: bytes) -> Tuple[int, int, int]:
+    """(length, height, width) of a Blender or Blender32 header."""
+    length, height, width = layout.unpack(data)
+    return length, height, width
 
 
 class SocketSource:
@@ -158,14 +165,14 @@ class SocketSource:
         raw = self._buffer("_pixels", info.raw_length)
         what = f"frame {n}'s payload"
         if info.codec == 0:
-            if not self._fill(memoryview(raw), deadline, kind == "raw", what):
+            if not self._fill(raw.data, deadline, kind == "raw", what):
                 return None
         else:
             encoded = self._buffer("_encoded", info.payload_length)
-            self._fill(memoryview(encoded), deadline, False, what)
+            self._fill(encoded.data, deadline, False, what)
             if self._decoder is None:
                 self._decoder = Decoder()
-            self._decoder.decode(info, memoryview(encoded), raw)
+            self._decoder.decode(info, encoded.data, raw)
         self._frames += 1
         return Frame(
             pixels_of(raw, info),
@@ -183,13 +190,13 @@ class SocketSource:
         first = bytes(self._header_view[:8])
         if first[:4] == b"GLST":
             kind = "glstream"
-        elif blender_format(*BLENDER32.unpack(first), self._fmt) is not None:
+        elif blender_format(*_sizes(BLENDER32, first), self._fmt) is not None:
             # A Blender header read as Blender32 has height 0 (the length's high half), so the
             # two cannot be mistaken for each other.
             kind = "blender32"
         else:
             self._fill(self._header_view[8:12], deadline, False, f"frame {n}'s header")
-            if blender_format(*BLENDER.unpack(bytes(self._header_view[:12])), self._fmt) is None:
+            if blender_format(*_sizes(BLENDER, bytes(self._header_view[:12])), self._fmt) is None:
                 raise ProtocolError(
                     f"not a glstream, Blender or Blender32 header: first bytes "
                     f"{bytes(self._header_view[:12]).hex(' ')} (a raw stream needs header=\"raw\")"

@@ -23,7 +23,7 @@ class ZmqSource:
             raise ImportError(f'zmq+ URLs need the [zmq] extra (pip install "glstream[zmq]"): {e}') from e
         self._zmq = zmq
         self._endpoint = endpoint
-        self._context = zmq.Context.instance()
+        self._context: Any = zmq.Context.instance()
         sock = self._context.socket(zmq.SUB if pattern == "sub" else zmq.PULL)
         try:
             # Options before connect. A part larger than a frame can be is refused by libzmq
