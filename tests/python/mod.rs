@@ -19,7 +19,10 @@ fn the_python_package_passes_its_tests_against_the_real_binary() {
     let how = "create it: python3 -m venv .venv && .venv/bin/pip install \"./python[all]\" pytest \
                (.ci/run does this)";
     let ready = Command::new(&python)
-        .args(["-c", "import glstream, pytest, zmq, iceoryx2, zstandard, lz4, qoi, PIL"])
+        .args([
+            "-c",
+            "import glstream, pytest, zmq, iceoryx2, zstandard, lz4, qoi, PIL",
+        ])
         .output();
     match ready {
         Ok(output) if output.status.success() => {}
@@ -31,7 +34,14 @@ fn the_python_package_passes_its_tests_against_the_real_binary() {
         Err(e) => panic!("{} cannot run ({e}): {how}", python.display()),
     }
     let child = Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "python/tests"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "python/tests",
+        ])
         .current_dir(repo)
         .env("GLSTREAM_BIN", env!("CARGO_BIN_EXE_glstream"))
         .env_remove("RUST_LOG")

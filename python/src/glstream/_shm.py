@@ -70,6 +70,9 @@ class ShmSource:
                 if reason == "IncompatibleTypes":
                     reason = "it carries other payload or header types (not a glstream stream)"
                 raise ConnectError(f"cannot open shm://{service}: {reason}") from None
+        # Looked at before subscribing: a publisher that is here now and gone at the first
+        # read, with nothing queued, has ended the stream (rather than not started it).
+        self._publisher_seen = self._service.dynamic_config.number_of_publishers > 0
         try:
             self._subscriber = self._service.subscriber_builder().create()
         except Exception as e:
@@ -81,7 +84,6 @@ class ShmSource:
         except Exception:  # then it polls, as recv --shm does
             self._listener = None
         self._sample: Any = None
-        self._publisher_seen = False
         self._wait = iox2.Duration.from_secs_f64(LIVENESS_CHECK)
 
     def close(self) -> None:
