@@ -236,8 +236,10 @@ def test_the_binarys_compressed_stream_over_unix_in_one_strip(producers):
                          "--compress-threads", "1")
     with glstream.open("unix://" + path, timeout=TIMEOUT) as stream:
         frames = [frame.copy() for frame in stream]
+    assert [f.index for f in frames] == [0, 1]
     for frame, want in zip(frames, reference_frames(2, "rgba8", w=64, h=48)):
         binary_check(frame, want, "zstd", "rgba8")
+    assert producer.wait() == 0
 
 
 @pytest.mark.parametrize("codec", ["qoi", "zstd", "lz4", "jpeg"])

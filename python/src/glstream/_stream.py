@@ -7,7 +7,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ._errors import ConnectError, Error
+from ._errors import Error
 from ._formats import BY_NAME, Format
 from ._wire import FrameInfo
 
@@ -225,7 +225,3 @@ def open(
 def _only_own_header(url: str, header: str) -> None:
     if header not in ("auto", "glstream"):
         raise ValueError(f"{url}: carries glstream's own header; header={header!r} does not apply")
-
-
-def _connect_error(url: str, e: BaseException) -> ConnectError:
-    return ConnectError(f"cannot open {url}: {e}")
