@@ -229,7 +229,7 @@ def v2_frame(wire: np.ndarray, fmt: str, codec: str, rows_per_strip: int, index:
              stamp: int = 0, top_down: bool = False, **override) -> bytes:
     """A whole v2 frame: header, strip table, strips. ``wire`` is (h, w, c) in wire row order.
     ``override`` replaces header fields (strips, rows, header_length, payload_length,
-    raw_length, codec_code, format, strip_lengths, payload) to build bad frames."""
+    raw_length, codec_code, format, strip_lengths, payload, request_id) to build bad frames."""
     h, w = wire.shape[:2]
     bpp = CHANNELS[fmt] * np.dtype(DTYPES[fmt]).itemsize
     stride = w * bpp
@@ -244,7 +244,7 @@ def v2_frame(wire: np.ndarray, fmt: str, codec: str, rows_per_strip: int, index:
         override.get("format", FORMAT_CODES[fmt]), int(top_down), stride,
         override.get("codec_code", CODEC_CODES[codec]), index, stamp,
         override.get("payload_length", len(payload)), override.get("raw_length", stride * h),
-        0, count, rows,
+        override.get("request_id", 0), count, rows,
     ) + struct.pack(f"<{len(lengths)}I", *lengths)
     return header + payload
 

@@ -68,6 +68,21 @@ def test_each_codec_decodes_over_tcp(codec, fmt):
         check(frame, want, codec, fmt)
 
 
+def test_the_request_id_of_a_v2_header_is_the_frames():
+    # --control sends v2 headers, uncompressed (codec 0) or not, with the id of the request
+    # each frame answers.
+    images = reference("rgb8")
+    data = (v2_frame(wire(images[0], False), "rgb8", "none", 16, index=0, request_id=42)
+            + v2_frame(wire(images[1], False), "rgb8", "lz4", 64, index=1, request_id=0))
+    server = sending(data)
+    with glstream.open(server.url, timeout=TIMEOUT) as stream:
+        frames = [frame.copy() for frame in stream]
+    server.close()
+    assert [(f.index, f.request_id, f.codec) for f in frames] == [(0, 42, "none"), (1, 0, "lz4")]
+    for frame, want in zip(frames, images):
+        assert np.array_equal(frame.pixels, want)
+
+
 def test_v1_and_v2_frames_mix_on_one_stream_and_one_strip_works():
     from helpers import v1_header
 

@@ -41,7 +41,7 @@ def test_a_blender_stream_is_detected_and_ends_when_the_server_does(producers):
         "--port", "0", *SIZE, "--frames", "5", "--policy", "lossless", "--format", "rgba8")
     frames = read_all(tcp_url(producer))
     assert [f.header for f in frames] == ["blender"] * 5
-    assert [(f.index, f.timestamp_ns) for f in frames] == [(None, None)] * 5
+    assert [(f.index, f.timestamp_ns, f.request_id) for f in frames] == [(None, None, None)] * 5
     assert_frames_equal(frames, reference_frames(5))
     assert producer.wait() == 0
 

@@ -153,5 +153,5 @@ class ShmSource:
         if not header.flags & 1:
             pixels = pixels[::-1]
         return Frame(
-            pixels, index, header.timestamp_ns, fmt.name, "none", "shm", sample
+            pixels, index, header.timestamp_ns, fmt.name, "none", "shm", sample, header.request_id
         )

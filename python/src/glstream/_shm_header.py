@@ -9,7 +9,7 @@ __all__ = ["FrameHeader"]
 
 
 class FrameHeader(ctypes.Structure):
-    """glstream's per-frame iceoryx2 user header, ``glstream::FrameHeader``: ``#[repr(C)]``, 40
+    """glstream's per-frame iceoryx2 user header, ``glstream::FrameHeader``: ``#[repr(C)]``, 48
     bytes, native byte order (docs/outputs.md)."""
 
     _fields_ = [
@@ -21,6 +21,7 @@ class FrameHeader(ctypes.Structure):
         ("flags", ctypes.c_uint32),  # bit 0: rows top-down (glstream --flip)
         ("stride", ctypes.c_uint32),  # bytes per row
         ("reserved", ctypes.c_uint32),
+        ("request_id", ctypes.c_uint64),  # the control request this frame answers, 0 for none
     ]
 
     @staticmethod

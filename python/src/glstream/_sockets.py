@@ -83,7 +83,9 @@ class SocketSource:
             size = width * height * fmt.bytes_per_pixel
             if size > MAX_BYTES:
                 raise ValueError(f"a raw frame of {size} bytes is over the 1 GiB bound")
-            self._raw = FrameInfo("raw", width, height, fmt, top_down, None, None, size, size)
+            self._raw = FrameInfo(
+                "raw", width, height, fmt, top_down, None, None, size, size, 0, None
+            )
         self._header = bytearray(MAX_HEADER)
         self._header_view = memoryview(self._header)
         self._pixels: Optional[np.ndarray] = None  # the reused frame buffer
@@ -182,6 +184,7 @@ class SocketSource:
             CODECS[info.codec],
             info.header,
             raw,
+            info.request_id,
         )
 
     def _detect(self, deadline: Optional[float], n: int) -> str:

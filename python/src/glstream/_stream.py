@@ -28,7 +28,9 @@ class Frame:
     a frame longer. Shared-memory frames are read-only (other subscribers read the same memory).
     """
 
-    __slots__ = ("pixels", "index", "timestamp_ns", "format", "codec", "header", "_owner")
+    __slots__ = (
+        "pixels", "index", "timestamp_ns", "format", "codec", "header", "request_id", "_owner"
+    )
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class Frame:
         codec: str = "none",
         header: str = "glstream",
         owner: Any = None,
+        request_id: Optional[int] = 0,
     ) -> None:
         self.pixels = pixels
         #: The frame index (``glstream`` header, shared memory, ZeroMQ), or None (Blender, raw).
@@ -51,6 +54,9 @@ class Frame:
         self.codec = codec
         #: The header it came with: glstream, blender, blender32, raw or shm.
         self.header = header
+        #: The control request (``glstream --control``) this frame answers: 0 for none, None
+        #: where the header has no room for it (Blender, raw).
+        self.request_id = request_id
         self._owner = owner  # what the pixels live in (an iceoryx2 sample, a zmq.Frame, a buffer)
 
     @property
@@ -71,6 +77,8 @@ class Frame:
             self.format,
             self.codec,
             self.header,
+            None,
+            self.request_id,
         )
 
     def __repr__(self) -> str:

@@ -67,6 +67,9 @@ class FrameInfo:
     #: Decoded size: stride x height.
     raw_length: int
     codec: int = 0
+    #: The control request this frame answers (``--control``): 0 for none; None where the
+    #: header has no room for it (Blender, raw).
+    request_id: Optional[int] = 0
     rows_per_strip: int = 0
     strips: List[int] = field(default_factory=list)
 
@@ -122,7 +125,7 @@ def parse_glstream(data: bytes) -> FrameInfo:
         return FrameInfo(
             "glstream", width, height, fmt, bool(flags & 1), index, stamp, payload, payload
         )
-    (_, _, _, width, height, code, flags, stride, codec, index, stamp, payload, raw, _request,
+    (_, _, _, width, height, code, flags, stride, codec, index, stamp, payload, raw, request,
      strips, rows) = GLST_V2.unpack_from(data)
     what = f"frame {index}"
     fmt = _format(code, index)
@@ -157,8 +160,8 @@ def parse_glstream(data: bytes) -> FrameInfo:
                     f"{what}: uncompressed strip {i} of {strip} bytes, expected {want}"
                 )
     return FrameInfo(
-        "glstream", width, height, fmt, bool(flags & 1), index, stamp, payload, raw, codec, rows,
-        lengths,
+        "glstream", width, height, fmt, bool(flags & 1), index, stamp, payload, raw, codec,
+        request, rows, lengths,
     )
 
 
@@ -190,7 +193,7 @@ def parse_blender(kind: str, data: bytes, fmt: Optional[Format], top_down: bool)
             f"bad {kind} header: payload length {length} for {width}x{height} is not width x "
             f"height x {want} bytes (at most 1 GiB)"
         )
-    return FrameInfo(kind, width, height, found, top_down, None, None, length, length)
+    return FrameInfo(kind, width, height, found, top_down, None, None, length, length, 0, None)
 
 
 class Decoder:

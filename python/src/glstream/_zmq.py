@@ -78,5 +78,5 @@ class ZmqSource:
             pixels, owner = pixels_of(raw, info), raw
         return Frame(
             pixels, info.index, info.timestamp_ns, info.format.name, CODECS[info.codec],
-            "glstream", owner,
+            "glstream", owner, info.request_id,
         )
