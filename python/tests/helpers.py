@@ -63,7 +63,20 @@ class Producer:
     def _read_err(self) -> None:
         assert self.process.stderr is not None
         for raw in self.process.stderr:
-            self.stderr_text.append(raw.decode(errors="replace"))
+            with self._changed:
+                self.stderr_text.append(raw.decode(errors="replace"))
+                self._changed.notify_all()
+
+    def wait_log(self, needle: str) -> None:
+        """Waits until glstream has logged ``needle`` (on stderr; -v for its debug lines)."""
+        deadline = time.monotonic() + TIMEOUT
+        with self._changed:
+            while needle not in self.stderr():
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None and needle not in self.stderr():
+                    raise AssertionError(f"glstream {self.args} never logged {needle!r}:\n"
+                                         f"{self.stderr()}")
+                self._changed.wait(min(left, 0.5))
 
     def wait_line(self, prefix: str) -> str:
         deadline = time.monotonic() + TIMEOUT
