@@ -94,7 +94,8 @@ def snippet_shm(endpoint, frames):
         _fields_ = [("frame_index", ctypes.c_uint64), ("timestamp_ns", ctypes.c_uint64),
                     ("width", ctypes.c_uint32), ("height", ctypes.c_uint32),
                     ("format", ctypes.c_uint32), ("flags", ctypes.c_uint32),
-                    ("stride", ctypes.c_uint32), ("reserved", ctypes.c_uint32)]
+                    ("stride", ctypes.c_uint32), ("reserved", ctypes.c_uint32),
+                    ("request_id", ctypes.c_uint64)]
 
         @staticmethod
         def type_name():
