@@ -10,6 +10,7 @@ mod http;
 mod http_hardening;
 mod lifecycle;
 mod outputs_hardening;
+mod python;
 mod recipes;
 mod scenes;
 mod shm;
