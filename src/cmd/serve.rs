@@ -626,6 +626,14 @@ fn frames_on_request<'ctx>(
         let Some(pending) = link.queue().pop() else {
             continue;
         };
+        // A frame nobody can take answers nothing: the request waits for a consumer.
+        if hub.wait_for_clients(&stopped).is_none() {
+            link.refuse(
+                pending,
+                "the stream stopped before this request's frame".into(),
+            );
+            break;
+        }
         if let Err(error) = renderer.apply(&pending.request.settings) {
             link.refuse(pending, error);
             continue;

@@ -12,8 +12,13 @@ URLs: ``tcp://HOST:PORT``, ``unix:///PATH``, ``shm://SERVICE`` (iceoryx2, zero-c
 ``[shm]`` extra), ``zmq+tcp://HOST:PORT`` and ``zmq+ipc:///PATH`` (the ``[zmq]`` extra).
 Compressed streams (``glstream --compress``) are decoded with the ``[compress]`` extra.
 A frame's pixels are valid until the next frame is taken; ``frame.copy()`` keeps one.
+
+``glstream.Control(url)`` steers a producer started with ``--control`` (docs/control.md):
+``control.send(camera={"eye": [3, 1, 2]})`` returns the answer, and the frame that answers
+carries the request's id (``frame.request_id``).
 """
 
+from ._control import Control
 from ._errors import Closed, ConnectError, Error, ProtocolError, Timeout
 from ._formats import MAX_BYTES
 from ._shm_header import FrameHeader
@@ -23,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "open",
+    "Control",
     "Stream",
     "Frame",
     "FrameHeader",
