@@ -384,7 +384,7 @@ print(json.dumps(ids == list(range(1, 1001))))
 fn malformed_oversized_and_unread_requests_cost_only_themselves() {
     let dir = scratch("hostile");
     let shader = shader_file(&dir);
-    let (server, _tcp, control) = serve(&[
+    let (server, tcp, control) = serve(&[
         "--scene",
         &shader,
         "--width",
@@ -401,6 +401,8 @@ fn malformed_oversized_and_unread_requests_cost_only_themselves() {
         "{CLIENT}\n\
 import time
 results = {{}}
+# A consumer: with --on-request, a request waits for one.
+read = frames(sys.argv[2])
 send = control(sys.argv[1])
 for name, body in [('garbage', b'{{not json'), ('array', b'[1, 2]'), ('no id', b'{{}}'), ('bad key', b'{{\"id\": 5, \"colour\": 1}}')]:
     s = ctx.socket(zmq.REQ); s.setsockopt(zmq.RCVTIMEO, 120000); s.setsockopt(zmq.LINGER, 0)
@@ -421,7 +423,7 @@ results['after'] = send({{'id': 77, 'uniforms': {{'u_gain': 1}}}})
 print(json.dumps(results))
 "
     );
-    let out = run_python(&script, &[&control]);
+    let out = run_python(&script, &[&control, &tcp]);
     let results: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     for name in ["garbage", "array", "no id"] {
         assert_eq!(results[name]["ok"], false, "{out}");
