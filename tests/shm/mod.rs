@@ -184,7 +184,10 @@ fn a_slow_latest_subscriber_skips_frames_but_never_sees_a_torn_one() {
         .find_map(|l| l.split(" in order, ").nth(1))
         .and_then(|rest| rest.trim_end_matches(" dropped").parse().ok())
         .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
-    assert!(stdout.contains("frames 0..="), "{stdout}");
+    // Where it starts depends on how soon the subscriber first reads: frames published before
+    // that overflow its two-sample queue (latest policy), so only the end and the order are
+    // fixed. (A fresh clone's first run once began at frame 10 on a loaded machine.)
+    assert!(stdout.contains("..=599 in order"), "{stdout}");
     assert!(
         dropped > 0,
         "a slow subscriber should skip frames:\n{stdout}"
