@@ -88,6 +88,17 @@ pub enum SendBuffer {
     Loopback(usize),
 }
 
+impl SendBuffer {
+    /// The send buffer a consumer at `peer` gets, or `None` for the kernel's autotuning.
+    pub fn for_peer(self, peer: std::net::IpAddr) -> Option<usize> {
+        match self {
+            SendBuffer::Bytes(bytes) => Some(bytes),
+            SendBuffer::Loopback(bytes) if peer.is_loopback() => Some(bytes),
+            SendBuffer::Loopback(_) | SendBuffer::System => None,
+        }
+    }
+}
+
 impl std::fmt::Display for SendBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -620,12 +631,7 @@ impl Conn {
         match self {
             Conn::Tcp(s, send_buffer) => {
                 s.set_nodelay(true)?;
-                let bytes = match *send_buffer {
-                    SendBuffer::Bytes(bytes) => Some(bytes),
-                    SendBuffer::Loopback(bytes) if s.peer_addr()?.ip().is_loopback() => Some(bytes),
-                    SendBuffer::Loopback(_) | SendBuffer::System => None,
-                };
-                if let Some(bytes) = bytes {
+                if let Some(bytes) = send_buffer.for_peer(s.peer_addr()?.ip()) {
                     socket2::SockRef::from(&*s).set_send_buffer_size(bytes)?;
                 }
                 s.set_nonblocking(true)
@@ -803,6 +809,24 @@ fn write_frame(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn auto_sizes_only_loopback_peers_and_remote_ones_keep_autotuning() {
+        use super::SendBuffer;
+        let auto = SendBuffer::Loopback(512 << 10);
+        assert_eq!(auto.for_peer([127, 0, 0, 1].into()), Some(512 << 10));
+        assert_eq!(
+            auto.for_peer(std::net::Ipv6Addr::LOCALHOST.into()),
+            Some(512 << 10)
+        );
+        assert_eq!(auto.for_peer([192, 168, 1, 20].into()), None);
+        assert_eq!(auto.for_peer([10, 0, 0, 2].into()), None);
+        assert_eq!(
+            SendBuffer::Bytes(4096).for_peer([10, 0, 0, 2].into()),
+            Some(4096)
+        );
+        assert_eq!(SendBuffer::System.for_peer([127, 0, 0, 1].into()), None);
+    }
+
     use super::*;
 
     #[test]
