@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use thiserror::Error;
 
-use super::encode::{Encoder, Target};
+use super::encode::{Encoded, Encoder, Encoding, Target};
 use super::hub::{ClientId, ClientTotals, Frame, Hub, Policy};
 use super::metrics::{OutputRegistry, StageTimes};
+use super::protocol::{self, FrameInfo, HeaderMode, MAX_HEADER_LEN};
 
 /// What every frame of a stream looks like (defined with the pixel formats).
 pub use crate::format::FrameShape;
@@ -200,6 +201,84 @@ impl<F: Frame> Feed<F> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// What a consumer is sent for each frame, header and payload: the raw pixels after the chosen
+/// header, after an uncompressed glstream version 2 header that carries the control request the
+/// frame answers (`--control`), or the frame's encoding with its version 2 header
+/// (`--compress`). The socket outputs and ZeroMQ build every frame's parts through it.
+pub enum Framing<'env> {
+    /// The raw pixels after this header (a glstream one is version 1).
+    Header(HeaderMode),
+    /// The raw pixels after an uncompressed version 2 header, built in this buffer.
+    Tagged(Vec<u8>),
+    /// The encode stage's encoding of the frame.
+    Encoded(Encoding<'env>),
+}
+
+/// What a frame's parts borrow from while it is sent: the header [`Framing::Header`] writes,
+/// the encoding [`Framing::Encoded`] holds.
+pub struct Held {
+    header: [u8; MAX_HEADER_LEN],
+    encoded: Option<Arc<Encoded>>,
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Self {
+            header: [0; MAX_HEADER_LEN],
+            encoded: None,
+        }
+    }
+}
+
+impl<'env> Framing<'env> {
+    /// The framing of one consumer of an output whose frames go behind `header`, compressed by
+    /// `encoder` if there is one (taking its demand now, before the consumer registers), tagged
+    /// with request ids when `feed`'s frames carry them and the header is glstream's.
+    pub fn new<F: Frame>(
+        header: HeaderMode,
+        encoder: Option<&Arc<Encoder>>,
+        feed: &'env Feed<F>,
+    ) -> Self {
+        match encoder {
+            Some(encoder) => Framing::Encoded(encoder.demand(&feed.stats.stages.encode)),
+            None if header == HeaderMode::Glstream && feed.request_ids => {
+                Framing::Tagged(Vec::new())
+            }
+            None => Framing::Header(header),
+        }
+    }
+
+    /// `frame`'s header and payload, as this consumer is sent them.
+    pub fn parts<'a, F: Frame>(
+        &'a mut self,
+        frame: &'a F,
+        shape: &FrameShape,
+        held: &'a mut Held,
+    ) -> Result<(&'a [u8], &'a [u8]), SendError> {
+        let info = || FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns());
+        match self {
+            Framing::Header(mode) => {
+                // The size was checked against the header when the stream was set up.
+                let len = protocol::encode(*mode, &info(), &mut held.header).unwrap_or(0);
+                Ok((&held.header[..len], frame.bytes()))
+            }
+            Framing::Tagged(buffer) => {
+                protocol::encode_tagged(&info().answering(frame.request_id()), buffer)
+                    .map_err(|e| SendError::Failed(io::Error::other(e)))?;
+                Ok((&buffer[..], frame.bytes()))
+            }
+            Framing::Encoded(encoding) => {
+                let encoded = held.encoded.insert(
+                    encoding
+                        .get(frame)
+                        .map_err(|e| SendError::Failed(io::Error::other(e.to_string())))?,
+                );
+                Ok((&encoded.header[..], &encoded.payload[..]))
+            }
+        }
     }
 }
 

@@ -25,13 +25,13 @@ use rustix::fs::OFlags;
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
-use super::encode::{Encoding, Target};
+use super::encode::Target;
 use super::hub::{ClientId, Frame, Policy};
 use super::output::{
-    BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
-    serve_sink,
+    BindError, Deadline, Feed, FrameShape, Framing, Held, Output, OutputConfig, OutputError,
+    SendError, Sink, serve_sink,
 };
-use super::protocol::{self, FrameInfo, HeaderMode, MAX_HEADER_LEN, encode};
+use super::protocol::HeaderMode;
 use crate::codec::Compress;
 
 /// Why a socket output could not be set up.
@@ -345,13 +345,7 @@ impl<F: Frame> Output<F> for SocketOutput {
             Some(compress) => Some(feed.encoder(scope, Target::Strips(compress), policy)?),
             None => None,
         };
-        let framing = move || match &encoder {
-            Some(encoder) => Framing::Encoded(encoder.demand(&feed.stats.stages.encode)),
-            None if header == HeaderMode::Glstream && feed.request_ids => {
-                Framing::Tagged(Vec::new())
-            }
-            None => Framing::Header(header),
-        };
+        let framing = move || Framing::new(header, encoder.as_ref(), feed);
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send + 'scope>| {
             thread::Builder::new()
                 .name(name.into())
@@ -697,16 +691,6 @@ impl Conn {
     }
 }
 
-/// What a consumer is sent for each frame: the raw pixels after the chosen header, or the
-/// frame's encoding with its glstream v2 header.
-enum Framing<'env> {
-    Header(HeaderMode),
-    /// An uncompressed glstream version 2 header (built in the buffer), which carries the
-    /// control request a frame answers.
-    Tagged(Vec<u8>),
-    Encoded(Encoding<'env>),
-}
-
 /// A [`Sink`] over a [`Conn`]: the chosen header, then the payload.
 struct Writer<'env> {
     conn: Conn,
@@ -726,29 +710,8 @@ impl Sink for Writer<'_> {
         shape: &FrameShape,
         deadline: &Deadline<'_>,
     ) -> Result<u64, SendError> {
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let encoded;
-        let (header, payload) = match &mut self.framing {
-            Framing::Tagged(buffer) => {
-                let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns())
-                    .answering(frame.request_id());
-                protocol::encode_tagged(&info, buffer)
-                    .map_err(|e| SendError::Failed(io::Error::other(e)))?;
-                (&buffer[..], frame.bytes())
-            }
-            Framing::Header(mode) => {
-                let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns());
-                // The size was checked against the header when the stream was set up.
-                let header_len = encode(*mode, &info, &mut header).unwrap_or(0);
-                (&header[..header_len], frame.bytes())
-            }
-            Framing::Encoded(encoding) => {
-                encoded = encoding
-                    .get(frame)
-                    .map_err(|e| SendError::Failed(io::Error::other(e.to_string())))?;
-                (&encoded.header[..], &encoded.payload[..])
-            }
-        };
+        let mut held = Held::default();
+        let (header, payload) = self.framing.parts(frame, shape, &mut held)?;
         let conn = &self.conn;
         write_frame(
             |bufs| conn.write_vectored(bufs),

@@ -5,7 +5,8 @@
 //! glstream v1 header ([`protocol::GLSTREAM_HEADER_LEN`]: frame index, timestamp, size, format,
 //! stride), part 2 the payload (`payload length` bytes, nothing else). ZeroMQ delivers the parts
 //! of a message together or not at all, so a consumer always holds a whole frame and knows which
-//! one. [`header_part`] writes part 1, [`decode_parts`] checks a received pair.
+//! one. `output::Framing` (with the glstream header) writes part 1, [`decode_parts`] checks a
+//! received pair.
 //!
 //! **One socket per output**, with every endpoint bound or connected on it, created and bound by
 //! [`bind`] before GL starts, so that a bad endpoint fails at once. Options are set before any
@@ -66,15 +67,13 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::encode::{Encoder, Encoding, Target};
+use super::encode::{Encoder, Target};
 use super::hub::{Frame, Hub, Policy};
 use super::output::{
-    BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SLICE, SendError,
-    Sink, serve_sink,
+    BindError, Deadline, Feed, FrameShape, Framing, Held, Output, OutputConfig, OutputError, SLICE,
+    SendError, Sink, serve_sink,
 };
-use super::protocol::{
-    self, Decoded, FrameInfo, GLSTREAM_HEADER_LEN, HeaderMode, MAX_HEADER_LEN, ProtocolError,
-};
+use super::protocol::{self, Decoded, GLSTREAM_HEADER_LEN, HeaderMode, ProtocolError};
 use super::socket::{OwnedPath, SocketError};
 use crate::codec::Compress;
 use crate::format::Format;
@@ -409,28 +408,6 @@ fn bind_endpoint(
     Ok((resolved, owned))
 }
 
-/// Part 1 of a frame's message: the glstream v1 header.
-pub fn header_part(shape: &FrameShape, frame_index: u64, timestamp_ns: u64) -> [u8; 56] {
-    let info = FrameInfo::new(*shape, frame_index, timestamp_ns);
-    let mut header = [0u8; MAX_HEADER_LEN];
-    // The glstream header describes any size GL can render (u32 fields); `check_size` ran for
-    // the stream's shape before the outputs started.
-    let _ = protocol::encode(HeaderMode::Glstream, &info, &mut header);
-    header
-}
-
-/// Part 1 of a frame that answers control requests (`--control`): an uncompressed glstream
-/// version 2 header with the request's id, built in `out`.
-fn tagged_part<F: Frame>(
-    shape: &FrameShape,
-    frame: &F,
-    out: &mut Vec<u8>,
-) -> Result<(), SendError> {
-    let info = FrameInfo::new(*shape, frame.frame_index(), frame.timestamp_ns())
-        .answering(frame.request_id());
-    protocol::encode_tagged(&info, out).map_err(|e| SendError::Failed(io::Error::other(e)))
-}
-
 /// Checks a received [header, payload] pair against the contract and returns what the header
 /// says.
 pub fn decode_parts(header: &[u8], payload: &[u8]) -> Result<Decoded, ZmqError> {
@@ -570,16 +547,14 @@ impl<F: Frame> Output<F> for ZmqOutput {
             Pattern::Push => {
                 // Registered before any frame is rendered, so the peers get frame 0 first: a
                 // push producer always renders, and waits on its peers.
-                let encoding = encoder.map(|e| e.demand(&feed.stats.stages.encode));
+                let framing = Framing::new(HeaderMode::Glstream, encoder.as_ref(), feed);
                 let id = feed.register("zmq", policy);
                 Box::new(move || {
                     let sink = PushSink {
                         socket: Some((socket, context, endpoints.owned)),
                         hub: &feed.hub,
                         copies: Copies::default(),
-                        encoding,
-                        tagged: feed.request_ids,
-                        tagged_header: Vec::new(),
+                        framing,
                     };
                     serve_sink(feed, id, sink, "zmq push");
                 })
@@ -654,10 +629,6 @@ fn send_error(e: zmq::Error) -> SendError {
     SendError::Failed(io::Error::other(e))
 }
 
-fn encode_error(e: Arc<crate::codec::CodecError>) -> SendError {
-    SendError::Failed(io::Error::other(e.to_string()))
-}
-
 /// Closes a producer socket. After a complete stream (`deliver`) libzmq gets until the deadline to
 /// hand the queued frames over; otherwise at most [`STOP_LINGER`]. The termination runs on a
 /// thread of its own so that an abort is not stuck behind it: the queued messages are libzmq's
@@ -710,11 +681,9 @@ struct PushSink<'a, F> {
     socket: Option<(zmq::Socket, zmq::Context, Vec<OwnedPath>)>,
     hub: &'a Hub<F>,
     copies: Copies,
-    /// Where compressed frames come from (`--compress`).
-    encoding: Option<Encoding<'a>>,
-    /// Whether frames carry control request ids (a version 2 header, built here).
-    tagged: bool,
-    tagged_header: Vec<u8>,
+    /// Part 1 and the payload of each frame: glstream's header, version 2 when frames are
+    /// compressed (`--compress`) or carry request ids (`--control`).
+    framing: Framing<'a>,
 }
 
 impl<F: Frame> Sink for PushSink<'_, F> {
@@ -724,22 +693,8 @@ impl<F: Frame> Sink for PushSink<'_, F> {
         shape: &FrameShape,
         deadline: &Deadline<'_>,
     ) -> Result<u64, SendError> {
-        let raw_header;
-        let encoded;
-        let (header, payload) = match &self.encoding {
-            None if self.tagged => {
-                tagged_part(shape, frame, &mut self.tagged_header)?;
-                (&self.tagged_header[..], frame.bytes())
-            }
-            None => {
-                raw_header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
-                (&raw_header[..], frame.bytes())
-            }
-            Some(encoding) => {
-                encoded = encoding.get(frame).map_err(encode_error)?;
-                (&encoded.header[..], &encoded.payload[..])
-            }
-        };
+        let mut held = Held::default();
+        let (header, payload) = self.framing.parts(frame, shape, &mut held)?;
         let total = (header.len() + payload.len()) as u64;
         let Some((socket, _, _)) = &self.socket else {
             return Err(SendError::Aborted { sent: 0, total });
@@ -805,16 +760,14 @@ fn serve_pub<F: Frame>(
             continue;
         }
         if topics.live > 0 && !hub.is_finished() {
-            let encoding = encoder.map(|e| e.demand(&feed.stats.stages.encode));
+            let framing = Framing::new(HeaderMode::Glstream, encoder, feed);
             let id = feed.register("zmq", policy);
             log::info!("zmq pub: a subscriber is here; rendering");
             let sink = PubSink {
                 socket: &socket,
                 topics: &mut topics,
                 copies: &mut copies,
-                encoding,
-                tagged: feed.request_ids,
-                tagged_header: Vec::new(),
+                framing,
             };
             let departure = serve_sink(feed, id, sink, "zmq pub subscribers");
             failed = matches!(departure.failure, Some(SendError::Failed(_)));
@@ -948,11 +901,9 @@ struct PubSink<'a> {
     socket: &'a zmq::Socket,
     topics: &'a mut Topics,
     copies: &'a mut Copies,
-    /// Where compressed frames come from (`--compress`).
-    encoding: Option<Encoding<'a>>,
-    /// Whether frames carry control request ids (a version 2 header, built here).
-    tagged: bool,
-    tagged_header: Vec<u8>,
+    /// Part 1 and the payload of each frame: glstream's header, version 2 when frames are
+    /// compressed (`--compress`) or carry request ids (`--control`).
+    framing: Framing<'a>,
 }
 
 impl Sink for PubSink<'_> {
@@ -969,22 +920,8 @@ impl Sink for PubSink<'_> {
         if self.topics.too_many() {
             return Err(SendError::HungUp(io::Error::other("too many topics")));
         }
-        let raw_header;
-        let encoded;
-        let (header, payload) = match &self.encoding {
-            None if self.tagged => {
-                tagged_part(shape, frame, &mut self.tagged_header)?;
-                (&self.tagged_header[..], frame.bytes())
-            }
-            None => {
-                raw_header = header_part(shape, frame.frame_index(), frame.timestamp_ns());
-                (&raw_header[..], frame.bytes())
-            }
-            Some(encoding) => {
-                encoded = encoding.get(frame).map_err(encode_error)?;
-                (&encoded.header[..], &encoded.payload[..])
-            }
-        };
+        let mut held = Held::default();
+        let (header, payload) = self.framing.parts(frame, shape, &mut held)?;
         let total = (header.len() + payload.len()) as u64;
         // XPUB never refuses a message (a full subscriber loses it inside libzmq); the wait is
         // here only in case it ever did.
@@ -1005,6 +942,15 @@ impl Sink for PubSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::protocol::{FrameInfo, MAX_HEADER_LEN};
+
+    /// Part 1 of a frame's message as the sinks write it: the glstream v1 header.
+    fn header_part(shape: &FrameShape, frame_index: u64, timestamp_ns: u64) -> [u8; 56] {
+        let info = FrameInfo::new(*shape, frame_index, timestamp_ns);
+        let mut header = [0u8; MAX_HEADER_LEN];
+        protocol::encode(HeaderMode::Glstream, &info, &mut header).unwrap();
+        header
+    }
 
     fn shape() -> FrameShape {
         FrameShape {

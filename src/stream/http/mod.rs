@@ -333,6 +333,8 @@ impl<'scope, 'env, F: Frame + 'env> Server<'scope, 'env, F> {
                         let stream = DeadlineStream {
                             stream,
                             deadline,
+                            // The write deadline's timer, not a wait: `DeadlineStream` re-arms
+                            // it to each response's deadline before polling it.
                             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
                             peer,
                             counters: Arc::clone(&self.shared.counters),
