@@ -14,12 +14,25 @@ fn scratch(name: &str) -> std::path::PathBuf {
 }
 
 /// The first `listening on 127.0.0.1:PORT` address a server printed.
-fn tcp_addr(server: &Server) -> String {
+pub(crate) fn tcp_addr(server: &Server) -> String {
     server
         .ready_line()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("ready line {:?}", server.ready_line()))
         .trim()
+        .to_string()
+}
+
+/// The Python block of docs/protocol.md that contains every one of `needles`, as written.
+fn protocol_recipe(needles: &[&str]) -> String {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/protocol.md"))
+            .unwrap();
+    docs.split("```python\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .find(|block| needles.iter().all(|n| block.contains(n)))
+        .unwrap_or_else(|| panic!("docs/protocol.md has no Python recipe with {needles:?}"))
         .to_string()
 }
 
@@ -184,15 +197,7 @@ fn a_unix_socket_carries_compressed_frames_of_the_pattern_in_order() {
 /// compressed stream: it must refuse the first frame by its version, never misread it.
 #[test]
 fn a_v1_consumer_refuses_a_v2_frame_by_its_version() {
-    let docs =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/protocol.md"))
-            .unwrap();
-    let reader = docs
-        .split("```python\n")
-        .skip(1)
-        .map(|block| block.split("```").next().unwrap())
-        .find(|block| block.contains("def read_frame(stream):") && block.contains("v1"))
-        .expect("docs/protocol.md has the v1 read_frame recipe");
+    let reader = protocol_recipe(&["def read_frame(stream):", "v1"]);
     let mut server = Server::start(&[
         "--width",
         W,
@@ -495,15 +500,7 @@ fn stdout_carries_compressed_frames_whole() {
 /// it returns are `snapshot`'s (within JPEG's loss).
 #[test]
 fn the_documented_python_reader_decodes_every_codec() {
-    let docs =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/protocol.md"))
-            .unwrap();
-    let reader = docs
-        .split("```python\n")
-        .skip(1)
-        .map(|block| block.split("```").next().unwrap())
-        .find(|block| block.contains("def read_any_frame(stream):"))
-        .expect("docs/protocol.md has the read_any_frame recipe");
+    let reader = protocol_recipe(&["def read_any_frame(stream):"]);
     let dir = scratch("python-reader");
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     for (codec, format) in [

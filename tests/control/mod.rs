@@ -70,13 +70,12 @@ fn debug_server(args: &[&str]) -> (Server, String, String) {
         .env("RUST_LOG", "glstream=debug")
         .args(["--port", "0"])
         .args(args);
-    let server = Server::spawn(command, "listening on ");
-    let tcp = server
-        .ready_line()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .trim()
-        .to_string();
+    addresses(Server::spawn(command, "listening on "))
+}
+
+/// `server` with its TCP address and its control endpoint.
+fn addresses(server: Server) -> (Server, String, String) {
+    let tcp = super::compress::tcp_addr(&server);
     let control = control_endpoint(&server);
     (server, tcp, control)
 }
@@ -143,15 +142,7 @@ def frames(address):
 "#;
 
 fn serve(args: &[&str]) -> (Server, String, String) {
-    let server = Server::start(args);
-    let tcp = server
-        .ready_line()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .trim()
-        .to_string();
-    let control = control_endpoint(&server);
-    (server, tcp, control)
+    addresses(Server::start(args))
 }
 
 #[test]
@@ -227,10 +218,7 @@ fn on_request_renders_one_frame_per_request_tagged_on_tcp_shm_and_zmq() {
     let service = format!("glstream/test-control-{}", std::process::id());
     // Debug logs say when each consumer is registered: the requests go out only then, so that
     // every output has a consumer for frame one.
-    let mut command = util::glstream();
-    command.env("RUST_LOG", "glstream=debug").args([
-        "--port",
-        "0",
+    let (server, tcp, control) = debug_server(&[
         "--scene",
         &shader,
         "--width",
@@ -249,15 +237,7 @@ fn on_request_renders_one_frame_per_request_tagged_on_tcp_shm_and_zmq() {
         "tcp://127.0.0.1:*",
         "--on-request",
     ]);
-    let server = Server::spawn(command, "listening on ");
-    let tcp = server
-        .ready_line()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .trim()
-        .to_string();
     let zmq_endpoint = stdout_line(&server, "zmq push listening on ");
-    let control = control_endpoint(&server);
     let script = format!(
         "{CLIENT}\n\
 import ctypes, time, iceoryx2 as iox2
@@ -301,26 +281,11 @@ except zmq.Again:
 print(json.dumps({{'answers': answers, 'tcp': tcp, 'zmq': zmq_frames, 'shm': shm, 'extra': extra}}))
 "
     );
-    let mut child = Command::new(python())
-        .arg("-c")
-        .arg(&script)
-        .args([&control, &tcp, &zmq_endpoint, &service])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run .venv/bin/python (.ci/run makes it)");
-    assert!(server.wait_for_log(" connected\n"), "{}", server.stderr());
-    assert!(server.wait_for_log("subscribed"), "{}", server.stderr());
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"go\n").unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let out = run_python_when(
+        &server,
+        &script,
+        &[&control, &tcp, &zmq_endpoint, &service],
+        &[" connected\n", "subscribed"],
     );
     let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let expected: Vec<serde_json::Value> = (0..5)
