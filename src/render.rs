@@ -1,16 +1,22 @@
 //! The render pipeline every job shares: headless context, scene, render target, PBO ring.
 //!
 //! `serve`, `snapshot` and `bench` all draw frame N the same way through the same ring, which is
-//! what makes a streamed frame and a snapshot of the same index byte-identical.
+//! what makes a streamed frame and a snapshot of the same index byte-identical. A stream whose
+//! one consumer lends the memory frames go into (shared memory, see [`Renderer::read_into`])
+//! reads back into that memory instead: the same `glReadPixels` of the same target, so the same
+//! bytes.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::format::{Format, FrameShape};
 use crate::gl::GlError;
 use crate::gl::context::HeadlessContext;
-use crate::gl::objects::{Fence, ReadSource, RenderTarget};
+use crate::gl::objects::{Fence, ReadSource, RenderTarget, SharedColor};
 use crate::gl::output::OutputPass;
-use crate::gl::readback::{FrameLease, FrameMeta, PboRing, Slot};
+use crate::gl::readback::{FrameLease, FrameMeta, Lender, LentReadSlot, LentRing, PboRing, Slot};
 use crate::scene::{self, Scene, SceneOptions};
 
 /// What a pipeline is built from.
@@ -50,11 +56,61 @@ impl RenderOptions {
 pub struct Renderer<'ctx> {
     /// The readback ring.
     pub ring: PboRing<'ctx>,
-    output: Option<OutputPass>,
+    /// Readback into lent memory, when a consumer lends it ([`Renderer::read_into`]): then the
+    /// ring is not used.
+    lent: Option<LentRing<'ctx>>,
     scene: Box<dyn Scene>,
-    /// The FBO frames are drawn into.
-    pub target: RenderTarget,
+    /// Where frames are drawn: one, or two in turn when reading into lent memory (so that the
+    /// previous frame is read while this one is rasterized).
+    targets: Vec<DrawTarget>,
+    /// The target the newest frame was drawn into.
+    drawn: usize,
+    options: RenderOptions,
     context: &'ctx HeadlessContext,
+}
+
+/// One place a frame is drawn: the scene's target and, when the format or the row order needs
+/// one, the output pass that converts it (which is then what is read back).
+struct DrawTarget {
+    output: Option<OutputPass>,
+    target: RenderTarget,
+}
+
+impl DrawTarget {
+    fn new(context: &HeadlessContext, options: &RenderOptions) -> Result<Self, GlError> {
+        let gl = context.gl();
+        let target = RenderTarget::new(
+            gl,
+            options.width_px,
+            options.height_px,
+            context.max_target_size(),
+        )?;
+        let output = OutputPass::new(
+            gl,
+            context.glsl_header(),
+            options.format,
+            options.flip,
+            options.width_px,
+            options.height_px,
+        )?;
+        Ok(Self { output, target })
+    }
+
+    /// Its colour image, for the reader thread's context.
+    fn shared_color(&self) -> SharedColor {
+        match &self.output {
+            Some(output) => output.shared_color(),
+            None => self.target.shared_color(),
+        }
+    }
+
+    /// What the frame drawn here is read back from.
+    fn source(&self) -> &dyn ReadSource {
+        match &self.output {
+            Some(output) => output,
+            None => &self.target,
+        }
+    }
 }
 
 /// Creates the headless context a [`Renderer`] draws on (device from `options`) and logs
@@ -76,23 +132,9 @@ pub fn context(options: &RenderOptions) -> Result<HeadlessContext> {
 impl<'ctx> Renderer<'ctx> {
     /// Builds the scene, render target, output pass and ring on `context`.
     pub fn new(context: &'ctx HeadlessContext, options: &RenderOptions) -> Result<Self> {
-        let gl = context.gl();
-        let target = RenderTarget::new(
-            gl,
-            options.width_px,
-            options.height_px,
-            context.max_target_size(),
-        )?;
+        let target = DrawTarget::new(context, options)?;
         let aspect = options.width_px as f32 / options.height_px as f32;
         let scene = scene::build(context, &options.scene, aspect).context("building the scene")?;
-        let output = OutputPass::new(
-            gl,
-            context.glsl_header(),
-            options.format,
-            options.flip,
-            options.width_px,
-            options.height_px,
-        )?;
         let ring = PboRing::new(
             context,
             options.width_px,
@@ -102,9 +144,11 @@ impl<'ctx> Renderer<'ctx> {
         )?;
         Ok(Self {
             ring,
-            output,
+            lent: None,
             scene,
-            target,
+            targets: vec![target],
+            drawn: 0,
+            options: options.clone(),
             context,
         })
     }
@@ -114,22 +158,54 @@ impl<'ctx> Renderer<'ctx> {
         self.scene.apply(settings)
     }
 
-    /// Draws frame `frame_index` into the render target (and through the output pass).
+    /// Draws frame `frame_index` into the render target (and through the output pass). When
+    /// reading into lent memory, into the other target than the last frame's, so that the
+    /// reader thread reads that one while this one is drawn.
     pub fn render(&mut self, frame_index: u64) {
-        self.scene.render(frame_index, &self.target);
-        if let Some(output) = &self.output {
-            output.run(&self.target);
+        if self.lent.is_some() {
+            self.drawn = (self.drawn + 1) % self.targets.len();
+        }
+        let drawn = &self.targets[self.drawn];
+        self.scene.render(frame_index, &drawn.target);
+        if let Some(output) = &drawn.output {
+            output.run(&drawn.target);
         }
     }
 
-    /// The buffer the frame just rendered goes into, and where to read it from: submit the one
-    /// from the other ([`Slot::submit`]) once the slot is free.
-    pub fn acquire(&mut self) -> Result<(Slot<'_, 'ctx>, &dyn ReadSource), GlError> {
-        let source: &dyn ReadSource = match &self.output {
-            Some(output) => output,
-            None => &self.target,
-        };
-        Ok((self.ring.acquire()?, source))
+    /// From now on reads every frame straight into memory `lender` lends (synchronously, see
+    /// [`LentRing`]) instead of through the PBO ring, whose frames must all be handed out by now.
+    pub fn read_into(&mut self, lender: Arc<dyn Lender>) -> Result<(), GlError> {
+        if self.targets.len() < 2 {
+            self.targets
+                .push(DrawTarget::new(self.context, &self.options)?);
+        }
+        let ring = &self.ring;
+        self.lent = Some(LentRing::new(
+            self.context,
+            self.targets.iter().map(DrawTarget::shared_color).collect(),
+            ring.width_px(),
+            ring.height_px(),
+            ring.format(),
+            lender,
+        )?);
+        Ok(())
+    }
+
+    /// Reads through the PBO ring again, letting go of the lender (frames read into its memory
+    /// keep it alive for as long as they live).
+    pub fn read_through_ring(&mut self) {
+        self.lent = None;
+        self.drawn = 0;
+    }
+
+    /// Where the frame just rendered goes, and where to read it from: submit the one from the
+    /// other ([`ReadSlot::submit`]) once the slot is free.
+    pub fn acquire(&mut self) -> Result<(ReadSlot<'_, 'ctx>, &dyn ReadSource), GlError> {
+        let drawn = &self.targets[self.drawn];
+        match &mut self.lent {
+            Some(lent) => Ok((ReadSlot::Lent(lent.acquire(self.drawn)?), drawn.source())),
+            None => Ok((ReadSlot::Pbo(self.ring.acquire()?), drawn.source())),
+        }
     }
 
     /// Starts the readback of the frame just rendered, waiting for the buffer if a lease still
@@ -137,6 +213,37 @@ impl<'ctx> Renderer<'ctx> {
     pub fn submit(&mut self, meta: FrameMeta) -> Result<(), GlError> {
         let (slot, source) = self.acquire()?;
         slot.submit(source, meta)
+    }
+
+    /// Waits for the oldest frame in flight and hands it out; `None` when none is.
+    pub fn complete_oldest(&mut self) -> Result<Option<FrameLease<'ctx>>, GlError> {
+        match &mut self.lent {
+            Some(lent) => lent.complete_oldest(),
+            None => self.ring.complete_oldest(),
+        }
+    }
+
+    /// Whether as many frames are in flight as may be: complete one before the next submit.
+    pub fn is_full(&self) -> bool {
+        match &self.lent {
+            Some(lent) => lent.is_full(),
+            None => self.ring.is_full(),
+        }
+    }
+
+    /// Forgets every frame in flight (the stream went idle; nobody will want them).
+    pub fn discard_in_flight(&mut self) {
+        match &mut self.lent {
+            Some(lent) => lent.discard_in_flight(),
+            None => self.ring.discard_in_flight(),
+        }
+    }
+
+    /// Whether the loop should publish frame N − 1 once frame N is rasterized rather than once
+    /// the ring is full: on a software rasterizer with frames in flight (see the loop), and
+    /// always when reading into lent memory, where a frame's read overlaps the next's drawing.
+    pub fn publishes_early(&self) -> bool {
+        self.lent.is_some() || (self.is_software() && self.ring.capacity() > 1)
     }
 
     /// Whether the context is a software rasterizer (llvmpipe), which renders on the CPU cores
@@ -180,15 +287,52 @@ impl<'ctx> Renderer<'ctx> {
                 timestamp_ns: 0,
                 request_id: 0,
             })?;
-            if self.ring.is_full()
-                && let Some(lease) = self.ring.complete_oldest()?
+            if self.is_full()
+                && let Some(lease) = self.complete_oldest()?
             {
                 each(&lease)?;
             }
         }
-        while let Some(lease) = self.ring.complete_oldest()? {
+        while let Some(lease) = self.complete_oldest()? {
             each(&lease)?;
         }
         Ok(())
+    }
+}
+
+/// The slot the next frame is read into: a pixel-pack buffer of the ring, or a slot of lent
+/// memory. Both keep the same rule: written only once no lease on it is alive.
+pub enum ReadSlot<'r, 'ctx> {
+    /// A buffer of the PBO ring.
+    Pbo(Slot<'r, 'ctx>),
+    /// A slot of lent memory.
+    Lent(LentReadSlot<'r, 'ctx>),
+}
+
+impl ReadSlot<'_, '_> {
+    /// The frame whose leases still pin this slot: withdraw it from whoever hands it out, or
+    /// [`ReadSlot::submit`] will wait for its holders to finish.
+    pub fn leased_frame(&self) -> Option<FrameMeta> {
+        match self {
+            ReadSlot::Pbo(slot) => slot.leased_frame(),
+            ReadSlot::Lent(slot) => slot.leased_frame(),
+        }
+    }
+
+    /// Waits up to `timeout` for every lease on this slot to end; returns whether it is free.
+    pub fn wait_free(&self, timeout: Duration) -> bool {
+        match self {
+            ReadSlot::Pbo(slot) => slot.wait_free(timeout),
+            ReadSlot::Lent(slot) => slot.wait_free(timeout),
+        }
+    }
+
+    /// Reads the current contents of `source` into this slot, first waiting for any lease on it
+    /// to end.
+    pub fn submit(self, source: &dyn ReadSource, meta: FrameMeta) -> Result<(), GlError> {
+        match self {
+            ReadSlot::Pbo(slot) => slot.submit(source, meta),
+            ReadSlot::Lent(slot) => slot.submit(meta),
+        }
     }
 }

@@ -53,8 +53,15 @@ pub enum BenchTransport {
     Tcp,
     /// A Unix domain socket in the temporary directory.
     Unix,
-    /// The iceoryx2 shared-memory output (`--shm`), to `glstream recv --shm`.
+    /// The iceoryx2 shared-memory output (`--shm`, `--shm-readback auto`), to `glstream recv
+    /// --shm`.
     Shm,
+    /// The same with `--shm-readback pbo`: through the PBO ring and a copy into each sample.
+    #[value(name = "shm-pbo")]
+    ShmPbo,
+    /// The same with `--shm-readback direct`: read straight into each sample on any renderer.
+    #[value(name = "shm-direct")]
+    ShmDirect,
 }
 
 impl BenchTransport {
@@ -63,6 +70,8 @@ impl BenchTransport {
             BenchTransport::Tcp => "tcp",
             BenchTransport::Unix => "unix",
             BenchTransport::Shm => "shm",
+            BenchTransport::ShmPbo => "shm-pbo",
+            BenchTransport::ShmDirect => "shm-direct",
         }
     }
 }

@@ -292,7 +292,7 @@ mod tests {
     use crate::cli::Cli;
     use crate::stream::http::HttpConfig;
     use crate::stream::protocol::HeaderMode;
-    use crate::stream::shm::ShmConfig;
+    use crate::stream::shm::{ShmConfig, ShmReadback};
     use crate::stream::socket::{SocketConfig, Transport};
     use crate::stream::zmq::{Pattern, ZmqConfig};
     use clap::Parser;
@@ -377,7 +377,8 @@ mod tests {
         let shm = format!(
             "{:?}",
             ShmConfig {
-                service: "glstream/frames".into()
+                service: "glstream/frames".into(),
+                readback: ShmReadback::Auto,
             }
         );
         assert_eq!(

@@ -52,6 +52,10 @@ impl Frame for FrameLease<'_> {
     fn request_id(&self) -> u64 {
         self.meta().request_id
     }
+
+    fn with_loan(&self, take: &mut dyn FnMut(&mut (dyn std::any::Any + Send))) -> bool {
+        FrameLease::with_loan(self, take)
+    }
 }
 
 /// Every output of a stream, as the render loop sees them.
@@ -473,8 +477,22 @@ pub fn stream<'ctx>(
             feed: &feed,
             closed: false,
         };
+        let sole_output = outputs.len() == 1;
         for (output, policy) in outputs.into_iter().zip(&policies) {
             output.start(scope, &feed, *policy)?;
+        }
+        // Reading straight into the memory an output lends saves the copy out of a PBO where the
+        // read costs what a read into a PBO does (a software rasterizer), and only that output
+        // then wants the frames.
+        if let Some(lending) = feed.lending()
+            && sole_output
+            && (lending.always || renderer.is_software())
+        {
+            renderer.read_into(Arc::clone(&lending.lender))?;
+            log::info!(
+                "reading frames straight into {}'s shared memory",
+                lending.what
+            );
         }
         // The control channel's thread wakes the render loop (in the hub) for each request.
         let feed_ref = &feed;
@@ -531,7 +549,11 @@ pub fn stream<'ctx>(
             bytes_sent: feed.stats.bytes_sent.load(Ordering::Relaxed),
             spares: renderer.ring.buffer_count() - renderer.ring.capacity(),
         })
-    })?;
+    });
+    // The lender was this stream's output's: the next stream on this renderer (the bench's)
+    // starts with the ring again.
+    renderer.read_through_ring();
+    let report = report?;
     if let Some(failure) = feed.failure() {
         bail!("{failure}");
     }
@@ -665,7 +687,7 @@ fn frames_on_request<'ctx>(
         sequence += 1;
         // Out now, not once the ring is full: the request waits for this frame.
         let epoch = hub.epoch();
-        while let Some(lease) = renderer.ring.complete_oldest()? {
+        while let Some(lease) = renderer.complete_oldest()? {
             hub.publish(epoch, lease);
         }
         link.done(pending, frame_index);
@@ -720,7 +742,7 @@ fn frames<'ctx>(
     let mut delivered = false;
     // On a GPU the readback is asynchronous and the GL thread must not wait for the render; on
     // llvmpipe `glReadPixels` waits for the rasterizer anyway (see the loop).
-    let publish_early = renderer.is_software() && renderer.ring.capacity() > 1;
+    let publish_early = renderer.publishes_early();
     'frames: loop {
         if stopped() {
             break;
@@ -732,7 +754,7 @@ fn frames<'ctx>(
             if epoch.is_some() {
                 log::info!("server was idle: restarting at frame 0");
             }
-            renderer.ring.discard_in_flight();
+            renderer.discard_in_flight();
             epoch = Some(current);
             epoch_start = sequence;
             (index_base, index_from) = (0, sequence);
@@ -767,7 +789,7 @@ fn frames<'ctx>(
             // --frames reached: the frames still in flight go out too, and every consumer gets
             // what it is due (each frame within the send timeout), unless a signal comes first.
             let drain = Instant::now();
-            while let Some(lease) = renderer.ring.complete_oldest()? {
+            while let Some(lease) = renderer.complete_oldest()? {
                 let published = lease.meta().sequence;
                 delivered = hub.publish(current, lease);
                 awaiting.published(published);
@@ -802,7 +824,7 @@ fn frames<'ctx>(
             // publishing N − 1 then overlaps the send with the readback copy instead.
             renderer.wait_rendered()?;
             observer.mark(Mark::Rendered);
-            if let Some(lease) = renderer.ring.complete_oldest()? {
+            if let Some(lease) = renderer.complete_oldest()? {
                 observer.mark(Mark::Mapped);
                 let published = lease.meta().sequence;
                 delivered = hub.publish(current, lease);
@@ -827,8 +849,9 @@ fn frames<'ctx>(
         slot.submit(source, meta)?;
         observer.mark(Mark::Submitted);
         sequence += 1;
-        if renderer.ring.is_full()
-            && let Some(lease) = renderer.ring.complete_oldest()?
+        if !publish_early
+            && renderer.is_full()
+            && let Some(lease) = renderer.complete_oldest()?
         {
             observer.mark(Mark::Mapped);
             let published = lease.meta().sequence;

@@ -21,13 +21,13 @@
 //!   and released on the GL thread once it can be.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::CStr;
+use std::ffi::{CStr, c_void};
 use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use glow::HasContext;
-use glutin::api::egl::context::PossiblyCurrentContext;
+use glutin::api::egl::context::{NotCurrentContext, PossiblyCurrentContext};
 use glutin::api::egl::device::Device;
 use glutin::api::egl::display::Display;
 use glutin::config::{ConfigSurfaceTypes, ConfigTemplateBuilder};
@@ -104,9 +104,15 @@ enum Deferred {
     Retire(Box<dyn Retire>),
 }
 
+/// `glReadPixels` as the driver exports it: glow 0.18's takes a `&mut [u8]`, which memory that
+/// is not yet initialised (a loaned shared-memory sample) must not be made into.
+type ReadPixelsFn = unsafe extern "system" fn(i32, i32, i32, i32, u32, u32, *mut c_void);
+
 /// What a context and all its objects share.
 struct Shared {
     gl: glow::Context,
+    /// The raw `glReadPixels` entry point (see [`ReadPixelsFn`]).
+    read_pixels: Option<ReadPixelsFn>,
     id: u64,
     /// Set when the [`HeadlessContext`] is dropped: its names are gone, so nothing is deleted.
     destroyed: Cell<bool>,
@@ -175,6 +181,37 @@ impl Gl {
         let mut list = self.0.deferred.borrow_mut();
         work.append(&mut list);
         *list = work;
+    }
+
+    /// Reads the `width` × `height` block at (`x`, `y`) of the bound read framebuffer as
+    /// `format`/`kind` into client memory at `dest` (no pixel-pack buffer may be bound), through
+    /// the driver's entry point rather than glow's, so that `dest` may be uninitialised.
+    ///
+    /// # Safety
+    /// No buffer is bound to `GL_PIXEL_PACK_BUFFER`, and `dest` is valid for writes of every
+    /// byte the read produces under the current pack state (width × height × bytes per pixel
+    /// with `GL_PACK_ALIGNMENT` 1).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn read_pixels_to(
+        &self,
+        x: i32,
+        y: i32,
+        width: i32,
+        height: i32,
+        format: u32,
+        kind: u32,
+        dest: *mut u8,
+    ) -> Result<(), GlError> {
+        // Dereferencing checks that this context is current.
+        let _ = &**self;
+        let read = self.0.read_pixels.ok_or_else(|| {
+            GlError::Readback("the driver exports no glReadPixels entry point".into())
+        })?;
+        // SAFETY: the context is current (checked above) and the entry point is its display's;
+        // the caller guarantees that no pack buffer is bound, so `dest` is a client address, and
+        // that it has room for every byte written.
+        unsafe { read(x, y, width, height, format, kind, dest.cast()) };
+        Ok(())
     }
 
     /// How many deferred items wait (tests).
@@ -389,6 +426,7 @@ impl HeadlessContext {
                         display.get_proc_address(name)
                     })
                 };
+                let read_pixels = load_read_pixels(&display);
                 let dialect = if gl.version().is_embedded {
                     Dialect::Es
                 } else {
@@ -430,6 +468,7 @@ impl HeadlessContext {
                 return Ok(Self {
                     gl: Gl(Rc::new(Shared {
                         gl,
+                        read_pixels,
                         id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
                         destroyed: Cell::new(false),
                         deferred: RefCell::new(Vec::new()),
@@ -474,6 +513,84 @@ impl HeadlessContext {
             )
         };
         renderbuffer.min(viewport).max(0) as u32
+    }
+}
+
+/// The driver's `glReadPixels`, if it exports one.
+fn load_read_pixels(display: &Display) -> Option<ReadPixelsFn> {
+    let address = display.get_proc_address(c"glReadPixels");
+    // SAFETY: a non-null address EGL returns for glReadPixels is that function, whose C
+    // signature `ReadPixelsFn` spells out.
+    (!address.is_null())
+        .then(|| unsafe { std::mem::transmute::<*const c_void, ReadPixelsFn>(address) })
+}
+
+/// A context in the share group of a [`HeadlessContext`] (it sees the same textures,
+/// renderbuffers and sync objects, not the framebuffers), made on that context's thread and
+/// current nowhere yet: it may go to another thread, where [`SharedContext::make_current`] makes
+/// it that thread's own [`HeadlessContext`]. On llvmpipe a context that reads a texture never
+/// waits for another context's rendering (each has its own rasterizer queue), which is why a
+/// reader gets one.
+pub struct SharedContext {
+    display: Display,
+    context: NotCurrentContext,
+    info: ContextInfo,
+}
+
+impl HeadlessContext {
+    /// Creates a context in this one's share group, of the same API, for another thread.
+    pub fn share(&self) -> Result<SharedContext, GlError> {
+        let builder = match self.info.dialect {
+            Dialect::Core => ContextAttributesBuilder::new()
+                .with_context_api(ContextApi::OpenGl(Some(Version::new(3, 3))))
+                .with_profile(GlProfile::Core),
+            Dialect::Es => ContextAttributesBuilder::new()
+                .with_context_api(ContextApi::Gles(Some(Version::new(3, 0)))),
+        };
+        let attributes = builder.with_sharing(&self.context).build(None);
+        let config = glutin::config::GetGlConfig::config(&self.context);
+        // SAFETY: the config comes from this display and the attributes carry no window.
+        let context = unsafe { self._display.create_context(&config, &attributes) }
+            .map_err(|e| GlError::Context(format!("a context sharing this one's objects: {e}")))?;
+        Ok(SharedContext {
+            display: self._display.clone(),
+            context,
+            info: self.info.clone(),
+        })
+    }
+}
+
+impl SharedContext {
+    /// Makes the context current on this thread, as this thread's [`HeadlessContext`].
+    pub fn make_current(self) -> Result<HeadlessContext, GlError> {
+        let SharedContext {
+            display,
+            context,
+            info,
+        } = self;
+        let context = context
+            .make_current_surfaceless()
+            .map_err(|e| GlError::Context(format!("eglMakeCurrent: {e}")))?;
+        // SAFETY: the context was just made current on this thread, and the loader returns
+        // entry points of the display that created it.
+        let gl = unsafe {
+            glow::Context::from_loader_function_cstr(|name: &CStr| display.get_proc_address(name))
+        };
+        let read_pixels = load_read_pixels(&display);
+        let context = HeadlessContext {
+            gl: Gl(Rc::new(Shared {
+                gl,
+                read_pixels,
+                id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
+                destroyed: Cell::new(false),
+                deferred: RefCell::new(Vec::new()),
+            })),
+            context,
+            _display: display,
+            info,
+        };
+        CURRENT_CONTEXT.set(context.gl.0.id);
+        Ok(context)
     }
 }
 

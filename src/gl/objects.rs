@@ -681,6 +681,11 @@ pub struct Renderbuffer {
 }
 
 impl Renderbuffer {
+    /// The GL name.
+    pub(super) fn raw(&self) -> glow::Renderbuffer {
+        self.raw
+    }
+
     /// Allocates `width_px` × `height_px` of storage `internal` (a sized format).
     pub fn new(gl: &Gl, internal: u32, width_px: u32, height_px: u32) -> Result<Self, GlError> {
         // SAFETY: context current; the new name is owned by `renderbuffer` from the start.
@@ -717,6 +722,19 @@ pub enum Attachment<'a> {
     Texture(&'a Texture),
     /// A renderbuffer.
     Renderbuffer(&'a Renderbuffer),
+    /// A colour image that another context of the share group owns ([`SharedColor`]).
+    Shared(SharedColor),
+}
+
+/// The colour image of a target, by name, for a context that shares the owner's objects to
+/// attach to a framebuffer of its own (framebuffers are not shared; textures and renderbuffers
+/// are). The owner keeps the image alive while the other context reads it.
+#[derive(Debug, Clone, Copy)]
+pub enum SharedColor {
+    /// A 2D texture's level 0.
+    Texture(glow::Texture),
+    /// A renderbuffer.
+    Renderbuffer(glow::Renderbuffer),
 }
 
 /// A framebuffer object whose attachments all are `width_px` × `height_px`. It is checked for
@@ -768,6 +786,20 @@ impl Framebuffer {
                         glow::RENDERBUFFER,
                         Some(renderbuffer.raw),
                     ),
+                    Attachment::Shared(SharedColor::Texture(texture)) => gl.framebuffer_texture_2d(
+                        glow::FRAMEBUFFER,
+                        *point,
+                        glow::TEXTURE_2D,
+                        Some(*texture),
+                        0,
+                    ),
+                    Attachment::Shared(SharedColor::Renderbuffer(renderbuffer)) => gl
+                        .framebuffer_renderbuffer(
+                            glow::FRAMEBUFFER,
+                            *point,
+                            glow::RENDERBUFFER,
+                            Some(*renderbuffer),
+                        ),
                 }
             }
             let status = gl.check_framebuffer_status(glow::FRAMEBUFFER);
@@ -868,6 +900,11 @@ impl RenderTarget {
     }
 
     /// Width in pixels.
+    /// The colour texture, for a context sharing this one's objects to read.
+    pub fn shared_color(&self) -> SharedColor {
+        SharedColor::Texture(self.color.raw)
+    }
+
     pub fn width_px(&self) -> u32 {
         self.width_px
     }

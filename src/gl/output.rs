@@ -9,7 +9,7 @@
 use super::GlError;
 use super::context::Gl;
 use super::objects::{
-    Attachment, Framebuffer, FullscreenPass, ReadSource, RenderTarget, Renderbuffer,
+    Attachment, Framebuffer, FullscreenPass, ReadSource, RenderTarget, Renderbuffer, SharedColor,
 };
 use crate::format::Format;
 
@@ -119,6 +119,11 @@ impl OutputPass {
             framebuffer,
             _color: color,
         }))
+    }
+
+    /// The pass's colour target, for a context sharing this one's objects to read.
+    pub fn shared_color(&self) -> SharedColor {
+        SharedColor::Renderbuffer(self._color.raw())
     }
 
     /// Converts the current contents of `source` into this pass's target.

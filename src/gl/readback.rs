@@ -26,16 +26,19 @@
 //!   Memory stays bounded by (k + spares) frames; spares are allocated on demand, once, or up
 //!   front with `allocate_spares` where a loop must not allocate once it runs.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::mem::MaybeUninit;
+use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use glow::HasContext;
 
 use super::GlError;
+use super::context::SharedContext;
 use super::context::{Gl, HeadlessContext, Retire};
-use super::objects::{Buffer, Fence, ReadSource};
+use super::objects::{Attachment, Buffer, Fence, Framebuffer, ReadSource, SharedColor};
 use super::output::read_params;
 use crate::format::Format;
 
@@ -62,6 +65,11 @@ pub struct FrameMeta {
 struct LeaseCount {
     count: Mutex<usize>,
     released: Condvar,
+    /// A lent slot's loan holder (see [`Lender`]); `None` for a pixel-pack buffer.
+    loan: Option<Mutex<Box<dyn Any + Send>>>,
+    /// Keeps the lender, and with it the memory its loans are in, alive while a lease may read
+    /// it.
+    _lender: Option<Arc<dyn Lender>>,
 }
 
 impl LeaseCount {
@@ -135,6 +143,17 @@ impl FrameLease<'_> {
     /// Which frame this is.
     pub fn meta(&self) -> FrameMeta {
         self.meta
+    }
+
+    /// Runs `f` on the holder of the loan this frame was read into, if it was read into lent
+    /// memory ([`LentRing`]), so that the lender's side can take the loan to send it on
+    /// ([`Lender`] says what may be done with it); returns whether there was one.
+    pub fn with_loan(&self, f: &mut dyn FnMut(&mut (dyn Any + Send))) -> bool {
+        let Some(loan) = &self.leases.loan else {
+            return false;
+        };
+        f(&mut **loan.lock().unwrap_or_else(PoisonError::into_inner));
+        true
     }
 }
 
@@ -363,6 +382,21 @@ impl<'ctx> PboRing<'ctx> {
         self.slots.len()
     }
 
+    /// Frame width in pixels.
+    pub fn width_px(&self) -> u32 {
+        self.width_px
+    }
+
+    /// Frame height in pixels.
+    pub fn height_px(&self) -> u32 {
+        self.height_px
+    }
+
+    /// The format frames are read back in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// Frames that may be in flight, k.
     pub fn capacity(&self) -> usize {
         self.in_flight_limit
@@ -477,6 +511,509 @@ impl Drop for PboRing<'_> {
                 self.gl.retire(Box::new(slot));
             }
             // An unmapped slot's buffer deletes itself.
+        }
+    }
+}
+
+/// Memory that the consumer of frames lends the readback, so that the driver's copy is the only
+/// one a frame takes (the shared-memory output lends iceoryx2 samples). A lender's loans live in
+/// holders it makes ([`Lender::holder`], once per slot, so no frame allocates one), of a type
+/// only it knows; the [`LentRing`] keeps them and its frames' consumers reach them through
+/// [`FrameLease::with_loan`].
+///
+/// What a lender promises: memory it lends stays mapped, at the same address, for as long as the
+/// lender lives (a lease keeps it alive), also after the loan is sent on or returned. It may lend
+/// the same memory again once a loan is sent and read, or returned; the ring never writes memory
+/// that a live lease shows (see [`LentRing`]). Whoever takes a filled loan from a holder to send
+/// it must not write its payload.
+pub trait Lender: Send + Sync {
+    /// A new, empty holder.
+    fn holder(&self) -> Box<dyn Any + Send>;
+
+    /// Returns whatever loan `holder` holds, loans `len` bytes into it, and gives back that
+    /// memory, uninitialised.
+    fn lend<'h>(
+        &self,
+        holder: &'h mut (dyn Any + Send),
+        len: usize,
+    ) -> Result<&'h mut [MaybeUninit<u8>], String>;
+
+    /// Marks the loan in `holder` as written, ready to be sent on.
+    ///
+    /// # Safety
+    /// Every byte of the memory that the last [`Lender::lend`] into `holder` returned has been
+    /// written since.
+    unsafe fn filled(&self, holder: &mut (dyn Any + Send));
+
+    /// Returns the loan in `holder`, if it holds one, unsent.
+    fn clear(&self, holder: &mut (dyn Any + Send));
+}
+
+/// Slots of a [`LentRing`]: the frame being read, the newest published one, the one a consumer
+/// is sending, and one to spare.
+pub const LENT_SLOTS: usize = 4;
+
+/// The most loans a [`LentRing`] holds at once: one per slot, and one set aside per other slot
+/// (see [`LentRing`]). A lender must allow this many.
+pub const MAX_LOANS: usize = 2 * LENT_SLOTS;
+
+/// One slot of a [`LentRing`]: the loan holder (in `leases`, shared with the slot's leases), and
+/// where the newest frame read into it lies.
+struct LentSlot {
+    leases: Arc<LeaseCount>,
+    /// The address of that frame's memory (null before the first).
+    ptr: *const u8,
+    meta: FrameMeta,
+}
+
+/// A loan kept from the lender because a live lease shows its memory.
+struct SetAside {
+    holder: Box<dyn Any + Send>,
+    /// The slot whose frame shows it.
+    shown_by: usize,
+    /// Its address.
+    ptr: *const u8,
+}
+
+/// A frame handed to the reader thread and not collected yet.
+struct InFlight {
+    slot: usize,
+    ptr: *mut u8,
+    meta: FrameMeta,
+}
+
+/// What the reader thread is asked to do: read target `target` into the frame's bytes at
+/// `dest`.
+struct ReadJob {
+    target: usize,
+    /// The loan's address, as an integer so that the job can cross threads: the ring keeps the
+    /// loan, which nothing else touches, until the thread answers.
+    dest: usize,
+}
+
+/// The thread that reads frames into loans, on a context of its own in the renderer's share
+/// group. It stops when its job channel closes; dropping it closes the channel and joins it.
+struct Reader {
+    jobs: Option<mpsc::SyncSender<ReadJob>>,
+    done: mpsc::Receiver<Result<(), String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reader {
+    /// Starts the thread on `shared` with a framebuffer over each of `colors`, and waits until
+    /// it is ready.
+    fn start(
+        shared: SharedContext,
+        colors: Vec<SharedColor>,
+        format: Format,
+        width_px: u32,
+        height_px: u32,
+    ) -> Result<Self, GlError> {
+        let (jobs, job_queue) = mpsc::sync_channel::<ReadJob>(1);
+        let (done_tx, done) = mpsc::sync_channel::<Result<(), String>>(1);
+        let thread = std::thread::Builder::new()
+            .name("readback".into())
+            .spawn(move || {
+                let setup = || -> Result<_, GlError> {
+                    let context = shared.make_current()?;
+                    let framebuffers = colors
+                        .iter()
+                        .map(|color| {
+                            Framebuffer::new(
+                                context.gl(),
+                                width_px,
+                                height_px,
+                                &[(glow::COLOR_ATTACHMENT0, Attachment::Shared(*color))],
+                            )
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((context, framebuffers))
+                };
+                // The framebuffers go before the context (declaration order is drop order).
+                let (framebuffers, context) = match setup() {
+                    Ok((context, framebuffers)) => {
+                        let _ = done_tx.send(Ok(()));
+                        (framebuffers, context)
+                    }
+                    Err(e) => {
+                        let _ = done_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let gl = context.gl();
+                let (format, kind) = read_params(format);
+                for job in job_queue {
+                    let Some(framebuffer) = framebuffers.get(job.target) else {
+                        let _ = done_tx.send(Err(format!("no target {}", job.target)));
+                        continue;
+                    };
+                    framebuffer.bind_read();
+                    // SAFETY: context current (made so on this thread above; `Gl` checks); no
+                    // pixel-pack buffer is ever bound in this context, so the read writes client
+                    // memory at `dest`, which the ring lends until this job is answered for a
+                    // whole frame (width × height × bytes per pixel, checked by the ring), exactly
+                    // what the read writes with pack alignment 1.
+                    let read = unsafe {
+                        gl.pixel_store_i32(glow::PACK_ALIGNMENT, 1);
+                        gl.read_pixels_to(
+                            0,
+                            0,
+                            width_px as i32,
+                            height_px as i32,
+                            format,
+                            kind,
+                            job.dest as *mut u8,
+                        )
+                    };
+                    if done_tx.send(read.map_err(|e| e.to_string())).is_err() {
+                        break;
+                    }
+                }
+                drop(framebuffers);
+                drop(context);
+            })
+            .map_err(|e| GlError::Readback(format!("cannot start the readback thread: {e}")))?;
+        let mut reader = Self {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        };
+        match reader.done.recv() {
+            Ok(Ok(())) => Ok(reader),
+            Ok(Err(e)) => Err(GlError::Readback(format!("the readback thread: {e}"))),
+            Err(_) => {
+                reader.stop();
+                Err(GlError::Readback(
+                    "the readback thread ended before it was ready".into(),
+                ))
+            }
+        }
+    }
+
+    fn send(&self, job: ReadJob) -> Result<(), GlError> {
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(|| GlError::Readback("the readback thread has ended".into()))
+    }
+
+    /// Waits for the answer to the job sent last.
+    fn answer(&self) -> Result<(), GlError> {
+        match self.done.recv() {
+            Ok(result) => result.map_err(|e| GlError::Readback(format!("glReadPixels: {e}"))),
+            Err(_) => Err(GlError::Readback("the readback thread has ended".into())),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Readback into lent memory, on a reader thread: once a frame is rasterized, a context of the
+/// renderer's share group on its own thread reads it with `glReadPixels` into client memory,
+/// straight into a loan, while the renderer's context draws the next frame into the other of
+/// two targets. On llvmpipe a read into client memory costs what a read into a pixel-pack buffer
+/// does and saves the copy out of the mapping; it is on a context of its own because llvmpipe
+/// makes a read wait for everything its own context has queued (the next frame's rendering
+/// included) whenever the target read was drawn by a scene not yet recycled. On a GPU the
+/// [`PboRing`] stays the default: its reads do not stall the pipeline.
+///
+/// In flight: one frame at a time ([`LentRing::complete_oldest`] collects it); the caller draws
+/// into the target of the frame before the one in flight, never into the one being read.
+///
+/// Invariants, the [`PboRing`]'s carried over to memory someone else owns:
+/// - **Memory a live lease shows is never written.** A slot's holder gets a new loan only when
+///   no lease on the slot is alive ([`LentReadSlot::submit`] waits, as [`Slot::submit`] does).
+///   And because a lender may lend memory again once it was sent and read, a new loan is
+///   compared with the memory every other slot's live leases show: if it is the same, the read
+///   waits for those leases to end, which the caller hastens by withdrawing that frame
+///   ([`LentReadSlot::leased_frame`]: it was delivered, since its memory came back); where
+///   there is no such chance, the loan is set aside (kept, so the lender cannot lend that memory
+///   again) until those leases end, and another is taken. Leases only ever come from
+///   `complete_oldest`, after the read, so none can appear on memory between that check and the
+///   write.
+/// - A loan being read into is touched by the reader thread only, until it answers; the ring
+///   waits for that answer before it hands the frame out, forgets it, or goes.
+/// - A lease keeps the lender, and so the memory, alive ([`Lender`]), and borrows the context
+///   like every other lease.
+pub struct LentRing<'ctx> {
+    /// First, so that it is joined before anything it may be writing into goes.
+    reader: Reader,
+    gl: Gl,
+    lender: Arc<dyn Lender>,
+    slots: Vec<LentSlot>,
+    /// Loans set aside until no lease shows their memory.
+    aside: Vec<SetAside>,
+    /// Empty holders for loans set aside.
+    spare_holders: Vec<Box<dyn Any + Send>>,
+    in_flight: Option<InFlight>,
+    /// Where the search for the next free slot starts (round robin).
+    next: usize,
+    frame_bytes: usize,
+    _context: PhantomData<&'ctx HeadlessContext>,
+}
+
+/// The slot chosen for the next readback into lent memory ([`LentRing::acquire`]), as [`Slot`]
+/// is for a pixel-pack buffer.
+pub struct LentReadSlot<'r, 'ctx> {
+    ring: &'r mut LentRing<'ctx>,
+    index: usize,
+    target: usize,
+    /// The memory already loaned into the slot's holder (when the slot was free).
+    loaned: Option<*mut u8>,
+    /// The slot whose leases must end before the read: this one, when it was not free; the
+    /// one whose frame shows the memory loaned, when the lender lent that again.
+    pinned_by: Option<usize>,
+}
+
+impl LentReadSlot<'_, '_> {
+    /// The frame whose leases still pin this slot or the memory loaned for it: the caller
+    /// withdraws it from whoever hands it out, or [`LentReadSlot::submit`] will wait for its
+    /// holders to finish. (A frame whose memory the lender lends again was sent and read
+    /// already, so withdrawing it takes nothing from a consumer.)
+    pub fn leased_frame(&self) -> Option<FrameMeta> {
+        let slot = &self.ring.slots[self.pinned_by?];
+        (!slot.leases.is_zero()).then_some(slot.meta)
+    }
+
+    /// Waits up to `timeout` for those leases to end; returns whether they have.
+    pub fn wait_free(&self, timeout: Duration) -> bool {
+        self.pinned_by
+            .is_none_or(|pinned| self.ring.slots[pinned].leases.wait_zero(Some(timeout)))
+    }
+
+    /// Waits until the frame just drawn into the slot's target is rasterized, loans memory into
+    /// this slot (first waiting for the leases that pin it to end) and has the reader thread
+    /// read the frame into it; [`LentRing::complete_oldest`] collects it.
+    pub fn submit(self, meta: FrameMeta) -> Result<(), GlError> {
+        let LentReadSlot {
+            ring,
+            index,
+            target,
+            loaned,
+            pinned_by,
+        } = self;
+        if ring.in_flight.is_some() {
+            return Err(GlError::Readback(
+                "a frame is still being read; complete it first".into(),
+            ));
+        }
+        if let Some(pinned) = pinned_by {
+            ring.slots[pinned].leases.wait_zero(None);
+        }
+        let ptr = match loaned {
+            Some(ptr) => ptr,
+            None => ring.lend(index)?,
+        };
+        // The reader's context sees the target only once this one has finished drawing it.
+        let fence = Fence::new(&ring.gl)?;
+        while !fence.wait(FENCE_POLL_NS)? {}
+        ring.reader.send(ReadJob {
+            target,
+            dest: ptr as usize,
+        })?;
+        ring.in_flight = Some(InFlight {
+            slot: index,
+            ptr,
+            meta,
+        });
+        Ok(())
+    }
+}
+
+impl<'ctx> LentRing<'ctx> {
+    /// A ring of [`LENT_SLOTS`] slots for `format` frames of `width_px` × `height_px`, drawn on
+    /// `context` into the targets whose colour images are `colors`, read by a thread of its own
+    /// into memory `lender` lends.
+    pub fn new(
+        context: &'ctx HeadlessContext,
+        colors: Vec<SharedColor>,
+        width_px: u32,
+        height_px: u32,
+        format: Format,
+        lender: Arc<dyn Lender>,
+    ) -> Result<Self, GlError> {
+        let frame_bytes = format.frame_bytes(width_px, height_px);
+        let frame_bytes = usize::try_from(frame_bytes)
+            .ok()
+            .filter(|&bytes| i32::try_from(bytes).is_ok())
+            .ok_or_else(|| {
+                GlError::Readback(format!("a frame of {frame_bytes} bytes is too large"))
+            })?;
+        let reader = Reader::start(context.share()?, colors, format, width_px, height_px)?;
+        let slots = (0..LENT_SLOTS)
+            .map(|_| LentSlot {
+                leases: Arc::new(LeaseCount {
+                    loan: Some(Mutex::new(lender.holder())),
+                    _lender: Some(Arc::clone(&lender)),
+                    ..LeaseCount::default()
+                }),
+                ptr: std::ptr::null(),
+                meta: FrameMeta::default(),
+            })
+            .collect();
+        let spare_holders = (0..LENT_SLOTS).map(|_| lender.holder()).collect();
+        Ok(Self {
+            reader,
+            gl: context.gl().clone(),
+            lender,
+            slots,
+            aside: Vec::with_capacity(LENT_SLOTS),
+            spare_holders,
+            in_flight: None,
+            next: 0,
+            frame_bytes,
+            _context: PhantomData,
+        })
+    }
+
+    /// Picks the slot the frame drawn into target `target` is read into: a free one if there is
+    /// one (round robin), else the next in turn, whose leases the caller withdraws or waits for.
+    /// A free slot gets its loan at once, so that the caller also withdraws the frame that
+    /// shows that memory, if the lender lent it again (see [`LentReadSlot::leased_frame`]).
+    /// First returns the loans set aside whose memory no lease shows any more.
+    pub fn acquire(&mut self, target: usize) -> Result<LentReadSlot<'_, 'ctx>, GlError> {
+        let mut i = 0;
+        while i < self.aside.len() {
+            let aside = &self.aside[i];
+            let slot = &self.slots[aside.shown_by];
+            if slot.ptr != aside.ptr || slot.leases.is_zero() {
+                let mut holder = self.aside.swap_remove(i).holder;
+                self.lender.clear(&mut *holder);
+                self.spare_holders.push(holder);
+            } else {
+                i += 1;
+            }
+        }
+        let count = self.slots.len();
+        let free = (0..count)
+            .map(|i| (self.next + i) % count)
+            .find(|&i| self.slots[i].leases.is_zero());
+        let (index, loaned, pinned_by) = match free {
+            Some(index) => {
+                let (ptr, shown_by) = self.loan(index)?;
+                (index, Some(ptr), shown_by)
+            }
+            None => (self.next, None, Some(self.next)),
+        };
+        Ok(LentReadSlot {
+            ring: self,
+            index,
+            target,
+            loaned,
+            pinned_by,
+        })
+    }
+
+    /// Loans a frame's memory into slot `index` (whose leases have ended) and says which other
+    /// slot's live leases show that memory, if any.
+    fn loan(&mut self, index: usize) -> Result<(*mut u8, Option<usize>), GlError> {
+        let len = self.frame_bytes;
+        let holder = self.slots[index]
+            .leases
+            .loan
+            .as_ref()
+            .expect("lent slots hold a loan holder");
+        let mut holder = holder.lock().unwrap_or_else(PoisonError::into_inner);
+        let memory = self
+            .lender
+            .lend(&mut **holder, len)
+            .map_err(|e| GlError::Readback(format!("cannot loan memory for a frame: {e}")))?;
+        if memory.len() < len {
+            return Err(GlError::Readback(format!(
+                "the lender lent {} bytes for a {len}-byte frame",
+                memory.len()
+            )));
+        }
+        let ptr = memory.as_mut_ptr().cast::<u8>();
+        let shown_by = (0..self.slots.len()).find(|&other| {
+            let slot = &self.slots[other];
+            other != index && slot.ptr == ptr.cast_const() && !slot.leases.is_zero()
+        });
+        Ok((ptr, shown_by))
+    }
+
+    /// Loans a frame's memory into slot `index`, whose leases have ended, setting aside every
+    /// loan whose memory a live lease shows (for a slot that was not free at `acquire`, when
+    /// the loop has nothing left to withdraw).
+    fn lend(&mut self, index: usize) -> Result<*mut u8, GlError> {
+        loop {
+            let (ptr, shown_by) = self.loan(index)?;
+            let Some(shown_by) = shown_by else {
+                return Ok(ptr);
+            };
+            // Kept out of the lender's hands until that frame's leases end. At most one loan
+            // per other slot is set aside at a time (the lender cannot lend the memory of one
+            // that is, and `acquire` returns those whose slot moved on), plus stale ones of
+            // this slot: there is always a spare holder.
+            let mut spare = self
+                .spare_holders
+                .pop()
+                .ok_or_else(|| GlError::Readback("no holder left for a loan set aside".into()))?;
+            let holder = self.slots[index]
+                .leases
+                .loan
+                .as_ref()
+                .expect("lent slots hold a loan holder");
+            std::mem::swap(
+                &mut *holder.lock().unwrap_or_else(PoisonError::into_inner),
+                &mut spare,
+            );
+            self.aside.push(SetAside {
+                holder: spare,
+                shown_by,
+                ptr: ptr.cast_const(),
+            });
+        }
+    }
+
+    /// Waits for the frame in flight to be read and hands it out; `None` when none is.
+    pub fn complete_oldest(&mut self) -> Result<Option<FrameLease<'ctx>>, GlError> {
+        let Some(InFlight { slot, ptr, meta }) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        self.reader.answer()?;
+        let leases = &self.slots[slot].leases;
+        if let Some(holder) = &leases.loan {
+            let mut holder = holder.lock().unwrap_or_else(PoisonError::into_inner);
+            // SAFETY: the reader thread answered the job for this loan without an error:
+            // `glReadPixels` into client memory is synchronous, so all `frame_bytes` bytes of the
+            // loan are written.
+            unsafe { self.lender.filled(&mut **holder) };
+        }
+        self.next = (slot + 1) % self.slots.len();
+        let entry = &mut self.slots[slot];
+        entry.ptr = ptr;
+        entry.meta = meta;
+        entry.leases.add();
+        Ok(Some(FrameLease {
+            leases: Arc::clone(&entry.leases),
+            ptr,
+            len: self.frame_bytes,
+            meta,
+            _context: PhantomData,
+        }))
+    }
+
+    /// Whether a frame is being read.
+    pub fn is_full(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Forgets the frame in flight (once the reader is done with it).
+    pub fn discard_in_flight(&mut self) {
+        if self.in_flight.take().is_some() {
+            let _ = self.reader.answer();
         }
     }
 }

@@ -37,6 +37,12 @@ pub trait Frame: Clone + Send + Sync {
     fn request_id(&self) -> u64 {
         0
     }
+    /// Runs `take` on the holder of the loan the frame's bytes are in, when the render loop
+    /// read them into memory an output lent ([`super::output::Lending`]), so that output can
+    /// take the loan and send it on; returns whether there was one.
+    fn with_loan(&self, _take: &mut dyn FnMut(&mut (dyn std::any::Any + Send))) -> bool {
+        false
+    }
 }
 
 /// What a client that cannot keep up gets.

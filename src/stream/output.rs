@@ -26,6 +26,7 @@ use super::encode::{Encoded, Encoder, Encoding, Target};
 use super::hub::{ClientId, ClientTotals, Frame, Hub, Policy};
 use super::metrics::{OutputRegistry, StageTimes};
 use super::protocol::{self, FrameInfo, HeaderMode, MAX_HEADER_LEN};
+use crate::gl::readback::Lender;
 
 /// What every frame of a stream looks like (defined with the pixel formats).
 pub use crate::format::FrameShape;
@@ -71,6 +72,20 @@ pub struct Feed<F> {
     /// Whether frames carry the id of the control request they answer, so that glstream
     /// headers must be version 2 (the one with the field).
     pub request_ids: bool,
+    /// Memory an output lends for frames to be read straight into (the first offer).
+    lending: OnceLock<Lending>,
+}
+
+/// An output's offer of memory to read frames straight into ([`Feed::lend`]); the render loop
+/// takes it up when that output is the stream's only one and (unless `always`) the renderer is
+/// a software one, where the read costs what a read into a PBO does and so saves a copy.
+pub struct Lending {
+    /// Who lends.
+    pub lender: Arc<dyn Lender>,
+    /// Whether to read into it on any renderer, not only software ones.
+    pub always: bool,
+    /// The output, for the log line (`shm:glstream/frames`).
+    pub what: String,
 }
 
 impl<F: Frame> Feed<F> {
@@ -93,7 +108,18 @@ impl<F: Frame> Feed<F> {
             pool: OnceLock::new(),
             encoders: Mutex::new(Vec::new()),
             request_ids: false,
+            lending: OnceLock::new(),
         }
+    }
+
+    /// Offers memory to read frames straight into (see [`Lending`]); the first offer stands.
+    pub fn lend(&self, lending: Lending) {
+        let _ = self.lending.set(lending);
+    }
+
+    /// The memory offered to read frames into, if any output offered some.
+    pub fn lending(&self) -> Option<&Lending> {
+        self.lending.get()
     }
 
     /// Frames carry control request ids (`--control`): glstream headers are version 2.

@@ -35,7 +35,9 @@
 //! working. Its `ZeroCopySend` derive writes an `unsafe impl` for [`FrameHeader`]; the invariant
 //! it asserts (a `#[repr(C)]` type of plain integers, no pointers, valid in any process) holds.
 
+use std::any::Any;
 use std::io;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,6 +48,8 @@ use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
+use iceoryx2::sample_mut::SampleMut;
+use iceoryx2::sample_mut_uninit::SampleMutUninit;
 use iceoryx2::service::builder::publish_subscribe::{
     PublishSubscribeCreateError, PublishSubscribeOpenError,
 };
@@ -54,10 +58,17 @@ use thiserror::Error;
 
 use super::hub::{Frame, Policy};
 use super::output::{
-    BindError, Deadline, Feed, FrameShape, Output, OutputConfig, OutputError, SendError, Sink,
-    serve_sink,
+    BindError, Deadline, Feed, FrameShape, Lending, Output, OutputConfig, OutputError, SendError,
+    Sink, serve_sink,
 };
 use crate::format::Format;
+use crate::gl::readback::{Lender, MAX_LOANS};
+
+/// The iceoryx2 service flavour the publisher side uses: `ipc`'s shared memory, connections and
+/// events (so subscribers of either flavour, and Python's, see one service), with ports that may
+/// move between threads, so that the render loop can read a frame straight into a sample that
+/// the output's thread sends (see [`ShmLender`]).
+type Ipc = ipc_threadsafe::Service;
 
 /// The per-frame user header of the shared-memory stream, `#[repr(C)]`, 48 bytes, aligned to 8,
 /// native byte order. Its iceoryx2 type name is [`FRAME_HEADER_TYPE_NAME`]; a consumer's header
@@ -325,6 +336,21 @@ pub fn keep_default_signals() -> io::Result<()> {
 /// The `--shm SERVICE` output, not yet started.
 pub struct ShmOutput {
     service: String,
+    readback: ShmReadback,
+}
+
+/// `--shm-readback`: how frames get into the shared-memory samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ShmReadback {
+    /// `direct` where it saves a copy: a software rasterizer (llvmpipe), with shared memory the
+    /// stream's only output; otherwise `pbo`.
+    #[default]
+    Auto,
+    /// Through the PBO ring, each frame then copied from the mapping into its sample.
+    Pbo,
+    /// `glReadPixels` straight into each frame's sample, synchronously (on a GPU this stalls the
+    /// pipeline; for measuring), whenever shared memory is the stream's only output.
+    Direct,
 }
 
 /// The `--shm SERVICE` output as configured.
@@ -332,6 +358,8 @@ pub struct ShmOutput {
 pub struct ShmConfig {
     /// The iceoryx2 service to publish on.
     pub service: String,
+    /// How frames get into the samples.
+    pub readback: ShmReadback,
 }
 
 impl<F: Frame> OutputConfig<F> for ShmConfig {
@@ -340,17 +368,18 @@ impl<F: Frame> OutputConfig<F> for ShmConfig {
     }
 
     fn bind(&self) -> Result<Box<dyn Output<F>>, BindError> {
-        Ok(Box::new(bind(&self.service)?))
+        Ok(Box::new(bind(&self.service, self.readback)?))
     }
 }
 
 /// Checks `service` and prepares its output; the service itself is opened when the output
 /// starts, on its own thread. Call before installing signal handlers (see [`claim_signals`]).
-pub fn bind(service: &str) -> Result<ShmOutput, ShmError> {
+pub fn bind(service: &str, readback: ShmReadback) -> Result<ShmOutput, ShmError> {
     check_service_name(service)?;
     claim_signals();
     Ok(ShmOutput {
         service: service.to_owned(),
+        readback,
     })
 }
 
@@ -361,10 +390,10 @@ pub fn bind(service: &str) -> Result<ShmOutput, ShmError> {
 pub(crate) struct FrameEvent;
 
 impl FrameEvent {
-    pub(crate) fn open(
-        node: &Node<ipc::Service>,
+    pub(crate) fn open<S: iceoryx2::service::Service>(
+        node: &Node<S>,
         name: &ServiceName,
-    ) -> Result<iceoryx2::service::port_factory::event::PortFactory<ipc::Service>, String> {
+    ) -> Result<iceoryx2::service::port_factory::event::PortFactory<S>, String> {
         node.service_builder(name)
             .event()
             .open_or_create()
@@ -374,13 +403,14 @@ impl FrameEvent {
 
 /// A node, the service and its one publisher, all on the output's thread.
 struct Publishing {
-    node: Node<ipc::Service>,
-    service: PubSub<ipc::Service, [u8], FrameHeader>,
-    publisher: Publisher<ipc::Service, [u8], FrameHeader>,
+    node: Node<Ipc>,
+    service: PubSub<Ipc, [u8], FrameHeader>,
+    /// Shared with the [`ShmLender`], if the render loop reads into its samples.
+    publisher: Arc<Publisher<Ipc, [u8], FrameHeader>>,
     limits: Arc<SendLimits>,
     /// Wakes subscribers that wait on the service's event (see [`FrameEvent`]); `None` when the
     /// event service could not be opened, and then they find frames by polling.
-    notifier: Option<Notifier<ipc::Service>>,
+    notifier: Option<Notifier<Ipc>>,
 }
 
 /// What the backpressure handler (a `'static` callback) needs to know about the current send.
@@ -468,7 +498,7 @@ impl Publishing {
             .name(&NodeName::new("glstream").map_err(|e| ShmError::Node(words(&e)))?)
             // glstream handles signals itself; see claim_signals.
             .signal_handling_mode(SignalHandlingMode::Disabled)
-            .create::<ipc::Service>()
+            .create::<Ipc>()
             .map_err(|e| ShmError::Node(words(&e)))?;
         remove_dead_nodes();
         let lossless = policy == Policy::Lossless;
@@ -540,7 +570,9 @@ impl Publishing {
             .initial_max_slice_len(frame_bytes as usize)
             // Every frame of a stream has the same size.
             .allocation_strategy(AllocationStrategy::Static)
-            .max_loaned_samples(1)
+            // One for the copy from a mapped PBO; the render loop's loans when it reads into
+            // samples (`ShmLender`).
+            .max_loaned_samples(MAX_LOANS)
             // Consulted only without safe overflow, that is for lossless streams.
             .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
             .set_backpressure_handler(move |info: &BackpressureInfo| {
@@ -563,7 +595,7 @@ impl Publishing {
         Ok(Self {
             node,
             service,
-            publisher,
+            publisher: Arc::new(publisher),
             limits,
             notifier,
         })
@@ -603,10 +635,7 @@ pub(crate) fn open_reason(e: &PublishSubscribeOpenError) -> String {
 /// Checks that an existing service has the settings a glstream creates it with, so that no
 /// other program's service (iceoryx2's defaults admit two publishers) is published on: `Err`
 /// says what differs.
-fn glstream_made(
-    service: &PubSub<ipc::Service, [u8], FrameHeader>,
-    lossless: bool,
-) -> Result<(), String> {
+fn glstream_made(service: &PubSub<Ipc, [u8], FrameHeader>, lossless: bool) -> Result<(), String> {
     let config = service.static_config();
     if config.has_safe_overflow() == lossless {
         return Err(format!(
@@ -648,14 +677,17 @@ impl<F: Frame> Output<F> for ShmOutput {
         feed: &'env Feed<F>,
         policy: Policy,
     ) -> Result<(), OutputError> {
-        let (ready, setup) = mpsc::sync_channel::<Result<(), ShmError>>(1);
+        let (ready, setup) = mpsc::sync_channel::<Result<Arc<ShmLender>, ShmError>>(1);
         let service = self.service.clone();
         thread::Builder::new()
             .name("shm".into())
             .spawn_scoped(scope, move || {
                 let publishing = match Publishing::open(&service, feed, policy) {
                     Ok(publishing) => {
-                        let _ = ready.send(Ok(()));
+                        let lender = ShmLender {
+                            publisher: Arc::clone(&publishing.publisher),
+                        };
+                        let _ = ready.send(Ok(Arc::new(lender)));
                         publishing
                     }
                     Err(e) => {
@@ -671,8 +703,15 @@ impl<F: Frame> Output<F> for ShmOutput {
             })?;
         let what = "shm".to_owned();
         match setup.recv() {
-            Ok(Ok(())) => {
+            Ok(Ok(lender)) => {
                 log::info!("publishing on iceoryx2 service {}", self.service);
+                if self.readback != ShmReadback::Pbo {
+                    feed.lend(Lending {
+                        lender,
+                        always: self.readback == ShmReadback::Direct,
+                        what: format!("shm:{}", self.service),
+                    });
+                }
                 Ok(())
             }
             Ok(Err(e)) => Err(OutputError::Setup {
@@ -718,6 +757,86 @@ fn serve<F: Frame>(feed: &Feed<F>, publishing: &Publishing, service: &str, polic
     }
 }
 
+/// Lends the render loop samples of the service to read frames straight into (see
+/// [`crate::gl::readback::LentRing`]), so that the driver's copy is a frame's only one; the
+/// [`ShmSink`] takes each filled sample from its frame and sends it. What the [`Lender`]
+/// promises holds: a sample's memory is in the publisher's data segment, which stays mapped
+/// where it is while the publisher lives (this keeps it alive), sent or not; iceoryx2 lends a
+/// chunk again only once it was sent and every subscriber let go of it, or returned unsent; and
+/// the sink writes the header only, never the payload.
+struct ShmLender {
+    publisher: Arc<Publisher<Ipc, [u8], FrameHeader>>,
+}
+
+/// What a [`ShmLender`]'s holder holds.
+enum Loan {
+    /// Nothing.
+    Empty,
+    /// A sample being read into.
+    Loaned(SampleMutUninit<Ipc, [MaybeUninit<u8>], FrameHeader>),
+    /// A frame, ready to send.
+    Filled(SampleMut<Ipc, [u8], FrameHeader>),
+}
+
+impl Loan {
+    /// The filled sample, taken (to be sent); `None` if there is none.
+    fn take_filled(&mut self) -> Option<SampleMut<Ipc, [u8], FrameHeader>> {
+        match std::mem::replace(self, Loan::Empty) {
+            Loan::Filled(sample) => Some(sample),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
+/// The holder a [`ShmLender`] made, or the error of a caller that mixed lenders up.
+fn loan(holder: &mut (dyn Any + Send)) -> Result<&mut Loan, String> {
+    holder
+        .downcast_mut::<Loan>()
+        .ok_or_else(|| "a holder the shared-memory output did not make".to_owned())
+}
+
+impl Lender for ShmLender {
+    fn holder(&self) -> Box<dyn Any + Send> {
+        Box::new(Loan::Empty)
+    }
+
+    fn lend<'h>(
+        &self,
+        holder: &'h mut (dyn Any + Send),
+        len: usize,
+    ) -> Result<&'h mut [MaybeUninit<u8>], String> {
+        let loan = loan(holder)?;
+        // Returned first, so that it counts against no limit.
+        *loan = Loan::Empty;
+        let sample = self
+            .publisher
+            .loan_slice_uninit(len)
+            .map_err(|e| words(&e))?;
+        *loan = Loan::Loaned(sample);
+        match loan {
+            Loan::Loaned(sample) => Ok(sample.payload_mut()),
+            _ => unreachable!("just stored"),
+        }
+    }
+
+    unsafe fn filled(&self, holder: &mut (dyn Any + Send)) {
+        let Ok(loan) = loan(holder) else { return };
+        if let Loan::Loaned(sample) = std::mem::replace(loan, Loan::Empty) {
+            // SAFETY: the caller wrote every byte of this loan's payload (the trait's contract).
+            *loan = Loan::Filled(unsafe { sample.assume_init() });
+        }
+    }
+
+    fn clear(&self, holder: &mut (dyn Any + Send)) {
+        if let Ok(loan) = loan(holder) {
+            *loan = Loan::Empty;
+        }
+    }
+}
+
 /// The [`Sink`] for all subscribers of the service: each frame is one loaned sample.
 struct ShmSink<'a> {
     publishing: &'a Publishing,
@@ -755,14 +874,24 @@ impl Sink for ShmSink<'_> {
             .as_nanos() as u64;
         limits.deadline_ns.store(deadline_ns, Ordering::Relaxed);
         let missed = limits.missed.load(Ordering::Relaxed);
-        // The one copy: from the mapped PBO into shared memory.
-        let sample = publishing
-            .publisher
-            .loan_slice_uninit(payload.len())
-            .map_err(|e| {
-                SendError::Failed(io::Error::other(format!("cannot loan: {}", words(&e))))
-            })?;
-        let mut sample = sample.write_from_slice(payload);
+        // A frame the render loop read straight into a sample is sent as it is; any other is
+        // copied once, from the mapped PBO into shared memory.
+        let mut lent = None;
+        frame.with_loan(&mut |holder| {
+            if let Some(loan) = holder.downcast_mut::<Loan>() {
+                lent = loan.take_filled();
+            }
+        });
+        let mut sample = match lent {
+            Some(sample) => sample,
+            None => publishing
+                .publisher
+                .loan_slice_uninit(payload.len())
+                .map_err(|e| {
+                    SendError::Failed(io::Error::other(format!("cannot loan: {}", words(&e))))
+                })?
+                .write_from_slice(payload),
+        };
         *sample.user_header_mut() = FrameHeader {
             request_id: frame.request_id(),
             ..FrameHeader::new(shape, frame.frame_index(), frame.timestamp_ns())

@@ -412,3 +412,160 @@ fn bench_measures_shm_and_reports_its_allocations_honestly() {
         assert_eq!(c["allocs_per_frame"].as_f64(), Some(0.0), "{c}");
     }
 }
+
+/// Streams `frames` frames of the cube (plus `extra` flags) at 96×64 through shared memory with
+/// `--shm-readback mode`, saves them with `recv --shm`, and returns the producer's log.
+fn stream_and_save(name: &str, mode: &str, frames: &str, extra: &[&str], dir: &Path) -> String {
+    let mut server = publishing(
+        &[
+            &[
+                "--shm",
+                name,
+                "--shm-readback",
+                mode,
+                "--frames",
+                frames,
+                "--policy",
+                "lossless",
+                "--width",
+                "96",
+                "--height",
+                "64",
+            ][..],
+            extra,
+        ]
+        .concat(),
+    );
+    util::run_ok(&[
+        "recv",
+        "--shm",
+        name,
+        "--frames",
+        frames,
+        "--save",
+        super::path_str(dir),
+    ]);
+    assert!(server.wait().success(), "{}", server.stderr());
+    server.stderr()
+}
+
+#[test]
+fn frames_read_straight_into_samples_equal_snapshots_byte_for_byte() {
+    // rgba8 is read from the scene's own target; gray8 with --flip and bgra8 from the output
+    // pass's renderbuffer: both kinds of colour image the reader's context attaches.
+    // Snapshots are written top-down, as `recv --save` writes every frame.
+    for (label, extra, snapshot) in [
+        ("rgba8", &[][..], &[][..]),
+        (
+            "gray8-flip",
+            &["--format", "gray8", "--flip"][..],
+            &["--format", "gray8"][..],
+        ),
+        (
+            "bgra8",
+            &["--format", "bgra8"][..],
+            &["--format", "bgra8"][..],
+        ),
+    ] {
+        let name = service(&format!("direct-{label}"));
+        let streamed = super::scratch(&format!("shm-direct-{label}"));
+        let log = stream_and_save(&name, "direct", "24", extra, &streamed);
+        assert!(
+            log.contains(&format!("reading frames straight into shm:{name}")),
+            "{log}"
+        );
+        let snapped = super::scratch(&format!("shm-direct-{label}-snapshot"));
+        util::snapshot_ok(
+            &snapped,
+            ("96", "64"),
+            &[&["--frames", "0..24"][..], snapshot].concat(),
+        );
+        for index in 0..24 {
+            let file = format!("frame_{index:06}.png");
+            let (got, want) = (
+                std::fs::read(streamed.join(&file)).expect("saved frame"),
+                std::fs::read(snapped.join(&file)).expect("snapshot"),
+            );
+            assert!(got == want, "{label}: {file} differs from its snapshot");
+        }
+    }
+}
+
+#[test]
+fn samples_are_read_into_only_where_that_saves_a_copy() {
+    // Alone on a software renderer, auto reads into samples; on a GPU it keeps the ring.
+    let name = service("auto");
+    let dir = super::scratch("shm-auto");
+    let log = stream_and_save(&name, "auto", "3", &[], &dir);
+    let software = log.contains(", software)");
+    assert_eq!(
+        log.contains("reading frames straight into"),
+        software,
+        "auto chose wrongly for this renderer:\n{log}"
+    );
+    // Asked for the ring, or beside another output, it keeps the ring.
+    let name = service("pbo");
+    let log = stream_and_save(&name, "pbo", "3", &[], &dir);
+    assert!(!log.contains("reading frames straight into"), "{log}");
+    let name = service("beside-tcp");
+    let server = Server::start(&["--shm", &name, "--shm-readback", "direct"]);
+    assert!(server.wait_for_log("streaming "), "{}", server.stderr());
+    assert!(
+        !server.stderr().contains("reading frames straight into"),
+        "{}",
+        server.stderr()
+    );
+    assert_clean_failure(
+        &run(&["--shm-readback", "direct", "--port", "0"]),
+        "--shm-readback needs --shm",
+    );
+}
+
+#[test]
+fn subscribers_holding_samples_never_see_one_rewritten() {
+    // Two subscribers hold each sample they take (one 10 ms, one not at all) while the
+    // renderer reads on into loans, under the latest policy: samples come back to iceoryx2 at
+    // all times, some while the hub still shows their frame. Every frame either takes decodes
+    // whole and in order.
+    let name = service("direct-held");
+    let mut server = publishing(&[
+        "--shm",
+        &name,
+        "--shm-readback",
+        "direct",
+        "--scene",
+        "pattern",
+        "--frames",
+        "600",
+        "--fps",
+        "300",
+        "--width",
+        "160",
+        "--height",
+        "120",
+    ]);
+    let slow = {
+        let name = name.clone();
+        thread::spawn(move || consumer(&name, &["--verify-pattern", "--hold-ms", "10"]))
+    };
+    // The stream starts with the first subscriber; the second joins it (two seconds long).
+    assert!(
+        server.wait_for_log("subscribers connected"),
+        "{}",
+        server.stderr()
+    );
+    let fast = util::run_ok(&[
+        "recv",
+        "--shm",
+        &name,
+        "--verify-pattern",
+        "--max-drops",
+        "600",
+    ]);
+    let fast = String::from_utf8_lossy(&fast.stdout).into_owned();
+    let slow = slow.join().unwrap();
+    for stdout in [&fast, &slow] {
+        assert!(stdout.contains("..=599 in order"), "{stdout}");
+    }
+    assert!(server.wait().success(), "{}", server.stderr());
+}

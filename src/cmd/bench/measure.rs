@@ -20,7 +20,7 @@ use crate::render::{RenderOptions, Renderer};
 use crate::stream::hub::Policy;
 use crate::stream::output::Output as StreamOutput;
 use crate::stream::protocol::HeaderMode;
-use crate::stream::shm;
+use crate::stream::shm::{self, ShmReadback};
 use crate::stream::socket::{self, Transport};
 use crate::stream::stop::StopFlag;
 
@@ -185,7 +185,9 @@ pub fn end_to_end(
     let (target, service) = match transport {
         BenchTransport::Tcp => (Some(Transport::Tcp(([127, 0, 0, 1], 0).into())), None),
         BenchTransport::Unix => (Some(Transport::Unix(unix_socket_path())), None),
-        BenchTransport::Shm => (None, Some(shm_service_name())),
+        BenchTransport::Shm => (None, Some((shm_service_name(), ShmReadback::Auto))),
+        BenchTransport::ShmPbo => (None, Some((shm_service_name(), ShmReadback::Pbo))),
+        BenchTransport::ShmDirect => (None, Some((shm_service_name(), ShmReadback::Direct))),
     };
     // The output is bound here rather than from the config's list: the consumer must be told
     // where to connect (a port 0 resolved).
@@ -216,8 +218,8 @@ pub fn end_to_end(
             }
             Box::new(output)
         }
-        (None, Some(service)) => {
-            let output = shm::bind(service)?;
+        (None, Some((service, readback))) => {
+            let output = shm::bind(service, *readback)?;
             // iceoryx2's signal handlers only record a signal; Ctrl-C must still end the bench.
             shm::keep_default_signals().context("cannot install signal handlers")?;
             args.extend(["--shm".into(), service.clone()]);
