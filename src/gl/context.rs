@@ -211,7 +211,14 @@ impl Gl {
         // the caller guarantees that no pack buffer is bound, so `dest` is a client address, and
         // that it has room for every byte written.
         unsafe { read(x, y, width, height, format, kind, dest.cast()) };
-        Ok(())
+        // A read that fails writes nothing; its caller must not take `dest` as written.
+        // SAFETY: the context is current (checked above).
+        match unsafe { self.get_error() } {
+            glow::NO_ERROR => Ok(()),
+            error => Err(GlError::Readback(format!(
+                "glReadPixels failed with GL error 0x{error:04x}"
+            ))),
+        }
     }
 
     /// How many deferred items wait (tests).

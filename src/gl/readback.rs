@@ -883,6 +883,13 @@ impl<'ctx> LentRing<'ctx> {
     /// shows that memory, if the lender lent it again (see [`LentReadSlot::leased_frame`]).
     /// First returns the loans set aside whose memory no lease shows any more.
     pub fn acquire(&mut self, target: usize) -> Result<LentReadSlot<'_, 'ctx>, GlError> {
+        // The slot being read has no leases yet: loaning into it would hand its memory back to
+        // the lender while the reader writes it.
+        if self.in_flight.is_some() {
+            return Err(GlError::Readback(
+                "a frame is still being read; complete it first".into(),
+            ));
+        }
         let mut i = 0;
         while i < self.aside.len() {
             let aside = &self.aside[i];
@@ -1023,7 +1030,7 @@ mod tests {
     use glow::HasContext;
 
     use super::*;
-    use crate::gl::objects::RenderTarget;
+    use crate::gl::objects::{Clear, RenderTarget};
 
     fn context() -> HeadlessContext {
         HeadlessContext::new(None).unwrap_or_else(|e| panic!("{e}"))
@@ -1118,5 +1125,111 @@ mod tests {
         assert_eq!(gl.deferred_len(), 0);
         assert_eq!(gl.holders(), 1);
         assert!(!gl.is_current());
+    }
+
+    /// Lends plain heap memory, one `Vec` per holder, counting what was marked filled.
+    #[derive(Default)]
+    struct HeapLender {
+        filled: std::sync::atomic::AtomicUsize,
+    }
+
+    type Loan = Option<Vec<MaybeUninit<u8>>>;
+
+    impl Lender for HeapLender {
+        fn holder(&self) -> Box<dyn Any + Send> {
+            Box::new(Loan::None)
+        }
+
+        fn lend<'h>(
+            &self,
+            holder: &'h mut (dyn Any + Send),
+            len: usize,
+        ) -> Result<&'h mut [MaybeUninit<u8>], String> {
+            let loan = holder.downcast_mut::<Loan>().expect("a heap holder");
+            Ok(loan.insert(vec![MaybeUninit::uninit(); len]))
+        }
+
+        unsafe fn filled(&self, _holder: &mut (dyn Any + Send)) {
+            self.filled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+
+        fn clear(&self, holder: &mut (dyn Any + Send)) {
+            *holder.downcast_mut::<Loan>().expect("a heap holder") = None;
+        }
+    }
+
+    #[test]
+    fn a_lent_slot_is_not_loaned_again_while_its_frame_is_read() {
+        let context = context();
+        let target = RenderTarget::new(context.gl(), 4, 4, context.max_target_size()).unwrap();
+        target.begin(Clear::ColorAndDepth([1.0, 0.0, 0.0, 1.0]));
+        let lender = Arc::new(HeapLender::default());
+        let mut ring = LentRing::new(
+            &context,
+            vec![target.shared_color()],
+            4,
+            4,
+            Format::Rgba8,
+            Arc::clone(&lender) as Arc<dyn Lender>,
+        )
+        .unwrap();
+        let meta = FrameMeta {
+            sequence: 1,
+            ..FrameMeta::default()
+        };
+        ring.acquire(0).unwrap().submit(meta).unwrap();
+        // Loaning into the slot being read would give its memory back while the reader writes it.
+        let refused = ring
+            .acquire(0)
+            .err()
+            .expect("acquire refused while a read is in flight");
+        assert!(
+            refused.to_string().contains("still being read"),
+            "{refused}"
+        );
+        let lease = ring
+            .complete_oldest()
+            .unwrap()
+            .expect("one frame in flight");
+        assert_eq!(lease.bytes(), [255, 0, 0, 255].repeat(16));
+        assert_eq!(lender.filled.load(std::sync::atomic::Ordering::Relaxed), 1);
+        drop(lease);
+        ring.acquire(0).unwrap().submit(meta).unwrap();
+        assert!(ring.complete_oldest().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_failed_read_into_client_memory_is_an_error() {
+        let context = context();
+        let target = RenderTarget::new(context.gl(), 4, 4, context.max_target_size()).unwrap();
+        target.begin(Clear::ColorAndDepth([0.0, 0.0, 0.0, 1.0]));
+        let mut memory = [0u8; 64];
+        // SAFETY: context current; no pack buffer bound; `memory` holds a 4×4 RGBA frame. The
+        // format 0 is no format, so the driver refuses the read and writes nothing.
+        let read = unsafe {
+            context
+                .gl()
+                .read_pixels_to(0, 0, 4, 4, 0, glow::UNSIGNED_BYTE, memory.as_mut_ptr())
+        };
+        let error = read.expect_err("an invalid read fails").to_string();
+        assert!(
+            error.contains("glReadPixels failed with GL error 0x05"),
+            "{error}"
+        );
+        // SAFETY: the same, with a valid format.
+        unsafe {
+            context.gl().read_pixels_to(
+                0,
+                0,
+                4,
+                4,
+                glow::RGBA,
+                glow::UNSIGNED_BYTE,
+                memory.as_mut_ptr(),
+            )
+        }
+        .unwrap();
+        assert_eq!(memory, [0, 0, 0, 255].repeat(16)[..]);
     }
 }
