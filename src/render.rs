@@ -239,6 +239,11 @@ impl<'ctx> Renderer<'ctx> {
         }
     }
 
+    /// Whether frames are read into lent memory ([`Renderer::read_into`]).
+    pub fn reads_lent(&self) -> bool {
+        self.lent.is_some()
+    }
+
     /// Whether the loop should publish frame N − 1 once frame N is rasterized rather than once
     /// the ring is full: on a software rasterizer with frames in flight (see the loop), and
     /// always when reading into lent memory, where a frame's read overlaps the next's drawing.
@@ -263,6 +268,11 @@ impl<'ctx> Renderer<'ctx> {
     /// The context's GL strings (GL_RENDERER names the driver in bench reports).
     pub fn context_info(&self) -> &crate::gl::context::ContextInfo {
         self.context.info()
+    }
+
+    /// Starts the driver on the commands issued so far without waiting for them (`glFlush`).
+    pub fn flush(&self) {
+        crate::gl::objects::flush(self.context.gl());
     }
 
     /// Blocks until every GL command issued so far has executed (`glFinish`), so a render-only

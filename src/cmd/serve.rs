@@ -123,6 +123,9 @@ pub enum Mark {
     Start,
     /// Its draw calls are issued.
     Rendered,
+    /// It is rasterized (marked where the loop waits for that apart from drawing: reading
+    /// into lent memory).
+    Rasterized,
     /// Its PBO is free (an earlier frame withdrawn from the outputs, or waited for).
     Retracted,
     /// `glReadPixels` into the PBO and its fence are issued.
@@ -225,6 +228,8 @@ impl Observer for StatsLog {
                 self.marks[1] = Some(now);
                 self.render = self.marks[0].map(|start| now - start);
             }
+            // Where the loop waits for the rasterizer apart, rendering lasts until it is done.
+            Mark::Rasterized => self.render = self.marks[0].map(|start| now - start),
             Mark::Retracted => self.marks[2] = Some(now),
             // Readback: glReadPixels and the fence, then (once the ring is full) the wait for the
             // oldest frame and its map.
@@ -488,11 +493,18 @@ pub fn stream<'ctx>(
             && sole_output
             && (lending.always || renderer.is_software())
         {
-            renderer.read_into(Arc::clone(&lending.lender))?;
-            log::info!(
-                "reading frames straight into {}'s shared memory",
-                lending.what
-            );
+            match renderer.read_into(Arc::clone(&lending.lender)) {
+                Ok(()) => log::info!(
+                    "reading frames straight into {}'s shared memory",
+                    lending.what
+                ),
+                // Asked for: the one-line error. Chosen: the PBO ring works wherever GL does.
+                Err(e) if lending.always => return Err(e.into()),
+                Err(e) => log::warn!(
+                    "cannot read frames straight into {}'s shared memory ({e}); reading through the PBO ring",
+                    lending.what
+                ),
+            }
         }
         // The control channel's thread wakes the render loop (in the hub) for each request.
         let feed_ref = &feed;
@@ -527,14 +539,21 @@ pub fn stream<'ctx>(
             relay: Some(relay),
         };
         observer.ready(&announcements)?;
+        let readback = if renderer.reads_lent() {
+            "read on the readback thread".to_string()
+        } else {
+            format!(
+                "{} + up to {}",
+                plural(renderer.ring.capacity(), "PBO"),
+                plural(spare_limit, "spare")
+            )
+        };
         log::info!(
-            "streaming {}x{} {}{}, {} + up to {}",
+            "streaming {}x{} {}{}, {readback}",
             shape.width_px,
             shape.height_px,
             shape.format.name(),
             if shape.top_down { " top-down" } else { "" },
-            plural(renderer.ring.capacity(), "PBO"),
-            plural(spare_limit, "spare"),
         );
         let (frames, served) = match link {
             Some(link) if config.control.as_ref().is_some_and(|c| c.on_request) => {
@@ -710,6 +729,26 @@ fn frames_on_request<'ctx>(
 /// The render loop proper; returns the frames rendered and the time spent serving them. With
 /// a control channel (`link`), one waiting request is applied before each frame, which then
 /// answers it.
+/// Publishes the oldest frame read, if there is one, in epoch `epoch`; says whether a consumer
+/// was there to take it.
+fn publish_oldest<'ctx>(
+    renderer: &mut Renderer<'ctx>,
+    hub: &Hub<FrameLease<'ctx>>,
+    epoch: u64,
+    awaiting: &mut Awaiting<'_>,
+    observer: &mut impl Observer,
+) -> Result<Option<bool>> {
+    let Some(lease) = renderer.complete_oldest()? else {
+        return Ok(None);
+    };
+    observer.mark(Mark::Mapped);
+    let published = lease.meta().sequence;
+    let delivered = hub.publish(epoch, lease);
+    awaiting.published(published);
+    observer.mark(Mark::Published);
+    Ok(Some(delivered))
+}
+
 fn frames<'ctx>(
     config: &ServeConfig,
     renderer: &mut Renderer<'ctx>,
@@ -743,6 +782,7 @@ fn frames<'ctx>(
     // On a GPU the readback is asynchronous and the GL thread must not wait for the render; on
     // llvmpipe `glReadPixels` waits for the rasterizer anyway (see the loop).
     let publish_early = renderer.publishes_early();
+    let publish_first = renderer.reads_lent();
     'frames: loop {
         if stopped() {
             break;
@@ -817,19 +857,28 @@ fn frames<'ctx>(
             request_id,
         };
         renderer.render(meta.frame_index);
-        if publish_early {
+        if publish_first {
+            // Reading into lent memory: frame N − 1 was read on the reader thread while N was
+            // drawn; N goes to the rasterizer first, and N − 1 is published while it runs, so
+            // that waking the outputs never delays the rasterizer's next frame.
+            renderer.flush();
+            observer.mark(Mark::Rendered);
+            if let Some(reached) = publish_oldest(renderer, hub, current, &mut awaiting, observer)?
+            {
+                delivered = reached;
+            }
+            renderer.wait_rendered()?;
+            observer.mark(Mark::Rasterized);
+        } else if publish_early {
             // A software rasterizer shares the CPU with the outputs: publishing frame N − 1
             // only after frame N's readback started its send just as frame N + 1's
             // rasterization took both cores. Waiting for frame N to be rasterized first and
             // publishing N − 1 then overlaps the send with the readback copy instead.
             renderer.wait_rendered()?;
             observer.mark(Mark::Rendered);
-            if let Some(lease) = renderer.complete_oldest()? {
-                observer.mark(Mark::Mapped);
-                let published = lease.meta().sequence;
-                delivered = hub.publish(current, lease);
-                awaiting.published(published);
-                observer.mark(Mark::Published);
+            if let Some(reached) = publish_oldest(renderer, hub, current, &mut awaiting, observer)?
+            {
+                delivered = reached;
             }
         } else {
             observer.mark(Mark::Rendered);
@@ -851,13 +900,9 @@ fn frames<'ctx>(
         sequence += 1;
         if !publish_early
             && renderer.is_full()
-            && let Some(lease) = renderer.complete_oldest()?
+            && let Some(reached) = publish_oldest(renderer, hub, current, &mut awaiting, observer)?
         {
-            observer.mark(Mark::Mapped);
-            let published = lease.meta().sequence;
-            delivered = hub.publish(current, lease);
-            awaiting.published(published);
-            observer.mark(Mark::Published);
+            delivered = reached;
         }
         observer.frame(&Progress {
             frames: sequence,

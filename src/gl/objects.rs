@@ -975,6 +975,13 @@ pub fn finish(gl: &glow::Context) {
     unsafe { gl.finish() }
 }
 
+/// Hands every GL command issued so far to the driver (`glFlush`): on a software rasterizer its
+/// threads start on the frame now rather than at the next wait.
+pub fn flush(gl: &glow::Context) {
+    // SAFETY: context current (module invariant); glFlush has no arguments.
+    unsafe { gl.flush() }
+}
+
 /// Fixed-function state the scenes switch between passes.
 pub fn set_depth_test(gl: &glow::Context, enabled: bool) {
     // SAFETY: context current (module invariant); plain state toggles.

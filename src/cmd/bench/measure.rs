@@ -123,10 +123,12 @@ fn shm_service_name() -> String {
     format!("glstream/bench-{}-{run}", std::process::id())
 }
 
-/// Time per stage of the stream loop, summed: render, retract, readback, wait + map, publish
-/// (the slots of [`STAGES`] they go in).
-const LOOP_STAGES: [(Mark, usize); 5] = [
+/// Time per stage of the stream loop, summed: render, finish (the wait for the rasterizer, where
+/// the loop marks it apart), retract, readback, wait + map, publish (the slots of [`STAGES`] they
+/// go in).
+const LOOP_STAGES: [(Mark, usize); 6] = [
     (Mark::Rendered, 0),
+    (Mark::Rasterized, 1),
     (Mark::Retracted, 2),
     (Mark::Submitted, 3),
     (Mark::Mapped, 4),
