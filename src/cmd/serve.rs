@@ -488,10 +488,12 @@ pub fn stream<'ctx>(
         }
         // Reading straight into the memory an output lends saves the copy out of a PBO where the
         // read costs what a read into a PBO does (a software rasterizer), and only that output
-        // then wants the frames.
+        // then wants the frames; and where the copy saved outweighs handing every frame to the
+        // reader thread and back (see DIRECT_READ_MIN_BYTES).
         if let Some(lending) = feed.lending()
             && sole_output
-            && (lending.always || renderer.is_software())
+            && (lending.always
+                || (renderer.is_software() && shape.frame_bytes() >= DIRECT_READ_MIN_BYTES))
         {
             match renderer.read_into(Arc::clone(&lending.lender)) {
                 Ok(()) => log::info!(
@@ -729,6 +731,12 @@ fn frames_on_request<'ctx>(
 /// The render loop proper; returns the frames rendered and the time spent serving them. With
 /// a control channel (`link`), one waiting request is applied before each frame, which then
 /// answers it.
+/// The smallest frame that `--shm-readback auto` reads straight into a sample: below it the copy
+/// out of a PBO costs less than the reader thread's two hand-overs a frame. Measured on llvmpipe
+/// (2 cores, `bench/shm-readback.sh`): at 800×600 RGBA (1.9 MB) the ring was 2–3 % faster, at
+/// 1280×720 (3.7 MB) the reader 2–3 % faster, at 1920×1080 6–7 %.
+pub const DIRECT_READ_MIN_BYTES: u64 = 3 << 20;
+
 /// Publishes the oldest frame read, if there is one, in epoch `epoch`; says whether a consumer
 /// was there to take it.
 fn publish_oldest<'ctx>(

@@ -343,7 +343,7 @@ pub struct ShmOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ShmReadback {
     /// `direct` where it saves a copy: a software rasterizer (llvmpipe), with shared memory the
-    /// stream's only output; otherwise `pbo`.
+    /// stream's only output, for frames of 3 MiB and more; otherwise `pbo`.
     #[default]
     Auto,
     /// Through the PBO ring, each frame then copied from the mapping into its sample.

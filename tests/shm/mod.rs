@@ -416,6 +416,18 @@ fn bench_measures_shm_and_reports_its_allocations_honestly() {
 /// Streams `frames` frames of the cube (plus `extra` flags) at 96×64 through shared memory with
 /// `--shm-readback mode`, saves them with `recv --shm`, and returns the producer's log.
 fn stream_and_save(name: &str, mode: &str, frames: &str, extra: &[&str], dir: &Path) -> String {
+    stream_sized_and_save(name, mode, frames, ("96", "64"), extra, dir)
+}
+
+/// [`stream_and_save`] at `size` (width, height).
+fn stream_sized_and_save(
+    name: &str,
+    mode: &str,
+    frames: &str,
+    size: (&str, &str),
+    extra: &[&str],
+    dir: &Path,
+) -> String {
     let mut server = publishing(
         &[
             &[
@@ -428,9 +440,9 @@ fn stream_and_save(name: &str, mode: &str, frames: &str, extra: &[&str], dir: &P
                 "--policy",
                 "lossless",
                 "--width",
-                "96",
+                size.0,
                 "--height",
-                "64",
+                size.1,
             ][..],
             extra,
         ]
@@ -493,16 +505,20 @@ fn frames_read_straight_into_samples_equal_snapshots_byte_for_byte() {
 
 #[test]
 fn samples_are_read_into_only_where_that_saves_a_copy() {
-    // Alone on a software renderer, auto reads into samples; on a GPU it keeps the ring.
+    // Alone on a software renderer, auto reads frames of 3 MiB and more into samples (1280×720
+    // RGBA is 3.7 MB) and copies smaller ones out of the ring (96×64); on a GPU it keeps the ring.
     let name = service("auto");
     let dir = super::scratch("shm-auto");
-    let log = stream_and_save(&name, "auto", "3", &[], &dir);
+    let log = stream_sized_and_save(&name, "auto", "3", ("1280", "720"), &[], &dir);
     let software = log.contains(", software)");
     assert_eq!(
         log.contains("reading frames straight into"),
         software,
         "auto chose wrongly for this renderer:\n{log}"
     );
+    let name = service("auto-small");
+    let log = stream_and_save(&name, "auto", "3", &[], &dir);
+    assert!(!log.contains("reading frames straight into"), "{log}");
     // Asked for the ring, or beside another output, it keeps the ring.
     let name = service("pbo");
     let log = stream_and_save(&name, "pbo", "3", &[], &dir);

@@ -18,8 +18,9 @@ pub struct ShmArgs {
     pub shm: Option<String>,
 
     /// How frames get into the shared-memory samples: auto reads each frame straight into its
-    /// sample when shared memory is the only output and the renderer is a software one
-    /// (llvmpipe), and goes through the PBO ring otherwise; pbo always goes through the ring
+    /// sample when shared memory is the only output, the renderer is a software one (llvmpipe)
+    /// and a frame is 3 MiB or more, and goes through the PBO ring otherwise; pbo always goes
+    /// through the ring
     /// and copies each frame into its sample; direct reads straight into samples on any
     /// renderer (synchronous: on a GPU, for measuring).
     #[arg(long, value_enum, value_name = "MODE")]
