@@ -1232,4 +1232,149 @@ mod tests {
         .unwrap();
         assert_eq!(memory, [0, 0, 0, 255].repeat(16)[..]);
     }
+
+    /// Lends a small pool of buffers the way iceoryx2 lends samples: a loan's memory goes back
+    /// to the pool as soon as it is marked filled (sent, and released by every subscriber at
+    /// once: the worst case), so the pool lends it again while leases on that frame live on.
+    struct PoolLender {
+        buffers: Vec<usize>,
+        free: Mutex<VecDeque<usize>>,
+        len: usize,
+    }
+
+    type PoolLoan = Option<usize>;
+
+    impl PoolLender {
+        fn new(count: usize, len: usize) -> Self {
+            let buffers = (0..count)
+                .map(|_| Box::into_raw(vec![0u8; len].into_boxed_slice()).cast::<u8>() as usize)
+                .collect();
+            Self {
+                buffers,
+                free: Mutex::new((0..count).collect()),
+                len,
+            }
+        }
+
+        fn give_back(&self, holder: &mut (dyn Any + Send)) {
+            let loan = holder.downcast_mut::<PoolLoan>().expect("a pool holder");
+            if let Some(index) = loan.take() {
+                self.free.lock().unwrap().push_back(index);
+            }
+        }
+    }
+
+    impl Drop for PoolLender {
+        fn drop(&mut self) {
+            for &address in &self.buffers {
+                let slice = std::ptr::slice_from_raw_parts_mut(address as *mut u8, self.len);
+                // SAFETY: made by Box::into_raw in `new` with this length; the ring that wrote
+                // into it is gone (it holds the lender) and no lease outlives the test's ring.
+                drop(unsafe { Box::from_raw(slice) });
+            }
+        }
+    }
+
+    impl Lender for PoolLender {
+        fn holder(&self) -> Box<dyn Any + Send> {
+            Box::new(PoolLoan::None)
+        }
+
+        fn lend<'h>(
+            &self,
+            holder: &'h mut (dyn Any + Send),
+            len: usize,
+        ) -> Result<&'h mut [MaybeUninit<u8>], String> {
+            assert!(len <= self.len);
+            self.give_back(holder);
+            let index = self.free.lock().unwrap().pop_front().ok_or("pool empty")?;
+            *holder.downcast_mut::<PoolLoan>().expect("a pool holder") = Some(index);
+            let address = self.buffers[index] as *mut MaybeUninit<u8>;
+            // SAFETY: a live buffer of `self.len` bytes, lent to this holder alone until it is
+            // given back (the ring reads the leases' bytes only through raw pointers).
+            Ok(unsafe { std::slice::from_raw_parts_mut(address, len) })
+        }
+
+        unsafe fn filled(&self, holder: &mut (dyn Any + Send)) {
+            self.give_back(holder);
+        }
+
+        fn clear(&self, holder: &mut (dyn Any + Send)) {
+            self.give_back(holder);
+        }
+    }
+
+    #[test]
+    fn memory_lent_again_is_never_written_while_a_lease_shows_it() {
+        // The render loop's part: withdraw the frame `leased_frame` names (here: drop every lease
+        // on it), then submit. Leases are kept and dropped in a fixed pseudo-random pattern; after
+        // every read each live lease must still show its own frame's colour.
+        let context = context();
+        let target = RenderTarget::new(context.gl(), 4, 4, context.max_target_size()).unwrap();
+        let lender = Arc::new(PoolLender::new(5, 64));
+        let mut ring = LentRing::new(
+            &context,
+            vec![target.shared_color()],
+            4,
+            4,
+            Format::Rgba8,
+            Arc::clone(&lender) as Arc<dyn Lender>,
+        )
+        .unwrap();
+        let colour = |frame: u64| {
+            [
+                (frame % 200 + 20) as u8,
+                (frame * 7 % 200 + 20) as u8,
+                9,
+                255,
+            ]
+        };
+        let mut leases: Vec<FrameLease<'_>> = Vec::new();
+        let (mut withdrawn, mut random) = (0, 12345u64);
+        for frame in 1..=300u64 {
+            let [r, g, b, a] = colour(frame).map(|c| f32::from(c) / 255.0);
+            target.begin(Clear::ColorAndDepth([r, g, b, a]));
+            let slot = ring.acquire(0).unwrap();
+            if let Some(pinned) = slot.leased_frame() {
+                leases.retain(|lease| lease.meta().sequence != pinned.sequence);
+                withdrawn += 1;
+            }
+            assert!(
+                slot.wait_free(Duration::ZERO),
+                "frame {frame}: still pinned"
+            );
+            let meta = FrameMeta {
+                sequence: frame,
+                ..FrameMeta::default()
+            };
+            slot.submit(meta).unwrap();
+            let lease = ring
+                .complete_oldest()
+                .unwrap()
+                .expect("one frame in flight");
+            for _ in 0..frame % 3 {
+                leases.push(lease.clone());
+            }
+            leases.push(lease);
+            for lease in &leases {
+                let sequence = lease.meta().sequence;
+                assert_eq!(
+                    lease.bytes(),
+                    colour(sequence).repeat(16),
+                    "frame {sequence}'s lease, after frame {frame} was read"
+                );
+            }
+            // Drop about a third of the leases, at pseudo-random.
+            leases.retain(|_| {
+                random = random
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                random >> 62 != 0
+            });
+        }
+        assert!(withdrawn > 0, "the pool never lent memory a lease showed");
+        drop(leases);
+        drop(ring);
+        assert_eq!(lender.free.lock().unwrap().len(), 5, "every loan came back");
+    }
 }
