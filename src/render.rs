@@ -180,15 +180,24 @@ impl<'ctx> Renderer<'ctx> {
                 .push(DrawTarget::new(self.context, &self.options)?);
         }
         let ring = &self.ring;
-        self.lent = Some(LentRing::new(
+        match LentRing::new(
             self.context,
             self.targets.iter().map(DrawTarget::shared_color).collect(),
             ring.width_px(),
             ring.height_px(),
             ring.format(),
             lender,
-        )?);
-        Ok(())
+        ) {
+            Ok(lent) => {
+                self.lent = Some(lent);
+                Ok(())
+            }
+            Err(e) => {
+                // Reading through the ring, one target is drawn into.
+                self.targets.truncate(1);
+                Err(e)
+            }
+        }
     }
 
     /// Reads through the PBO ring again, letting go of the lender (frames read into its memory

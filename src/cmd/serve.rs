@@ -728,9 +728,6 @@ fn frames_on_request<'ctx>(
     Ok((sequence, served))
 }
 
-/// The render loop proper; returns the frames rendered and the time spent serving them. With
-/// a control channel (`link`), one waiting request is applied before each frame, which then
-/// answers it.
 /// The smallest frame that `--shm-readback auto` reads straight into a sample: below it the copy
 /// out of a PBO costs less than the reader thread's two hand-overs a frame. Measured on llvmpipe
 /// (2 cores, `bench/shm-readback.sh`): at 800×600 RGBA (1.9 MB) the ring was 2–3 % faster, at
@@ -757,6 +754,9 @@ fn publish_oldest<'ctx>(
     Ok(Some(delivered))
 }
 
+/// The render loop proper; returns the frames rendered and the time spent serving them. With
+/// a control channel (`link`), one waiting request is applied before each frame, which then
+/// answers it.
 fn frames<'ctx>(
     config: &ServeConfig,
     renderer: &mut Renderer<'ctx>,
