@@ -732,7 +732,7 @@ fn frames_on_request<'ctx>(
 /// out of a PBO costs less than the reader thread's two hand-overs a frame. Measured on llvmpipe
 /// (2 cores, `bench/shm-readback.sh`): at 800×600 RGBA (1.9 MB) the ring was 2–3 % faster, at
 /// 1280×720 (3.7 MB) the reader 2–3 % faster, at 1920×1080 6–7 %.
-pub const DIRECT_READ_MIN_BYTES: u64 = 3 << 20;
+const DIRECT_READ_MIN_BYTES: u64 = 3 << 20;
 
 /// Publishes the oldest frame read, if there is one, in epoch `epoch`; says whether a consumer
 /// was there to take it.

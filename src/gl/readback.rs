@@ -803,11 +803,9 @@ impl LentReadSlot<'_, '_> {
             loaned,
             pinned_by,
         } = self;
-        if ring.in_flight.is_some() {
-            return Err(GlError::Readback(
-                "a frame is still being read; complete it first".into(),
-            ));
-        }
+        // A slot exists only through `acquire`, which refuses while a frame is read, and holds
+        // the ring until now.
+        debug_assert!(ring.in_flight.is_none());
         if let Some(pinned) = pinned_by {
             ring.slots[pinned].leases.wait_zero(None);
         }
@@ -1159,21 +1157,30 @@ mod tests {
         }
     }
 
+    /// A ring reading 4×4 RGBA frames of `target` into what `lender` lends.
+    fn lent_ring<'ctx>(
+        context: &'ctx HeadlessContext,
+        target: &RenderTarget,
+        lender: Arc<dyn Lender>,
+    ) -> LentRing<'ctx> {
+        LentRing::new(
+            context,
+            vec![target.shared_color()],
+            4,
+            4,
+            Format::Rgba8,
+            lender,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_lent_slot_is_not_loaned_again_while_its_frame_is_read() {
         let context = context();
         let target = RenderTarget::new(context.gl(), 4, 4, context.max_target_size()).unwrap();
         target.begin(Clear::ColorAndDepth([1.0, 0.0, 0.0, 1.0]));
         let lender = Arc::new(HeapLender::default());
-        let mut ring = LentRing::new(
-            &context,
-            vec![target.shared_color()],
-            4,
-            4,
-            Format::Rgba8,
-            Arc::clone(&lender) as Arc<dyn Lender>,
-        )
-        .unwrap();
+        let mut ring = lent_ring(&context, &target, Arc::clone(&lender) as Arc<dyn Lender>);
         let meta = FrameMeta {
             sequence: 1,
             ..FrameMeta::default()
@@ -1312,15 +1319,7 @@ mod tests {
         let context = context();
         let target = RenderTarget::new(context.gl(), 4, 4, context.max_target_size()).unwrap();
         let lender = Arc::new(PoolLender::new(5, 64));
-        let mut ring = LentRing::new(
-            &context,
-            vec![target.shared_color()],
-            4,
-            4,
-            Format::Rgba8,
-            Arc::clone(&lender) as Arc<dyn Lender>,
-        )
-        .unwrap();
+        let mut ring = lent_ring(&context, &target, Arc::clone(&lender) as Arc<dyn Lender>);
         let colour = |frame: u64| {
             [
                 (frame % 200 + 20) as u8,
